@@ -1,0 +1,1 @@
+"""retrainq producer: the enqueue HTTP API and the command-line client."""

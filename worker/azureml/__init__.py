@@ -1,0 +1,1 @@
+"""Typed async clients for the Azure ML Studio (classic) HTTP surfaces."""
