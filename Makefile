@@ -1,0 +1,56 @@
+# retrainq — every target installs what it needs first (virtualenv, pip packages pinned by
+# constraints.txt, Azurite from npm into node_modules/, Debian's redis-server when missing).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+AZURITE := node_modules/.bin/azurite-blob
+PYTEST_ARGS ?=
+
+.PHONY: install lint format test demo up down status bench clean
+
+install: $(STAMP) $(AZURITE)
+	@$(BIN)/python -c "from producer.processes import ensure_redis_server as e; e()" \
+		|| (echo "redis-server is required (see above)"; exit 1)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(AZURITE)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+up: install
+	$(BIN)/retrainq dev up
+
+down:
+	@test -x $(BIN)/retrainq && $(BIN)/retrainq dev down || echo "nothing to stop"
+
+status:
+	$(BIN)/retrainq dev status
+
+demo: install
+	$(BIN)/retrainq dev up
+	$(BIN)/retrainq dev status; rc=$$?; $(BIN)/retrainq dev down; exit $$rc
+
+bench: install
+	$(BIN)/python bench/run_all.py --quick
+
+clean: down
+	rm -rf $(VENV) node_modules .stack .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,87 @@
+"""The ``retrainq`` command line: the local stack today, the API's client commands alongside."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from producer.devstack import DevStack, StackPorts
+from producer.processes import ServiceError
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    stack = DevStack()
+    ports = StackPorts(
+        redis=args.redis_port, azurite=args.azurite_port, emulator=args.emulator_port, api=args.port
+    )
+    env = stack.up(workers=args.workers, ports=ports)
+    print(f"stack is up; settings written to {stack.env_file}")
+    for key in ("RETRAINQ_API_URL", "RETRAINQ_EMULATOR_URL", "RETRAINQ_REDIS__URL"):
+        print(f"  {key}={env[key]}")
+    if args.wait:
+        print("press Ctrl-C to stop")
+        stack.wait_forever()
+    return 0
+
+
+def _dev_down(_args: argparse.Namespace) -> int:
+    stopped = DevStack().down()
+    if not stopped:
+        print("nothing recorded as running")
+    for service in stopped:
+        print(f"stopped {service.name} (pid {service.pid})")
+    return 0
+
+
+def _dev_status(_args: argparse.Namespace) -> int:
+    rows = DevStack().status()
+    if not rows:
+        print("the stack is down")
+        return 3
+    healthy = True
+    for service, alive, listening in rows:
+        state = "up" if alive and listening else ("starting" if alive else "dead")
+        healthy = healthy and state == "up"
+        print(f"{service.name:<10} pid {service.pid:<8} port {service.port:<6} {state}")
+    return 0 if healthy else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``retrainq``."""
+    parser = argparse.ArgumentParser(
+        prog="retrainq", description="Retrain one model per customer, at fleet scale."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = commands.add_parser("dev", help="run the local stack (Redis, Azurite, emulator, API)")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+    up = dev_commands.add_parser("up", help="start the stack and write .stack/env")
+    up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    up.add_argument("--wait", action="store_true", help="stay in the foreground; Ctrl-C stops")
+    up.add_argument("--port", type=int, default=0, help="API port (default: a free port)")
+    up.add_argument("--redis-port", type=int, default=0)
+    up.add_argument("--azurite-port", type=int, default=0)
+    up.add_argument("--emulator-port", type=int, default=0)
+    up.set_defaults(handler=_dev_up)
+    down = dev_commands.add_parser("down", help="stop exactly what 'up' started")
+    down.set_defaults(handler=_dev_down)
+    status = dev_commands.add_parser("status", help="show the stack's processes")
+    status.set_defaults(handler=_dev_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retrainq``."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ServiceError as exc:
+        print(f"retrainq: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Entry point of ``retrainq-worker``: an arq worker plus a small health and metrics server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from worker.logs import configure_logging
+from worker.runtime import build_worker
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one worker process until SIGTERM/SIGINT (or until idle with ``--burst``)."""
+    parser = argparse.ArgumentParser(
+        prog="retrainq-worker", description="Advance retrain runs: BES jobs, gate, deploy."
+    )
+    parser.add_argument("--health-port", type=int, help="port of /healthz and /metrics")
+    parser.add_argument("--max-jobs", type=int, help="concurrent steps in this process")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    args = parser.parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.health_port is not None:
+        overrides["health_port"] = args.health_port
+    if args.max_jobs is not None:
+        overrides["max_jobs"] = args.max_jobs
+    settings = WorkerSettings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    configure_logging(settings.log)
+    log.info("worker.starting", pod=settings.pod_name, max_jobs=settings.max_jobs)
+    worker = build_worker(settings, burst=args.burst)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
