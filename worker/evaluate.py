@@ -1,0 +1,168 @@
+"""The evaluation gate: read Evaluate Model's CSV and decide whether a new model may deploy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Direction = Literal["higher_is_better", "lower_is_better"]
+
+# Azure ML Evaluate Model columns, by normalized name.
+_DIRECTIONS: dict[str, Direction] = {
+    "auc": "higher_is_better",
+    "accuracy": "higher_is_better",
+    "precision": "higher_is_better",
+    "recall": "higher_is_better",
+    "f1 score": "higher_is_better",
+    "coefficient of determination": "higher_is_better",
+    "overall accuracy": "higher_is_better",
+    "average accuracy": "higher_is_better",
+    "mean absolute error": "lower_is_better",
+    "root mean squared error": "lower_is_better",
+    "relative absolute error": "lower_is_better",
+    "relative squared error": "lower_is_better",
+    "average log loss": "lower_is_better",
+    "negative log likelihood": "lower_is_better",
+    "mean zero one error": "lower_is_better",
+}
+
+MAX_EVALUATION_BYTES = 64 * 1024
+
+
+class EvaluationError(ValueError):
+    """An evaluation CSV that does not hold one row of metrics."""
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"\s+", " ", name.strip()).casefold()
+
+
+def parse_evaluation_csv(text: str) -> dict[str, float]:
+    """Metrics from an Evaluate Model CSV: one header row and one row of values.
+
+    Cells are trimmed and may be quoted; non-numeric and non-finite cells are left out (some
+    columns are labels). Raises ``EvaluationError`` when no metric can be read.
+    """
+    if len(text) > MAX_EVALUATION_BYTES:
+        raise EvaluationError(f"evaluation CSV larger than {MAX_EVALUATION_BYTES} bytes")
+    try:
+        rows = [
+            [cell.strip() for cell in row]
+            for row in csv.reader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+            if any(cell.strip() for cell in row)
+        ]
+    except csv.Error as exc:
+        raise EvaluationError(f"evaluation CSV is malformed: {exc}") from exc
+    if len(rows) != 2:
+        raise EvaluationError(f"expected a header row and one value row, found {len(rows)} rows")
+    header, values = rows
+    if len(header) != len(values):
+        raise EvaluationError(f"header has {len(header)} columns but values have {len(values)}")
+    metrics: dict[str, float] = {}
+    for name, cell in zip(header, values, strict=True):
+        if not name:
+            raise EvaluationError("a column has no name")
+        if name in metrics:
+            raise EvaluationError(f"column {name!r} appears twice")
+        try:
+            value = float(cell)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            metrics[name] = value
+    if not metrics:
+        raise EvaluationError("evaluation CSV holds no numeric metric")
+    return metrics
+
+
+def _lookup(metrics: dict[str, float], metric: str) -> float | None:
+    wanted = _normalize(metric)
+    for name, value in metrics.items():
+        if _normalize(name) == wanted:
+            return value
+    return None
+
+
+class Gate(BaseModel):
+    """When a new model may replace the deployed one.
+
+    The default fits regression: Coefficient of Determination, higher is better, no absolute
+    threshold, and at most 10% worse than the deployed model. ``direction`` defaults from the
+    metric's name for Evaluate Model's known columns and is required for any other metric.
+    ``max_regression`` is a fraction of the deployed model's value (``0.1`` = 10% worse).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(default="Coefficient of Determination", min_length=1, max_length=100)
+    direction: Direction | None = None
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    max_regression: float | None = Field(default=0.10, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _known_direction(self) -> Self:
+        if self.direction is None and _normalize(self.metric) not in _DIRECTIONS:
+            raise ValueError(f"direction is required for metric {self.metric!r}")
+        return self
+
+    @property
+    def effective_direction(self) -> Direction:
+        """The direction given, else the known one for the metric."""
+        return self.direction or _DIRECTIONS[_normalize(self.metric)]
+
+
+class Decision(BaseModel):
+    """The gate's verdict on one model, with the numbers it was based on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    accepted: bool
+    reason: str
+    metric: str
+    value: float | None = None
+    baseline: float | None = None
+
+
+def decide(
+    gate: Gate, new_metrics: dict[str, float], deployed_metrics: dict[str, float] | None
+) -> Decision:
+    """Accept or reject a new model by the gate against the deployed model's metrics."""
+    metric, higher = gate.metric, gate.effective_direction == "higher_is_better"
+    value = _lookup(new_metrics, metric)
+    if value is None:
+        available = ", ".join(sorted(new_metrics)) or "none"
+        return Decision(
+            accepted=False,
+            reason=f"metric {metric!r} missing from the evaluation (has: {available})",
+            metric=metric,
+        )
+    baseline = _lookup(deployed_metrics, metric) if deployed_metrics else None
+
+    def verdict(accepted: bool, reason: str) -> Decision:
+        return Decision(
+            accepted=accepted, reason=reason, metric=metric, value=value, baseline=baseline
+        )
+
+    if gate.threshold is not None:
+        if higher and value < gate.threshold:
+            return verdict(False, f"{metric} {value:g} is below the threshold {gate.threshold:g}")
+        if not higher and value > gate.threshold:
+            return verdict(False, f"{metric} {value:g} is above the threshold {gate.threshold:g}")
+    if baseline is None:
+        return verdict(True, f"{metric} {value:g} passes; no deployed model to compare with")
+    if gate.max_regression is not None:
+        # Relative to |baseline| so the bound stays meaningful for negative values (R² < 0).
+        allowed = gate.max_regression * abs(baseline)
+        worse_by = baseline - value if higher else value - baseline
+        if worse_by > allowed and not math.isclose(worse_by, allowed, abs_tol=1e-12):
+            return verdict(
+                False,
+                f"{metric} {value:g} regresses from the deployed {baseline:g} "
+                f"by more than {gate.max_regression:.0%}",
+            )
+    return verdict(True, f"{metric} {value:g} passes against the deployed {baseline:g}")
