@@ -2,49 +2,227 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import time
+from datetime import timedelta
+from typing import Any, cast
 
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from arq.cron import cron
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
+from worker.azureml.arm import ArmClient, StaticToken
+from worker.azureml.bes import BesClient
+from worker.azureml.classic import EndpointsClient
+from worker.azureml.retry import RetryPolicy
+from worker.blobs import BlobStore
+from worker.deps import Deps
 from worker.health import start_health_server
+from worker.keys import Keys
+from worker.locks import Locks
+from worker.metrics import METRICS
+from worker.queue import ADVANCE, StepQueue
+from worker.redisio import reply
 from worker.serialization import deserialize, serialize
 from worker.settings import WorkerSettings
+from worker.slots import Slots
+from worker.steps import Stepper
+from worker.store import Store, now_ms
+
+log = structlog.get_logger("retrainq.worker")
+
+# Inside one step a call may be retried once, quickly; longer waits are new deferred steps.
+STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
 
 
-class WorkerContext(TypedDict, total=False):
-    """What arq's ``ctx`` holds for retrainq steps (plus arq's own job fields)."""
+def _api_of(url: str) -> str:
+    if "/jobs" in url:
+        return "bes"
+    if "/webServices" in url:
+        return "arm"
+    if "/endpoints" in url:
+        return "management"
+    if "/execute" in url:
+        return "rrs"
+    return "other"
 
-    settings: WorkerSettings
-    health: web.AppRunner
+
+def _trace_config() -> aiohttp.TraceConfig:
+    """Counts every Azure ML call by API and status (no URLs or tenants in labels)."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(
+        _session: aiohttp.ClientSession, _ctx: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        METRICS.remote_calls.labels(_api_of(str(params.url)), str(params.response.status)).inc()
+
+    async def on_error(
+        _session: aiohttp.ClientSession,
+        _ctx: Any,
+        params: aiohttp.TraceRequestExceptionParams,
+    ) -> None:
+        METRICS.remote_calls.labels(_api_of(str(params.url)), "error").inc()
+
+    trace.on_request_end.append(on_end)
+    trace.on_request_exception.append(on_error)
+    return trace
 
 
-async def ping(_ctx: dict[Any, Any], *_args: Any, **_kwargs: Any) -> str:
-    """A no-op job used to check the worker end to end."""
-    return "pong"
+def build_deps(
+    settings: WorkerSettings,
+    redis: aioredis.Redis,
+    pool: ArqRedis,
+    session: aiohttp.ClientSession,
+    blobs: BlobStore,
+) -> Deps:
+    """Wire stores and clients from settings (no I/O)."""
+    keys = Keys(settings.redis.prefix)
+    azureml = settings.azureml
+    timeout = azureml.request_timeout_seconds
+    bes = {
+        (name, index): BesClient(
+            session, endpoint.url, endpoint.api_key, STEP_RETRY, timeout_seconds=timeout
+        )
+        for name, service in settings.training_services.items()
+        for index, endpoint in enumerate(service.endpoints)
+    }
+    return Deps(
+        settings=settings,
+        store=Store(
+            redis,
+            keys,
+            run_timeout=timedelta(seconds=settings.run_timeout_seconds),
+        ),
+        slots=Slots(
+            redis, keys, settings.training_services, settings.lease_seconds, settings.bulk_every
+        ),
+        locks=Locks(redis),
+        queue=StepQueue(pool, settings.redis.queue_name),
+        blobs=blobs,
+        session=session,
+        endpoints=EndpointsClient(
+            session,
+            azureml.management_url,
+            azureml.workspace_id,
+            azureml.workspace_token,
+            STEP_RETRY,
+            timeout_seconds=timeout,
+        ),
+        arm=ArmClient(
+            session,
+            azureml.arm_url,
+            azureml.subscription_id,
+            azureml.resource_group,
+            StaticToken(azureml.arm_token),
+            STEP_RETRY,
+            timeout_seconds=timeout,
+        ),
+        bes=bes,
+    )
+
+
+async def advance(ctx: dict[Any, Any], run_id: str) -> None:
+    """arq job: advance one run by one step (or a few instant ones)."""
+    stepper: Stepper = ctx["stepper"]
+    await stepper.advance(run_id)
+
+
+async def reconcile(ctx: dict[Any, Any]) -> int:
+    """arq cron: re-enqueue runs whose next step is overdue, and fill free slots."""
+    stepper: Stepper = ctx["stepper"]
+    deps = stepper.deps
+    grace = deps.settings.reconcile_grace_seconds
+    overdue = await deps.store.due_runs(now_ms() - int(grace * 1000))
+    enqueued = 0
+    for run_id in overdue:
+        version = await deps.store.run_version(run_id)
+        if version is None:
+            await deps.store.not_due(run_id)
+        elif await deps.queue.advance(run_id, version):
+            enqueued += 1
+    if enqueued:
+        METRICS.reconciled.inc(enqueued)
+        log.info("reconciler.enqueued", runs=enqueued, overdue=len(overdue))
+    for service in deps.settings.training_services:
+        await stepper.dispatch(service)
+    return enqueued
+
+
+async def sample_gauges(ctx: dict[Any, Any]) -> None:
+    """arq cron: backlog and slot gauges (the ready backlog drives autoscaling)."""
+    stepper: Stepper = ctx["stepper"]
+    deps = stepper.deps
+    queue = deps.settings.redis.queue_name
+    now = now_ms()
+    pool: ArqRedis = ctx["redis"]
+    ready = await reply(pool.zcount(queue, "-inf", now))
+    deferred = await reply(pool.zcount(queue, f"({now}", "+inf"))
+    waiting = 0
+    in_flight = 0
+    for service in deps.settings.training_services:
+        in_use = await deps.slots.in_use(service)
+        METRICS.slots_in_use.labels(service).set(in_use)
+        in_flight += in_use
+        waiting += await deps.slots.waiting(service)
+    METRICS.backlog.labels("ready").set(ready)
+    METRICS.backlog.labels("deferred").set(deferred)
+    METRICS.backlog.labels("waiting_slot").set(waiting)
+    METRICS.bes_in_flight.set(in_flight)
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
     """An arq worker configured from ``settings``."""
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["settings"] = settings
+    async def on_startup(ctx: dict[Any, Any]) -> None:
+        redis = aioredis.Redis.from_url(
+            settings.redis.url.get_secret_value(), decode_responses=True
+        )
+        session = aiohttp.ClientSession(trace_configs=[_trace_config()])
+        blobs = BlobStore.from_config(settings.blob)
+        await blobs.ensure_container()
+        deps = build_deps(settings, redis, ctx["redis"], session, blobs)
+        ctx["stepper"] = Stepper(deps)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
+        ctx["started"] = time.monotonic()
+        log.info("worker.ready", services=sorted(settings.training_services))
 
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
+    async def on_shutdown(ctx: dict[Any, Any]) -> None:
         runner: web.AppRunner | None = ctx.get("health")
         if runner is not None:
             await runner.cleanup()
+        stepper: Stepper | None = ctx.get("stepper")
+        if stepper is not None:
+            await stepper.deps.session.close()
+            await stepper.deps.blobs.close()
+            await stepper.deps.store.redis.aclose()
+        log.info("worker.stopped")
 
+    every = set(range(0, 60, 2))
+    timeout = settings.job_timeout_seconds
     return Worker(
-        functions=[func(ping, name="ping")],
+        functions=[func(cast(WorkerCoroutine, advance), name=ADVANCE, timeout=timeout)],
+        cron_jobs=[
+            cron(
+                cast(WorkerCoroutine, reconcile), second=every, run_at_startup=True, timeout=timeout
+            ),
+            cron(
+                cast(WorkerCoroutine, sample_gauges), second=set(range(0, 60, 5)), timeout=timeout
+            ),
+        ],
         redis_settings=RedisSettings.from_dsn(settings.redis.url.get_secret_value()),
         queue_name=settings.redis.queue_name,
         burst=burst,
         max_jobs=settings.max_jobs,
-        job_timeout=settings.job_timeout_seconds,
+        job_timeout=timeout,
         keep_result=0,
+        max_tries=1000,
+        poll_delay=0.05,
+        queue_read_limit=max(1000, settings.max_jobs * 5),
+        job_completion_wait=timeout,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         health_check_interval=settings.health_check_interval_seconds,

@@ -39,6 +39,27 @@ class LogConfig(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class BesEndpointConfig(BaseModel):
+    """One BES endpoint of a training web service: its runtime base and API key."""
+
+    url: str
+    api_key: SecretStr
+    max_concurrent_jobs: int = Field(default=40, ge=1, le=1000)
+
+
+class TrainingServiceConfig(BaseModel):
+    """A training web service: its BES endpoints, fleet-wide cap and port names."""
+
+    endpoints: list[BesEndpointConfig] = Field(default_factory=list, max_length=64)
+    max_running: int = Field(default=40, ge=1, le=100_000)
+    input_name: str = "input1"
+    model_output: str = "output1"
+    evaluation_output: str = "output2"
+    data_parameter: str | None = Field(
+        default=None, description="GlobalParameter carrying the data URL instead of an input"
+    )
+
+
 class RetrainqSettings(BaseSettings):
     """Base of every component's settings: Redis, blob storage and logging."""
 
@@ -52,6 +73,7 @@ class RetrainqSettings(BaseSettings):
     redis: RedisConfig = RedisConfig()
     blob: BlobConfig = BlobConfig()
     log: LogConfig = LogConfig()
+    training_services: dict[str, TrainingServiceConfig] = Field(default_factory=dict)
 
 
 class AzureMLConfig(BaseModel):
@@ -64,14 +86,22 @@ class AzureMLConfig(BaseModel):
     subscription_id: str = "00000000-0000-0000-0000-000000000000"
     resource_group: str = "retrainq"
     arm_token: SecretStr = SecretStr("")
-    request_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    request_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
 
 
 class WorkerSettings(RetrainqSettings):
     """Settings of ``retrainq-worker``."""
 
     max_jobs: int = Field(default=200, ge=1, le=5000)
-    job_timeout_seconds: int = Field(default=60, ge=5, le=600)
+    job_timeout_seconds: int = Field(default=20, ge=5, le=600)
+    poll_min_seconds: float = Field(default=0.5, gt=0, le=60)
+    poll_max_seconds: float = Field(default=15.0, gt=0, le=600)
+    lease_seconds: int = Field(default=120, ge=10, le=3600)
+    run_timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    step_max_failures: int = Field(default=8, ge=1, le=100)
+    bulk_every: int = Field(default=5, ge=0, le=1000)
+    reconcile_grace_seconds: float = Field(default=5.0, ge=0.5, le=600)
+    throttle_pause_seconds: float = Field(default=5.0, ge=0.1, le=600)
     health_port: int = Field(default=9100, ge=0, le=65535)
     health_check_interval_seconds: int = Field(default=10, ge=1)
     pod_name: str = "worker"

@@ -1,0 +1,168 @@
+"""Deploying a run's model: a tenant's classic endpoint (PATCH) or its new web service (ARM).
+
+A per-tenant lock serialises deploys, and the tenant's deployed sequence number fences them:
+a run deploys only if it is newer than the deployed model, so a late old run never overwrites
+a newer model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from worker.azureml.arm import ProvisioningState, definition_for_tenant, with_trained_model
+from worker.azureml.locations import BlobLocation
+from worker.deps import Deps
+from worker.errors import RunFailed
+from worker.evaluate import Decision
+from worker.naming import endpoint_name_for
+from worker.schemas import ClassicTarget, DeployedModel, NewServiceTarget, Run, Tenant, utcnow
+
+log = structlog.get_logger("retrainq.deploy")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """Outcome of one deploy step: finished (deployed or superseded) or to be polled again."""
+
+    done: bool
+    deployed: bool = False
+    note: str | None = None
+    delay: float = 0.0
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def service_name_for(tenant_id: str) -> str:
+    """The name of a tenant's own new (ARM) web service."""
+    return f"rq-{tenant_id}"
+
+
+class Deployer:
+    """Runs the deploy phase of a run, one bounded step at a time."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.lock_ttl_ms = deps.settings.job_timeout_seconds * 3 * 1000
+
+    def _model_location(self, run: Run) -> BlobLocation:
+        ttl = timedelta(seconds=self.deps.settings.blob.sas_ttl_seconds)
+        return self.deps.blobs.read_sas(run.outputs.model_path, ttl)
+
+    async def rollback_changes(self, run: Run) -> dict[str, Any]:
+        """Point a rollback run at the model of the earlier run it restores."""
+        source = await self.deps.store.get_run(run.rollback_to or "")
+        if source is None or source.tenant_id != run.tenant_id or not source.deployed:
+            raise RunFailed(f"run {run.rollback_to} is not a deployed model of this tenant")
+        reason = f"rollback to the model of run {source.id}"
+        return {
+            "outputs": source.outputs,
+            "metrics": source.metrics,
+            "decision": Decision(accepted=True, reason=reason, metric="rollback"),
+        }
+
+    async def step(self, run: Run) -> DeployResult:
+        """Deploy (or keep deploying) the run's model; holds the tenant's lock meanwhile."""
+        lock = self.deps.store.keys.deploy_lock(run.tenant_id)
+        if not await self.deps.locks.acquire(lock, run.id, self.lock_ttl_ms):
+            log.info("deploy.waiting_for_lock")
+            return DeployResult(done=False, delay=1.0)
+        keep_lock = False
+        try:
+            result = await self._locked_step(run)
+            keep_lock = not result.done
+            return result
+        finally:
+            if not keep_lock:
+                await self.deps.locks.release(lock, run.id)
+
+    async def _locked_step(self, run: Run) -> DeployResult:
+        tenant = await self.deps.store.get_tenant(run.tenant_id)
+        if tenant is None or tenant.deleted:
+            raise RunFailed("the tenant was deleted", "tenant_deleted")
+        if tenant.deployed is not None and tenant.deployed.seq >= run.seq:
+            note = f"superseded: run {tenant.deployed.run_id} is newer and deployed"
+            log.info("deploy.superseded", deployed_run_id=tenant.deployed.run_id)
+            return DeployResult(done=True, deployed=tenant.deployed.run_id == run.id, note=note)
+        if isinstance(tenant.target, ClassicTarget):
+            await self._patch_endpoint(run, tenant, tenant.target)
+        else:
+            pending = await self._update_service(run, tenant, tenant.target)
+            if pending is not None:
+                return pending
+        model = DeployedModel(
+            run_id=run.id,
+            seq=run.seq,
+            model_path=run.outputs.model_path,
+            metrics=run.metrics,
+            deployed_at=utcnow(),
+            rollback_of=run.rollback_to,
+        )
+        accepted = await self.deps.store.record_deployment(tenant.id, model)
+        log.info("deploy.recorded", accepted=accepted)
+        return DeployResult(done=True, deployed=accepted)
+
+    async def _patch_endpoint(self, run: Run, tenant: Tenant, target: ClassicTarget) -> None:
+        name = tenant.endpoint_name or endpoint_name_for(tenant.id)
+        endpoints = self.deps.endpoints
+        if await endpoints.get_endpoint(target.web_service_id, name) is None:
+            await endpoints.put_endpoint(
+                target.web_service_id, name, description=f"retrainq tenant {tenant.id}"
+            )
+            log.info("endpoint.created", endpoint=name)
+        if tenant.endpoint_name is None:
+            await self.deps.store.update_tenant(tenant.id, _remember("endpoint_name", name))
+        location = self._model_location(run)
+        await endpoints.patch_model(target.web_service_id, name, target.resource_name, location)
+        log.info("endpoint.patched", endpoint=name)
+
+    async def _update_service(
+        self, run: Run, tenant: Tenant, target: NewServiceTarget
+    ) -> DeployResult | None:
+        name = tenant.service_name or service_name_for(tenant.id)
+        arm = self.deps.arm
+        if not run.deploy_submitted:
+            location = self._model_location(run)
+            current = await arm.get(name)
+            if current is None:
+                template = await arm.get(target.template_service)
+                if template is None:
+                    raise RunFailed(f"template web service {target.template_service!r} not found")
+                body = definition_for_tenant(
+                    template.definition, name, tags={"retrainq-tenant": tenant.id}
+                )
+                body = with_trained_model(body, location.uri, location.sas_blob_token)
+                await arm.put(name, body)
+                log.info("service.created", service=name)
+            else:
+                body = with_trained_model(current.definition, location.uri, location.sas_blob_token)
+                await arm.patch_assets(name, body["properties"]["assets"])
+                log.info("service.updating", service=name)
+            if tenant.service_name is None:
+                await self.deps.store.update_tenant(tenant.id, _remember("service_name", name))
+            delay = self.deps.settings.poll_min_seconds
+            return DeployResult(done=False, delay=delay, changes={"deploy_submitted": True})
+        state = await arm.provisioning_state(name)
+        if state is ProvisioningState.FAILED:
+            raise RunFailed(
+                f"web service {name} failed to provision the new model; it keeps the previous one",
+                "provisioning_failed",
+            )
+        if state is not ProvisioningState.SUCCEEDED:
+            return DeployResult(done=False, delay=self.deps.settings.poll_min_seconds)
+        log.info("service.provisioned", service=name)
+        return None
+
+
+def _remember(field_name: str, name: str) -> Callable[[Tenant], Tenant | None]:
+    """A tenant change that records the endpoint or service name once."""
+
+    def change(tenant: Tenant) -> Tenant | None:
+        if getattr(tenant, field_name) is not None:
+            return None
+        return tenant.model_copy(update={field_name: name})
+
+    return change

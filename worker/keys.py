@@ -1,0 +1,100 @@
+"""Every Redis key retrainq uses, built in one place (arq's own keys live under the queue name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (``retrainq`` by default)."""
+
+    prefix: str = "retrainq"
+
+    def tenant(self, tenant_id: str) -> str:
+        """Hash: ``doc`` (Tenant JSON), ``version``, ``seq``, ``active_run``."""
+        return f"{self.prefix}:tenant:{tenant_id}"
+
+    @property
+    def tenants(self) -> str:
+        """Sorted set of tenant ids by creation time."""
+        return f"{self.prefix}:tenants"
+
+    def tenant_runs(self, tenant_id: str) -> str:
+        """Sorted set of a tenant's run ids by creation time."""
+        return f"{self.prefix}:tenant:{tenant_id}:runs"
+
+    def tenant_models(self, tenant_id: str) -> str:
+        """List of a tenant's deployed models (JSON), newest first."""
+        return f"{self.prefix}:tenant:{tenant_id}:models"
+
+    def run(self, run_id: str) -> str:
+        """Hash: ``doc`` (Run JSON), ``state``, ``version``, flags ``cancel`` and ``rerun``."""
+        return f"{self.prefix}:run:{run_id}"
+
+    def run_prefix(self) -> str:
+        """Prefix of run keys (for Lua scripts that look up a run by id)."""
+        return f"{self.prefix}:run:"
+
+    @property
+    def due(self) -> str:
+        """Sorted set of non-terminal runs with a pending step, scored by due time (ms)."""
+        return f"{self.prefix}:due"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash: ``doc`` (Batch JSON) and counters ``n:<state>``."""
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_runs(self, batch_id: str) -> str:
+        """List of a batch's run ids."""
+        return f"{self.prefix}:batch:{batch_id}:runs"
+
+    @property
+    def batches(self) -> str:
+        """Sorted set of batch ids by creation time."""
+        return f"{self.prefix}:batches"
+
+    @property
+    def no_batch(self) -> str:
+        """Placeholder key passed to scripts for runs outside any batch (never written)."""
+        return f"{self.prefix}:batch:-"
+
+    def waiting(self, service: str, lane: str) -> str:
+        """Sorted set of runs waiting for a BES slot of ``service`` in ``lane``, by age."""
+        return f"{self.prefix}:waiting:{service}:{lane}"
+
+    def slots(self, service: str) -> str:
+        """Sorted set of runs holding a slot of ``service``, scored by lease expiry (ms)."""
+        return f"{self.prefix}:slots:{service}"
+
+    def endpoint_slots(self, service: str, endpoint: int) -> str:
+        """Sorted set of runs holding a slot on one BES endpoint of ``service``."""
+        return f"{self.prefix}:slots:{service}:ep:{endpoint}"
+
+    def slot_endpoint(self, service: str) -> str:
+        """Hash: run id -> index of the BES endpoint its slot is on."""
+        return f"{self.prefix}:slots:{service}:owner"
+
+    def dispatch_counter(self, service: str) -> str:
+        """Counter of grants, used to serve bulk every Nth grant."""
+        return f"{self.prefix}:slots:{service}:grants"
+
+    def throttle(self, service: str) -> str:
+        """Set (with a TTL) while ``service`` answered 429/503: dispatch pauses."""
+        return f"{self.prefix}:throttle:{service}"
+
+    def deploy_lock(self, tenant_id: str) -> str:
+        """Lock held by the run deploying to a tenant (value: run id)."""
+        return f"{self.prefix}:deploylock:{tenant_id}"
+
+    def api_key(self, key_hash: str) -> str:
+        """String: the tenant id a hashed tenant API key belongs to."""
+        return f"{self.prefix}:apikey:{key_hash}"
+
+    def idempotency(self, scope: str, key: str) -> str:
+        """String: the run id an ``Idempotency-Key`` produced (with a TTL)."""
+        return f"{self.prefix}:idem:{scope}:{key}"
+
+    def schedule_fired(self, name: str) -> str:
+        """String: the last slot a schedule fired for (cron exactly-once)."""
+        return f"{self.prefix}:schedule:{name}:fired"

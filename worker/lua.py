@@ -1,0 +1,146 @@
+"""Lua scripts that make multi-key updates of runs, tenants and slots atomic in Redis."""
+
+from __future__ import annotations
+
+TERMINAL = "{succeeded=true, rejected=true, failed=true, cancelled=true}"
+
+# Compare-and-set of a run record on its version, plus every index that follows from it.
+# KEYS: run, due, batch (or placeholder), tenant, waiting (or placeholder)
+# ARGV: expected version, new state, new doc, due ms ('' = not due), run id,
+#       waiting score ('' = none), now ms
+SAVE_RUN = f"""
+local terminal = {TERMINAL}
+local version = redis.call('HGET', KEYS[1], 'version')
+if version ~= ARGV[1] then return 0 end
+local old_state = redis.call('HGET', KEYS[1], 'state')
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'state', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+end
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[6], ARGV[5]) end
+if old_state ~= ARGV[2] and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'n:' .. old_state, -1)
+  redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], 1)
+  if terminal[ARGV[2]] then
+    redis.call('HSETNX', KEYS[3], 'first_finished_ms', ARGV[7])
+    redis.call('HSET', KEYS[3], 'last_finished_ms', ARGV[7])
+  end
+end
+if terminal[ARGV[2]] and redis.call('HGET', KEYS[4], 'active_run') == ARGV[5] then
+  redis.call('HDEL', KEYS[4], 'active_run')
+end
+return 1
+"""
+
+# Create a run unless the tenant has an active one (then return that, flagging a rerun).
+# KEYS: tenant, run, due, tenant runs, batch (or placeholder), batch runs (or placeholder)
+# ARGV: run id, doc, now ms, rerun flag ('1'/'0'), run key prefix, in-batch flag ('1'/'0')
+CREATE_RUN = f"""
+local terminal = {TERMINAL}
+if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return {{-1, ''}} end
+local active = redis.call('HGET', KEYS[1], 'active_run')
+if active then
+  local state = redis.call('HGET', ARGV[5] .. active, 'state')
+  if state and not terminal[state] then
+    if ARGV[4] == '1' then redis.call('HSET', ARGV[5] .. active, 'rerun', '1') end
+    return {{0, active}}
+  end
+end
+redis.call('HSET', KEYS[2], 'doc', ARGV[2], 'state', 'queued', 'version', 0)
+redis.call('HSET', KEYS[1], 'active_run', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+if ARGV[6] == '1' then
+  redis.call('HINCRBY', KEYS[5], 'n:queued', 1)
+  redis.call('RPUSH', KEYS[6], ARGV[1])
+end
+return {{1, ARGV[1]}}
+"""
+
+# Compare-and-set of a document hash (tenants) on its version.
+# KEYS: the hash. ARGV: expected version, new doc.
+SAVE_DOC = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if version ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
+return 1
+"""
+
+# Hand free BES slots of one training service to waiting runs, interactive lane first.
+# KEYS: service slots, waiting interactive, waiting bulk, owner hash, due, grant counter,
+#       throttle, endpoint slots 0..n-1
+# ARGV: now ms, lease ms, service cap, endpoint cap, bulk every N grants, max grants
+DISPATCH = """
+if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
+local now = tonumber(ARGV[1])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, run in ipairs(expired) do redis.call('HDEL', KEYS[4], run) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local endpoints = #KEYS - 7
+for i = 1, endpoints do redis.call('ZREMRANGEBYSCORE', KEYS[7 + i], '-inf', now) end
+local granted = {}
+local cap = tonumber(ARGV[3])
+local ep_cap = tonumber(ARGV[4])
+local bulk_every = tonumber(ARGV[5])
+for _ = 1, tonumber(ARGV[6]) do
+  if redis.call('ZCARD', KEYS[1]) >= cap then break end
+  local best, best_count = nil, nil
+  for i = 1, endpoints do
+    local count = redis.call('ZCARD', KEYS[7 + i])
+    if count < ep_cap and (best_count == nil or count < best_count) then
+      best, best_count = i, count
+    end
+  end
+  if best == nil then break end
+  local n = redis.call('INCR', KEYS[6])
+  local first, second = KEYS[2], KEYS[3]
+  if bulk_every > 0 and n % bulk_every == 0 then first, second = KEYS[3], KEYS[2] end
+  local pick = redis.call('ZRANGE', first, 0, 0)
+  local lane = first
+  if #pick == 0 then pick = redis.call('ZRANGE', second, 0, 0); lane = second end
+  if #pick == 0 then break end
+  local run = pick[1]
+  redis.call('ZREM', lane, run)
+  local expiry = now + tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], expiry, run)
+  redis.call('ZADD', KEYS[7 + best], expiry, run)
+  redis.call('HSET', KEYS[4], run, best - 1)
+  redis.call('ZADD', KEYS[5], now, run)
+  table.insert(granted, run)
+  table.insert(granted, best - 1)
+end
+return granted
+"""
+
+# Give back a run's slot. KEYS: service slots, owner hash, endpoint slots 0..n-1. ARGV: run id
+RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+"""
+
+# Extend a run's lease if it still holds its slot. KEYS: service slots, endpoint slots.
+# ARGV: run id, new expiry ms. Returns 1 when renewed, 0 when the slot is no longer held.
+RENEW = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# Take or keep a per-tenant deploy lock. KEYS: lock. ARGV: owner, ttl ms.
+LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# Release a lock only if we hold it. KEYS: lock. ARGV: owner.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the worker (no tenant ids in labels: their number is unbounded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """Every metric the worker exports."""
+
+    runs: Counter
+    run_seconds: Histogram
+    phase_seconds: Histogram
+    bes_started: Counter
+    bes_in_flight: Gauge
+    slots_in_use: Gauge
+    backlog: Gauge
+    remote_calls: Counter
+    reconciled: Counter
+
+
+METRICS = WorkerMetrics(
+    runs=Counter("retrainq_runs_total", "Runs that ended, by outcome", ["outcome"]),
+    run_seconds=Histogram(
+        "retrainq_run_seconds",
+        "Run duration from creation to end, by outcome",
+        ["outcome"],
+        buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+    ),
+    phase_seconds=Histogram(
+        "retrainq_phase_seconds",
+        "Time spent in each run phase",
+        ["phase"],
+        buckets=(0.05, 0.25, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+    ),
+    bes_started=Counter(
+        "retrainq_bes_jobs_started_total", "BES jobs started, by training service", ["service"]
+    ),
+    bes_in_flight=Gauge(
+        "retrainq_bes_jobs_in_flight", "Runs in training (BES job started, not ended)"
+    ),
+    slots_in_use=Gauge(
+        "retrainq_slots_in_use", "Leased BES slots, by training service", ["service"]
+    ),
+    backlog=Gauge(
+        "retrainq_backlog",
+        "Steps and runs waiting: ready (runnable now), deferred, waiting_slot",
+        ["kind"],
+    ),
+    remote_calls=Counter(
+        "retrainq_remote_calls_total", "Calls to Azure ML, by API and status", ["api", "status"]
+    ),
+    reconciled=Counter("retrainq_reconciled_total", "Overdue runs re-enqueued by the reconciler"),
+)

@@ -1,0 +1,380 @@
+"""Redis records of tenants, runs and batches, with compare-and-set updates (Lua)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+
+from worker import lua
+from worker.blobs import evaluation_path, model_path
+from worker.keys import Keys
+from worker.redisio import reply
+from worker.schemas import (
+    Batch,
+    BesOutputs,
+    DeployedModel,
+    Lane,
+    Run,
+    RunState,
+    Tenant,
+    utcnow,
+)
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StaleRecord(StoreError):
+    """A compare-and-set lost: someone else changed the record first."""
+
+
+class TenantNotFound(StoreError):
+    """No tenant with this id."""
+
+
+class TenantExists(StoreError):
+    """A tenant with this id exists already."""
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (scores of Redis sorted sets)."""
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    """A new run or batch id: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to retrain: one tenant, in a lane, maybe part of a batch."""
+
+    tenant_id: str
+    lane: Lane = Lane.INTERACTIVE
+    batch_id: str | None = None
+    reason: str = "manual"
+    rerun_if_active: bool = False
+    rollback_to: str | None = None
+
+
+@dataclass(frozen=True)
+class RunCreated:
+    """The outcome of asking for a run: a new run, or the tenant's active one."""
+
+    run_id: str
+    created: bool
+
+
+class Store:
+    """Typed access to retrainq's records; the only code that knows the key layout."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys | None = None,
+        run_timeout: timedelta = timedelta(hours=6),
+    ) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.run_timeout = run_timeout
+        self._save_run = redis.register_script(lua.SAVE_RUN)
+        self._create_run = redis.register_script(lua.CREATE_RUN)
+        self._save_doc = redis.register_script(lua.SAVE_DOC)
+
+    # --- tenants ---------------------------------------------------------------------------
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """Store a new tenant; raises ``TenantExists`` if the id is taken."""
+        key = self.keys.tenant(tenant.id)
+        created = await reply(self.redis.hsetnx(key, "doc", tenant.model_dump_json()))
+        if not created:
+            raise TenantExists(tenant.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"version": 0})
+            pipe.zadd(self.keys.tenants, {tenant.id: tenant.created_at.timestamp()})
+            await pipe.execute()
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant, or None."""
+        doc = await reply(self.redis.hget(self.keys.tenant(tenant_id), "doc"))
+        return None if doc is None else Tenant.model_validate_json(doc)
+
+    async def _tenant_with_version(self, tenant_id: str) -> tuple[Tenant, str]:
+        doc, version = await reply(
+            self.redis.hmget(self.keys.tenant(tenant_id), ["doc", "version"])
+        )
+        if doc is None:
+            raise TenantNotFound(tenant_id)
+        return Tenant.model_validate_json(doc), str(version)
+
+    async def update_tenant(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant | None], attempts: int = 20
+    ) -> Tenant:
+        """Apply ``change`` with compare-and-set, retrying on conflict.
+
+        ``change`` returns the new tenant, or None to leave it as it is.
+        """
+        for _ in range(attempts):
+            tenant, version = await self._tenant_with_version(tenant_id)
+            updated = change(tenant.model_copy(deep=True))
+            if updated is None:
+                return tenant
+            saved = await self._save_doc(
+                keys=[self.keys.tenant(tenant_id)], args=[version, updated.model_dump_json()]
+            )
+            if saved:
+                return updated
+        raise StaleRecord(f"tenant {tenant_id} kept changing")
+
+    async def list_tenant_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
+        """Tenant ids by creation time."""
+        ids: list[str] = await self.redis.zrange(self.keys.tenants, offset, offset + limit - 1)
+        return ids
+
+    async def count_tenants(self) -> int:
+        """Number of tenants."""
+        return int(await self.redis.zcard(self.keys.tenants))
+
+    async def get_tenants(self, tenant_ids: Sequence[str]) -> list[Tenant]:
+        """The tenants with these ids that exist, in order (one pipelined round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant_id in tenant_ids:
+                pipe.hget(self.keys.tenant(tenant_id), "doc")
+            docs = await pipe.execute()
+        return [Tenant.model_validate_json(doc) for doc in docs if doc is not None]
+
+    async def record_deployment(self, tenant_id: str, model: DeployedModel) -> bool:
+        """Make ``model`` the tenant's deployed model if it is newer than the current one."""
+        accepted = False
+
+        def change(tenant: Tenant) -> Tenant | None:
+            nonlocal accepted
+            if tenant.deployed is not None and tenant.deployed.seq >= model.seq:
+                accepted = tenant.deployed.run_id == model.run_id
+                return None
+            tenant.deployed = model
+            accepted = True
+            return tenant
+
+        await self.update_tenant(tenant_id, change)
+        if accepted:
+            await reply(
+                self.redis.lpush(self.keys.tenant_models(tenant_id), model.model_dump_json())
+            )
+        return accepted
+
+    async def model_history(self, tenant_id: str, limit: int = 100) -> list[DeployedModel]:
+        """Models deployed to a tenant, newest first."""
+        docs = await reply(self.redis.lrange(self.keys.tenant_models(tenant_id), 0, limit - 1))
+        return [DeployedModel.model_validate_json(doc) for doc in docs]
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def _new_run(self, tenant: Tenant, request: RunRequest, seq: int) -> Run:
+        run_id = new_id()
+        created = utcnow()
+        return Run(
+            id=run_id,
+            tenant_id=tenant.id,
+            seq=seq,
+            lane=request.lane,
+            batch_id=request.batch_id,
+            reason=request.reason,
+            training_service=tenant.training_service,
+            data_path=tenant.data_path,
+            data_version=tenant.data_version,
+            global_parameters=dict(tenant.global_parameters),
+            rollback_to=request.rollback_to,
+            outputs=BesOutputs(
+                model_path=model_path(tenant.id, run_id),
+                evaluation_path=evaluation_path(tenant.id, run_id),
+            ),
+            created_at=created,
+            deadline_at=created + self.run_timeout,
+            phases={RunState.QUEUED.value: created},
+        )
+
+    async def create_run(self, request: RunRequest, tenant: Tenant | None = None) -> RunCreated:
+        """A new queued run for the tenant, or its active run (flagged to run once more)."""
+        tenant = tenant or await self.get_tenant(request.tenant_id)
+        if tenant is None or tenant.deleted:
+            raise TenantNotFound(request.tenant_id)
+        seq = int(await reply(self.redis.hincrby(self.keys.tenant(tenant.id), "seq", 1)))
+        run = self._new_run(tenant, request, seq)
+        outcome = await self._create_run(
+            keys=self._create_keys(tenant.id, run.id, request.batch_id),
+            args=self._create_args(run, request),
+        )
+        return self._created(request.tenant_id, outcome)
+
+    def _create_keys(self, tenant_id: str, run_id: str, batch_id: str | None) -> list[str]:
+        return [
+            self.keys.tenant(tenant_id),
+            self.keys.run(run_id),
+            self.keys.due,
+            self.keys.tenant_runs(tenant_id),
+            self.keys.batch(batch_id) if batch_id else self.keys.no_batch,
+            self.keys.batch_runs(batch_id) if batch_id else self.keys.no_batch,
+        ]
+
+    def _create_args(self, run: Run, request: RunRequest) -> list[str | int]:
+        return [
+            run.id,
+            run.model_dump_json(),
+            now_ms(),
+            "1" if request.rerun_if_active else "0",
+            self.keys.run_prefix(),
+            "1" if request.batch_id else "0",
+        ]
+
+    @staticmethod
+    def _created(tenant_id: str, outcome: list[int | str]) -> RunCreated:
+        status, run_id = int(outcome[0]), str(outcome[1])
+        if status < 0:
+            raise TenantNotFound(tenant_id)
+        return RunCreated(run_id=run_id, created=status == 1)
+
+    async def create_runs(
+        self, tenants: Sequence[Tenant], template: RunRequest
+    ) -> list[RunCreated]:
+        """Runs for many tenants in pipelined round trips (bulk retrains)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.hincrby(self.keys.tenant(tenant.id), "seq", 1)
+            seqs = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, seq in zip(tenants, seqs, strict=True):
+                request = RunRequest(
+                    tenant_id=tenant.id,
+                    lane=template.lane,
+                    batch_id=template.batch_id,
+                    reason=template.reason,
+                    rerun_if_active=template.rerun_if_active,
+                )
+                run = self._new_run(tenant, request, int(seq))
+                await self._create_run(
+                    keys=self._create_keys(tenant.id, run.id, template.batch_id),
+                    args=self._create_args(run, request),
+                    client=pipe,
+                )
+            outcomes = await pipe.execute()
+        return [self._created(t.id, o) for t, o in zip(tenants, outcomes, strict=True)]
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run with its flags, or None."""
+        doc, cancel, rerun = await reply(
+            self.redis.hmget(self.keys.run(run_id), ["doc", "cancel", "rerun"])
+        )
+        if doc is None:
+            return None
+        run = Run.model_validate_json(doc)
+        run.cancel_requested = run.cancel_requested or cancel == "1"
+        run.rerun_requested = run.rerun_requested or rerun == "1"
+        return run
+
+    async def save_run(
+        self, run: Run, state: RunState, *, due_in: float | None, waiting_key: str | None = None
+    ) -> Run:
+        """Write ``run`` in ``state`` if nobody changed it since it was read.
+
+        ``due_in`` is the delay (s) of the run's next step, or None when no step is pending
+        (waiting for a slot or terminal). Raises ``StaleRecord`` when the CAS loses.
+        """
+        saved = run.model_copy(update={"state": state, "version": run.version + 1})
+        saved.updated_at = utcnow()
+        if state != run.state:
+            saved.phases = {**run.phases, state.value: saved.updated_at}
+        now = now_ms()
+        due = "" if due_in is None else str(now + int(due_in * 1000))
+        ok = await self._save_run(
+            keys=[
+                self.keys.run(run.id),
+                self.keys.due,
+                self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch,
+                self.keys.tenant(run.tenant_id),
+                waiting_key or self.keys.no_batch,
+            ],
+            args=[
+                str(run.version),
+                state.value,
+                saved.model_dump_json(),
+                due,
+                run.id,
+                str(now) if waiting_key else "",
+                str(now),
+            ],
+        )
+        if not ok:
+            raise StaleRecord(f"run {run.id} changed under version {run.version}")
+        return saved
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag a run for cancellation; its next step ends it. False if no such run."""
+        key = self.keys.run(run_id)
+        if not await self.redis.exists(key):
+            return False
+        await reply(self.redis.hset(key, "cancel", "1"))
+        await self.redis.zadd(self.keys.due, {run_id: now_ms()})
+        return True
+
+    async def tenant_run_ids(self, tenant_id: str, offset: int = 0, limit: int = 50) -> list[str]:
+        """A tenant's run ids, newest first."""
+        ids: list[str] = await self.redis.zrevrange(
+            self.keys.tenant_runs(tenant_id), offset, offset + limit - 1
+        )
+        return ids
+
+    async def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """Runs by id in one round trip (missing ones skipped)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hget(self.keys.run(run_id), "doc")
+            docs = await pipe.execute()
+        return [Run.model_validate_json(doc) for doc in docs if doc is not None]
+
+    async def due_runs(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Non-terminal runs whose next step was due before ``before_ms``."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            self.keys.due, "-inf", before_ms, start=0, num=limit
+        )
+        return ids
+
+    async def not_due(self, run_id: str) -> None:
+        """Take a run off the reconciler's list (it waits for a slot, with no step pending)."""
+        await reply(self.redis.zrem(self.keys.due, run_id))
+
+    async def run_version(self, run_id: str) -> int | None:
+        """The stored version of a run (for per-step arq job ids)."""
+        version = await reply(self.redis.hget(self.keys.run(run_id), "version"))
+        return None if version is None else int(version)
+
+    # --- batches ---------------------------------------------------------------------------
+
+    async def create_batch(self, batch: Batch) -> None:
+        """Store a batch record before its runs are created."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.batch(batch.id), mapping={"doc": batch.model_dump_json()})
+            pipe.zadd(self.keys.batches, {batch.id: batch.created_at.timestamp()})
+            await pipe.execute()
+
+    async def get_batch(self, batch_id: str) -> tuple[Batch, dict[str, int]] | None:
+        """The batch and its counters (``n:<state>`` counts, finish times in ms)."""
+        raw = await reply(self.redis.hgetall(self.keys.batch(batch_id)))
+        if not raw or "doc" not in raw:
+            return None
+        counters = {k: int(v) for k, v in raw.items() if k != "doc"}
+        return Batch.model_validate_json(raw["doc"]), counters
+
+    async def batch_run_ids(self, batch_id: str, offset: int = 0, limit: int = 1000) -> list[str]:
+        """Run ids of a batch in creation order."""
+        ids: list[str] = await reply(
+            self.redis.lrange(self.keys.batch_runs(batch_id), offset, offset + limit - 1)
+        )
+        return ids
