@@ -1,0 +1,89 @@
+"""BES slots in a real Redis: caps per service and endpoint, lanes, leases."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from worker.keys import Keys
+from worker.schemas import Lane
+from worker.settings import BesEndpointConfig, TrainingServiceConfig
+from worker.slots import Slots
+
+
+def service(endpoints: int, per_endpoint: int, cap: int) -> TrainingServiceConfig:
+    """A training service config with ``endpoints`` BES endpoints."""
+    return TrainingServiceConfig(
+        endpoints=[
+            BesEndpointConfig(
+                url=f"http://e{i}", api_key=SecretStr("k"), max_concurrent_jobs=per_endpoint
+            )
+            for i in range(endpoints)
+        ],
+        max_running=cap,
+    )
+
+
+async def wait(slots: Slots, lane: Lane, run_ids: list[str]) -> None:
+    """Queue runs in a lane, in order."""
+    for run_id in run_ids:
+        await slots.ensure_waiting("svc", lane, run_id)
+        await asyncio.sleep(0.002)  # distinct scores keep the order
+
+
+async def test_never_more_grants_than_the_service_cap(redis: aioredis.Redis) -> None:
+    """With a cap of 5, 30 waiting runs get exactly 5 slots until one is released."""
+    slots = Slots(redis, Keys("t"), {"svc": service(2, 40, 5)})
+    await wait(slots, Lane.BULK, [f"r{i}" for i in range(30)])
+    granted = await slots.dispatch("svc")
+    assert len(granted) == 5
+    assert await slots.dispatch("svc") == []
+    await slots.release("svc", granted[0].run_id)
+    again = await slots.dispatch("svc")
+    assert len(again) == 1
+    assert await slots.in_use("svc") == 5
+
+
+async def test_grants_are_spread_over_endpoints_within_their_cap(redis: aioredis.Redis) -> None:
+    """Three endpoints of 2 jobs each take 6 runs, 2 per endpoint."""
+    slots = Slots(redis, Keys("t"), {"svc": service(3, 2, 100)})
+    await wait(slots, Lane.BULK, [f"r{i}" for i in range(10)])
+    granted = await slots.dispatch("svc")
+    per_endpoint = [sum(1 for g in granted if g.endpoint == i) for i in range(3)]
+    assert per_endpoint == [2, 2, 2]
+
+
+async def test_interactive_runs_go_first_but_bulk_is_not_starved(redis: aioredis.Redis) -> None:
+    """Interactive runs waiting behind bulk ones are granted first; every 5th grant is bulk."""
+    slots = Slots(redis, Keys("t"), {"svc": service(1, 100, 10)}, bulk_every=5)
+    await wait(slots, Lane.BULK, [f"bulk{i}" for i in range(20)])
+    await wait(slots, Lane.INTERACTIVE, [f"int{i}" for i in range(20)])
+    granted = [g.run_id for g in await slots.dispatch("svc")]
+    assert granted[:4] == ["int0", "int1", "int2", "int3"]
+    assert granted[4] == "bulk0"
+    assert sum(1 for r in granted if r.startswith("bulk")) == 2
+
+
+async def test_an_expired_lease_frees_its_slot(redis: aioredis.Redis) -> None:
+    """A run that stops renewing loses its slot to the next waiting run."""
+    slots = Slots(redis, Keys("t"), {"svc": service(1, 1, 1)}, lease_seconds=10)
+    slots.lease_ms = 50  # a short lease keeps the test fast
+    await wait(slots, Lane.BULK, ["a", "b"])
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["a"]
+    await asyncio.sleep(0.1)
+    assert not await slots.renew("svc", "x", 0)
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["b"]
+
+
+@pytest.mark.parametrize("seconds", [0.2])
+async def test_throttle_pauses_dispatch(redis: aioredis.Redis, seconds: float) -> None:
+    """After a 429/503 the service grants nothing until the pause ends."""
+    slots = Slots(redis, Keys("t"), {"svc": service(1, 10, 10)})
+    await wait(slots, Lane.BULK, ["a"])
+    await slots.throttle("svc", seconds)
+    assert await slots.dispatch("svc") == []
+    await asyncio.sleep(seconds + 0.05)
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["a"]
