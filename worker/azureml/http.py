@@ -17,6 +17,7 @@ from worker.azureml.errors import (
     error_for_exception,
     error_for_status,
     invalid_response,
+    redact_url,
 )
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -94,7 +95,7 @@ async def request_json(
     log.debug(
         "azureml.request",
         method=method,
-        url=url,
+        url=redact_url(url),
         status=status,
         elapsed_ms=round((time.monotonic() - started) * 1000, 1),
     )
