@@ -98,3 +98,7 @@ class Keys:
     def schedule_fired(self, name: str) -> str:
         """String: the last slot a schedule fired for (cron exactly-once)."""
         return f"{self.prefix}:schedule:{name}:fired"
+
+    def rate_limit(self, key_id: str, window: int) -> str:
+        """Counter of one API key's requests in one fixed window (with a TTL)."""
+        return f"{self.prefix}:ratelimit:{key_id}:{window}"

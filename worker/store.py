@@ -378,3 +378,71 @@ class Store:
             self.redis.lrange(self.keys.batch_runs(batch_id), offset, offset + limit - 1)
         )
         return ids
+
+    # --- API support: keys, offboarding, idempotency, rate limits --------------------------
+
+    async def register_api_key(self, key_hash: str, tenant_id: str) -> bool:
+        """Map a hashed tenant API key to its tenant; False if that hash is taken."""
+        return bool(await self.redis.set(self.keys.api_key(key_hash), tenant_id, nx=True))
+
+    async def tenant_for_api_key(self, key_hash: str) -> str | None:
+        """The tenant a hashed API key belongs to, or None."""
+        tenant_id: str | None = await self.redis.get(self.keys.api_key(key_hash))
+        return tenant_id
+
+    async def drop_api_keys(self, key_hashes: Sequence[str]) -> None:
+        """Forget hashed API keys (they stop authenticating at once)."""
+        if key_hashes:
+            await self.redis.delete(*(self.keys.api_key(h) for h in key_hashes))
+
+    async def active_run_id(self, tenant_id: str) -> str | None:
+        """The id of the tenant's most recent active run, if any (it may have just ended)."""
+        run_id: str | None = await reply(
+            self.redis.hget(self.keys.tenant(tenant_id), "active_run")
+        )
+        return run_id
+
+    async def next_data_version(self, tenant_id: str) -> int:
+        """Allocate the tenant's next training-data version number (1, 2, ...)."""
+        return int(await reply(self.redis.hincrby(self.keys.tenant(tenant_id), "data_seq", 1)))
+
+    async def offboard_tenant(self, tenant_id: str) -> Tenant:
+        """Mark a tenant deleted, revoke its API keys and take it off the tenant index."""
+
+        def change(tenant: Tenant) -> Tenant:
+            tenant.deleted = True
+            tenant.api_key_hashes = []
+            tenant.schedule = None
+            return tenant
+
+        before = await self.get_tenant(tenant_id)
+        if before is None:
+            raise TenantNotFound(tenant_id)
+        deleted = await self.update_tenant(tenant_id, change)
+        await self.drop_api_keys(before.api_key_hashes)
+        await reply(self.redis.zrem(self.keys.tenants, tenant_id))
+        return deleted
+
+    async def idempotent_run(self, scope: str, key: str) -> str | None:
+        """The run an ``Idempotency-Key`` produced earlier, or None."""
+        run_id: str | None = await self.redis.get(self.keys.idempotency(scope, key))
+        return run_id
+
+    async def remember_idempotent(self, scope: str, key: str, run_id: str, ttl: timedelta) -> str:
+        """Record ``run_id`` for an ``Idempotency-Key``; returns the run that won a race."""
+        name = self.keys.idempotency(scope, key)
+        if await self.redis.set(name, run_id, nx=True, ex=ttl):
+            return run_id
+        winner: str | None = await self.redis.get(name)
+        return winner or run_id
+
+    async def count_request(self, key_id: str, window_seconds: int) -> tuple[int, float]:
+        """Count one request of an API key in its fixed window: (count, seconds left)."""
+        now = time.time()
+        window = int(now // window_seconds)
+        name = self.keys.rate_limit(key_id, window)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(name)
+            pipe.expire(name, window_seconds + 1)
+            count, _ = await pipe.execute()
+        return int(count), (window + 1) * window_seconds - now
