@@ -1,0 +1,1 @@
+"""Local emulator of the Azure ML Studio (classic) retraining surfaces (see README.md)."""
