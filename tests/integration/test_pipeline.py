@@ -1,0 +1,123 @@
+"""The retrain pipeline end to end: real worker processes, Redis, Azurite and the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from producer.emulated import training_services
+from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, sample_rows
+from worker.evaluate import Gate
+from worker.schemas import Lane, RunState
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+async def fleet(
+    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    """A fleet on flushed Redis and a reset emulator; workers are started by each test."""
+    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
+    yield opened
+    await close_fleet(opened)
+
+
+def started_twice(stats: dict[str, object]) -> dict[str, int]:
+    """Output locations that more than one started BES job wrote to."""
+    counts = stats["started_jobs_by_output"]
+    assert isinstance(counts, dict)
+    return {k: v for k, v in counts.items() if v > 1}
+
+
+async def test_fifty_tenants_retrain_concurrently_and_serve_their_own_models(
+    fleet: Fleet,
+) -> None:
+    """40 classic endpoints and 10 new services: all succeed, each scores its own model."""
+    tenants = [await fleet.onboard(f"c{i:02d}") for i in range(40)]
+    tenants += [await fleet.onboard(f"n{i:02d}", "new") for i in range(10)]
+    fleet.start_workers(2)
+    run_ids = [await fleet.retrain(t.id) for t in tenants]
+    runs = await fleet.wait_terminal(run_ids, within=180)
+    failed = [(r.tenant_id, r.state.value, r.error) for r in runs if r.state != RunState.SUCCEEDED]
+    assert not failed, dump(failed)
+    stats = await fleet.training_stats()
+    assert stats["jobs_started"] == 50
+    assert started_twice(stats) == {}
+    for tenant in tenants[::7] + tenants[-3:]:
+        rows = sample_rows(fleet, tenant.id)
+        assert await fleet.score(tenant, rows) == pytest.approx(fleet.expected(tenant.id, rows))
+
+
+async def test_a_model_failing_the_gate_is_rejected_and_the_old_one_keeps_serving(
+    fleet: Fleet,
+) -> None:
+    """A retrain on drifted data that misses the gate ends rejected; scoring is unchanged."""
+    tenant = await fleet.onboard("gated")
+    fleet.start_workers(1)
+    first = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    assert first[0].state is RunState.SUCCEEDED, first[0].error
+    rows = sample_rows(fleet, tenant.id)
+    before = await fleet.score(tenant, rows)
+    await fleet.store.update_tenant(
+        tenant.id, lambda t: t.model_copy(update={"gate": Gate(threshold=2.0)})
+    )
+    path = await fleet.upload(tenant.id, version=2, drift=True)
+    await fleet.store.update_tenant(tenant.id, lambda t: t.model_copy(update={"data_path": path}))
+    second = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    assert second[0].state is RunState.REJECTED
+    assert second[0].decision is not None
+    assert not second[0].decision.accepted
+    assert second[0].decision.reason
+    assert await fleet.score(tenant, rows) == before
+
+
+async def test_the_service_cap_bounds_running_bes_jobs(fleet: Fleet) -> None:
+    """With a cap of 5, the emulator never sees more than 5 jobs of the service running."""
+    tenants = [await fleet.onboard(f"cap{i:02d}") for i in range(30)]
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 0.5})
+    services = training_services(fleet.config, fleet.emulator_url)
+    services["default"]["max_running"] = 5
+    fleet.start_workers(2, RETRAINQ_TRAINING_SERVICES=json.dumps(services))
+    run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
+    runs = await fleet.wait_terminal(run_ids, within=180)
+    assert all(r.state is RunState.SUCCEEDED for r in runs), dump([r.error for r in runs])
+    stats = await fleet.training_stats()
+    assert stats["jobs_started"] == 30
+    assert stats["max_concurrent_running"] <= 5
+    assert stats["max_concurrent_running"] >= 2  # the cap was actually used concurrently
+
+
+async def test_runs_of_one_tenant_finishing_out_of_order_leave_the_newer_model(
+    fleet: Fleet,
+) -> None:
+    """An older run reaching deploy after a newer one is superseded, not deployed."""
+    tenant = await fleet.onboard("order")
+    fleet.start_workers(1)
+    old = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    assert old[0].state is RunState.SUCCEEDED
+    path = await fleet.upload(tenant.id, version=2, drift=True)
+    permissive = Gate(max_regression=None)
+    await fleet.store.update_tenant(
+        tenant.id, lambda t: t.model_copy(update={"data_path": path, "gate": permissive})
+    )
+    newer = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    assert newer[0].state is RunState.SUCCEEDED
+    # Replay the old run's deploy step as if it finished late.
+    late = old[0].model_copy(update={"state": RunState.DEPLOYING})
+    await fleet.redis.hset(
+        fleet.store.keys.run(late.id), mapping={"doc": late.model_dump_json(), "state": "deploying"}
+    )
+    await fleet.queue.advance(late.id, late.version)
+    await asyncio.sleep(2)
+    current = await fleet.store.get_tenant(tenant.id)
+    assert current is not None
+    assert current.deployed is not None
+    assert current.deployed.run_id == newer[0].id
+    rows = sample_rows(fleet, tenant.id)
+    expected = fleet.expected(tenant.id, rows, drift=True)
+    assert await fleet.score(tenant, rows) == pytest.approx(expected)
