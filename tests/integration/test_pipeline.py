@@ -121,3 +121,29 @@ async def test_runs_of_one_tenant_finishing_out_of_order_leave_the_newer_model(
     rows = sample_rows(fleet, tenant.id)
     expected = fleet.expected(tenant.id, rows, drift=True)
     assert await fleet.score(tenant, rows) == pytest.approx(expected)
+
+
+async def test_an_interactive_run_behind_500_waiting_bulk_runs_starts_within_seconds(
+    fleet: Fleet,
+) -> None:
+    """Interactive work is dispatched before a deep bulk backlog."""
+    bulk = [await fleet.onboard(f"bulk{i:03d}", rows=60) for i in range(500)]
+    urgent = await fleet.onboard("urgent")
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 1.0})
+    fleet.start_workers(1)
+    for tenant in bulk:
+        await fleet.retrain(tenant.id, Lane.BULK)
+    # Wait until the bulk lane has filled every slot and the rest are waiting.
+    async with asyncio.timeout(60):
+        while await fleet.redis.zcard("retrainq:waiting:default:bulk") < 400:
+            await asyncio.sleep(0.2)
+    run_id = await fleet.retrain(urgent.id, Lane.INTERACTIVE)
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(5):
+        while True:
+            run = await fleet.store.get_run(run_id)
+            assert run is not None
+            if run.bes_started:
+                break
+            await asyncio.sleep(0.1)
+    assert asyncio.get_running_loop().time() - started < 5
