@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from arq.connections import ArqRedis
 
+from producer import routes_runs, routes_tenants
+from producer.auth import auth_middleware
+from producer.metrics import metrics, metrics_middleware
+from producer.openapi import build_openapi
+from producer.problems import problem_middleware
 from producer.settings import ApiSettings
+from producer.state import BLOBS, QUEUE, REDIS, SETTINGS, STORE
+from worker.blobs import BlobStore, BlobStoreError
+from worker.keys import Keys
 from worker.logs import configure_logging
+from worker.queue import StepQueue
+from worker.serialization import deserialize, serialize
+from worker.store import Store
 
-SETTINGS = web.AppKey("settings", ApiSettings)
-REDIS = web.AppKey("redis", aioredis.Redis)
+__all__ = ["REDIS", "SETTINGS", "create_app", "main"]
+
+OPENAPI = web.AppKey("openapi", bytes)
 
 log = structlog.get_logger(__name__)
 
@@ -37,21 +51,62 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    url = app[SETTINGS].redis.url.get_secret_value()
-    client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    settings = app[SETTINGS]
+    url = settings.redis.url.get_secret_value()
+    timeout = settings.redis_timeout_seconds
+    client = aioredis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    # No ping at startup: the API starts (and answers 503) while Redis is down.
+    pool = ArqRedis(
+        aioredis.ConnectionPool.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        ),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=settings.redis.queue_name,
+    )
     app[REDIS] = client
+    app[STORE] = Store(client, Keys(settings.redis.prefix))
+    app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
     yield
+    await pool.aclose()
     await client.aclose()
+
+
+async def _blobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    blobs = BlobStore.from_config(app[SETTINGS].blob)
+    app[BLOBS] = blobs
+    try:
+        await blobs.ensure_container()
+    except BlobStoreError as exc:
+        log.warning("api.blob_container_unavailable", error=str(exc))
+    yield
+    await blobs.close()
 
 
 def create_app(settings: ApiSettings) -> web.Application:
     """Build the API application for ``settings``."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+    )
     app[SETTINGS] = settings
+    app[OPENAPI] = json.dumps(build_openapi()).encode()
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_blobs_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    routes_tenants.add_routes(app)
+    routes_runs.add_routes(app)
     return app
 
 

@@ -1,0 +1,92 @@
+"""Small request/response helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from producer.auth import check_tenant_access, principal
+from producer.problems import Problem, not_found
+from producer.schemas import RUN_ID_PATTERN
+from producer.state import SETTINGS, STORE
+from worker.schemas import TENANT_ID_PATTERN, Run, Tenant
+
+M = TypeVar("M", bound=BaseModel)
+
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    """A JSON response of a pydantic model."""
+    return web.Response(
+        status=status, body=model.model_dump_json().encode(), content_type="application/json"
+    )
+
+
+async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The request body parsed as ``model``: 413 when too large, 422 when invalid."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, "Content Too Large", f"the JSON body may hold at most {limit} bytes")
+    raw = await request.read()  # aiohttp enforces client_max_size while reading
+    if not raw.strip():
+        if optional:
+            return model()
+        raise Problem(422, "Unprocessable Content", "body: a JSON object is required")
+    return model.model_validate_json(raw)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``[low, high]`` (422 otherwise)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem(422, "Unprocessable Content", f"{name}: not an integer") from None
+    if not low <= value <= high:
+        raise Problem(422, "Unprocessable Content", f"{name}: must be in [{low}, {high}]")
+    return value
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter (``true``/``false``, ``1``/``0``)."""
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise Problem(422, "Unprocessable Content", f"{name}: must be true or false")
+    return raw in ("true", "1")
+
+
+def tenant_id_param(request: web.Request) -> str:
+    """The ``{tenant_id}`` of the path; ids outside the charset cannot exist (404)."""
+    tenant_id = request.match_info["tenant_id"]
+    if not _TENANT_ID.fullmatch(tenant_id):
+        raise not_found("tenant", tenant_id[:80])
+    check_tenant_access(request, tenant_id)
+    return tenant_id
+
+
+async def visible_tenant(request: web.Request) -> Tenant:
+    """The tenant of the path, if it exists, is not offboarded and the caller may see it."""
+    tenant_id = tenant_id_param(request)
+    tenant = await request.app[STORE].get_tenant(tenant_id)
+    if tenant is None or tenant.deleted:
+        raise not_found("tenant", tenant_id)
+    return tenant
+
+
+async def visible_run(request: web.Request) -> Run:
+    """The run of the path, if it exists and belongs to a tenant the caller may see."""
+    run_id = request.match_info["run_id"]
+    if not _RUN_ID.fullmatch(run_id):
+        raise not_found("run", run_id[:80])
+    run = await request.app[STORE].get_run(run_id)
+    caller = principal(request)
+    if run is None or not (caller.admin or caller.tenant_id == run.tenant_id):
+        raise not_found("run", run_id)
+    return run

@@ -1,0 +1,198 @@
+"""The OpenAPI 3.1 document of the API, built from the pydantic models of ``schemas``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from producer.schemas import (
+    RUN_ID_PATTERN,
+    BatchAccepted,
+    BatchCreate,
+    BatchStatus,
+    DataUploaded,
+    Health,
+    Models,
+    Offboarded,
+    ProblemDetails,
+    RetrainRequest,
+    RunAccepted,
+    RunPage,
+    TenantCreate,
+    TenantCreated,
+    TenantPage,
+    TenantPatch,
+    TenantView,
+)
+from worker.schemas import TENANT_ID_PATTERN, Run
+
+Mode = Literal["validation", "serialization"]
+JSON = "application/json"
+_REF = "#/components/schemas/{model}"
+
+_INPUTS: list[type[BaseModel]] = [TenantCreate, TenantPatch, RetrainRequest, BatchCreate]
+_OUTPUTS: list[type[BaseModel]] = [
+    TenantCreated,
+    TenantPage,
+    TenantView,
+    Offboarded,
+    DataUploaded,
+    Models,
+    RunAccepted,
+    Run,
+    RunPage,
+    BatchAccepted,
+    BatchStatus,
+    ProblemDetails,
+    Health,
+]
+
+
+def _path_param(name: str, pattern: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": pattern, "maxLength": 63},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+TENANT = _path_param("tenant_id", TENANT_ID_PATTERN)
+RUN = _path_param("run_id", RUN_ID_PATTERN)
+BATCH = _path_param("batch_id", RUN_ID_PATTERN)
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size")
+RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size")
+OFFSET = _query("offset", {"type": "integer", "minimum": 0}, "position to start from")
+KIND = _query("kind", {"type": "string", "enum": ["classic", "new"]}, "only this target kind")
+REMOTE = _query(
+    "remove_remote", {"type": "boolean"}, "also remove the remote endpoint (not supported: 501)"
+)
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
+    "description": "repeating a request with the same key returns the same run",
+}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        models: list[tuple[type[BaseModel], Mode]] = [(m, "validation") for m in _INPUTS]
+        models += [(m, "serialization") for m in _OUTPUTS]
+        self.refs, defs = models_json_schema(models, ref_template=_REF)
+        self.schemas: dict[str, Any] = defs.get("$defs", {})
+
+    def ref(self, model: type[BaseModel], mode: Mode = "serialization") -> dict[str, Any]:
+        return dict(self.refs[(model, mode)])
+
+    def op(
+        self,
+        summary: str,
+        responses: dict[int, type[BaseModel]],
+        *,
+        body: type[BaseModel] | None = None,
+        body_required: bool = True,
+        params: list[dict[str, Any]] | None = None,
+        public: bool = False,
+    ) -> dict[str, Any]:
+        problem = {"application/problem+json": {"schema": self.ref(ProblemDetails)}}
+        out: dict[str, Any] = {
+            "summary": summary,
+            "parameters": params or [],
+            "responses": {
+                str(status): {
+                    "description": model.__doc__ or summary,
+                    "content": {JSON: {"schema": self.ref(model)}},
+                }
+                for status, model in responses.items()
+            }
+            | {"default": {"description": "an error (problem details)", "content": problem}},
+        }
+        if body is not None:
+            out["requestBody"] = {
+                "required": body_required,
+                "content": {JSON: {"schema": self.ref(body, "validation")}},
+            }
+        if public:
+            out["security"] = []
+        return out
+
+
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document served at ``/openapi.json``."""
+    b = _Builder()
+    upload_body = {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    upload = b.op("Upload training data (CSV)", {200: DataUploaded}, params=[TENANT])
+    upload["requestBody"] = upload_body
+    paths: dict[str, Any] = {
+        "/healthz": {"get": b.op("Liveness", {200: Health}, public=True)},
+        "/readyz": {"get": b.op("Readiness (Redis reachable)", {200: Health}, public=True)},
+        "/v1/tenants": {
+            "post": b.op("Onboard a tenant (admin)", {201: TenantCreated}, body=TenantCreate),
+            "get": b.op("List tenants (admin)", {200: TenantPage}, params=[LIMIT, OFFSET, KIND]),
+        },
+        "/v1/tenants/{tenant_id}": {
+            "get": b.op("Show a tenant", {200: TenantView}, params=[TENANT]),
+            "patch": b.op("Change a tenant", {200: TenantView}, body=TenantPatch, params=[TENANT]),
+            "delete": b.op("Offboard a tenant (admin)", {200: Offboarded}, params=[TENANT, REMOTE]),
+        },
+        "/v1/tenants/{tenant_id}/data": {"put": upload},
+        "/v1/tenants/{tenant_id}/retrains": {
+            "post": b.op(
+                "Retrain a tenant",
+                {202: RunAccepted},
+                body=RetrainRequest,
+                body_required=False,
+                params=[TENANT, IDEMPOTENCY],
+            )
+        },
+        "/v1/tenants/{tenant_id}/runs": {
+            "get": b.op("A tenant's runs", {200: RunPage}, params=[TENANT, RUN_LIMIT, OFFSET])
+        },
+        "/v1/tenants/{tenant_id}/models": {
+            "get": b.op("A tenant's models", {200: Models}, params=[TENANT])
+        },
+        "/v1/tenants/{tenant_id}/rollback": {
+            "post": b.op("Redeploy the previous model", {202: RunAccepted}, params=[TENANT])
+        },
+        "/v1/runs/{run_id}": {
+            "get": b.op("Show a run", {200: Run}, params=[RUN]),
+            "delete": b.op("Cancel a run", {202: Run}, params=[RUN]),
+        },
+        "/v1/batches": {
+            "post": b.op("Bulk retrain (admin)", {202: BatchAccepted}, body=BatchCreate)
+        },
+        "/v1/batches/{batch_id}": {
+            "get": b.op("Progress of a bulk retrain (admin)", {200: BatchStatus}, params=[BATCH])
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "retrainq",
+            "version": "1",
+            "description": "Durable per-tenant model retraining: onboard, upload, retrain, watch.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": b.schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

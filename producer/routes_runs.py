@@ -1,0 +1,193 @@
+"""Run and batch routes: retrain one tenant, list and cancel runs, bulk retrains and progress."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aiohttp import web
+
+from producer.auth import require_admin
+from producer.http import json_response, query_int, read_body, visible_run, visible_tenant
+from producer.metrics import API_METRICS
+from producer.problems import Problem, not_found
+from producer.routes_tenants import start_run
+from producer.schemas import (
+    BatchAccepted,
+    BatchCreate,
+    BatchStatus,
+    RetrainRequest,
+    RunAccepted,
+    RunPage,
+)
+from producer.state import QUEUE, SETTINGS, STORE
+from worker.schemas import TERMINAL_STATES, Batch, Lane, RunState, Tenant
+from worker.store import RunRequest, Store, new_id
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+CHUNK = 1000
+
+
+async def retrain(request: web.Request) -> web.Response:
+    """``POST /v1/tenants/{tenant_id}/retrains``: 202 with the new or the active run."""
+    tenant = await visible_tenant(request)
+    body = await read_body(request, RetrainRequest, optional=True)
+    store = request.app[STORE]
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                "Idempotency-Key: 1-128 characters of letters, digits and . _ : -",
+            )
+        earlier = await store.idempotent_run(tenant.id, key)
+        run = await store.get_run(earlier) if earlier else None
+        if run is not None:
+            return json_response(RunAccepted(run=run, coalesced=False), 202)
+    rerun = await _has_newer_data(store, tenant)
+    run_request = RunRequest(
+        tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason=body.reason, rerun_if_active=rerun
+    )
+    accepted = await start_run(request, run_request, tenant)
+    if key is not None:
+        ttl = timedelta(seconds=request.app[SETTINGS].idempotency_ttl_seconds)
+        winner = await store.remember_idempotent(tenant.id, key, accepted.run.id, ttl)
+        if winner != accepted.run.id:
+            run = await store.get_run(winner)
+            if run is not None:
+                accepted = RunAccepted(run=run, coalesced=False)
+    return json_response(accepted, 202)
+
+
+async def _has_newer_data(store: Store, tenant: Tenant) -> bool:
+    active = await store.active_run_id(tenant.id)
+    run = await store.get_run(active) if active else None
+    return run is not None and not run.state.terminal and run.data_version < tenant.data_version
+
+
+async def tenant_runs(request: web.Request) -> web.Response:
+    """``GET /v1/tenants/{tenant_id}/runs``: the tenant's runs, newest first."""
+    tenant = await visible_tenant(request)
+    limit = query_int(request, "limit", 50, 1, 200)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    store = request.app[STORE]
+    ids = await store.tenant_run_ids(tenant.id, offset, limit + 1)
+    runs = await store.get_runs(ids[:limit])
+    more = len(ids) > limit
+    page = RunPage(
+        items=runs, offset=offset, limit=limit, next_offset=offset + limit if more else None
+    )
+    return json_response(page)
+
+
+async def get_run(request: web.Request) -> web.Response:
+    """``GET /v1/runs/{run_id}``."""
+    return json_response(await visible_run(request))
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    """``DELETE /v1/runs/{run_id}``: ask the run to stop; 202, or 409 when it has ended."""
+    run = await visible_run(request)
+    if run.state.terminal:
+        raise Problem(409, "Conflict", f"run {run.id} has already ended ({run.state.value})")
+    store = request.app[STORE]
+    await store.request_cancel(run.id)
+    await request.app[QUEUE].advance(run.id, run.version)
+    updated = await store.get_run(run.id)
+    return json_response(updated or run, 202)
+
+
+async def _selected_tenants(store: Store, body: BatchCreate) -> tuple[list[Tenant], list[str]]:
+    if body.tenant_ids is None:
+        ids: Sequence[str] = await store.list_tenant_ids(0, await store.count_tenants() + CHUNK)
+    else:
+        ids = list(dict.fromkeys(body.tenant_ids))
+    tenants: list[Tenant] = []
+    for start in range(0, len(ids), CHUNK):
+        tenants.extend(await store.get_tenants(ids[start : start + CHUNK]))
+    found = {t.id for t in tenants if not t.deleted}
+    missing = [] if body.tenant_ids is None else [i for i in ids if i not in found]
+    kind = body.target_kind
+    chosen = [t for t in tenants if not t.deleted and kind in (None, t.target.kind)]
+    return chosen, missing
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    """``POST /v1/batches``: a bulk retrain; runs are written in pipelined chunks."""
+    require_admin(request)
+    body = await read_body(request, BatchCreate)
+    store = request.app[STORE]
+    tenants, missing = await _selected_tenants(store, body)
+    batch = Batch(id=new_id(), total=len(tenants), reason=body.reason)
+    await store.create_batch(batch)
+    template = RunRequest(tenant_id="*", lane=Lane.BULK, batch_id=batch.id, reason=body.reason)
+    created = 0
+    concurrency = request.app[SETTINGS].enqueue_concurrency
+    queue = request.app[QUEUE]
+    for start in range(0, len(tenants), CHUNK):
+        outcomes = await store.create_runs(tenants[start : start + CHUNK], template)
+        new = [o.run_id for o in outcomes if o.created]
+        created += len(new)
+        for at in range(0, len(new), concurrency):
+            await asyncio.gather(*(queue.advance(r, 0) for r in new[at : at + concurrency]))
+    API_METRICS.runs_enqueued.labels(Lane.BULK.value).inc(created)
+    if created != batch.total:
+        await store.create_batch(batch.model_copy(update={"total": created}))
+    accepted = BatchAccepted(
+        batch_id=batch.id,
+        total=created,
+        coalesced=len(tenants) - created,
+        not_found=missing[:1000],
+    )
+    return json_response(accepted, 202)
+
+
+def batch_status(batch: Batch, counters: dict[str, int]) -> BatchStatus:
+    """Counts by state, progress, throughput and ETA of a batch from its counters."""
+    counts = {state.value: max(0, counters.get(f"n:{state.value}", 0)) for state in RunState}
+    done = sum(counts[state.value] for state in TERMINAL_STATES)
+    total = batch.total
+    first, last = counters.get("first_finished_ms"), counters.get("last_finished_ms")
+    throughput: float | None = None
+    if first is not None and last is not None and last > first and done >= 2:
+        throughput = (done - 1) / ((last - first) / 1000)
+    eta: float | None = None
+    if done >= total:
+        eta = 0.0
+    elif throughput:
+        eta = (total - done) / throughput
+    return BatchStatus(
+        id=batch.id,
+        created_at=batch.created_at,
+        reason=batch.reason,
+        total=total,
+        done=done,
+        progress=min(1.0, done / total) if total else 1.0,
+        counts=counts,
+        throughput_per_second=throughput,
+        eta_seconds=eta,
+    )
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    """``GET /v1/batches/{batch_id}``: progress of a bulk retrain."""
+    require_admin(request)
+    batch_id = request.match_info["batch_id"]
+    found = await request.app[STORE].get_batch(batch_id) if _BATCH_ID.fullmatch(batch_id) else None
+    if found is None:
+        raise not_found("batch", batch_id[:80])
+    return json_response(batch_status(*found))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the run and batch routes."""
+    app.router.add_post("/v1/tenants/{tenant_id}/retrains", retrain)
+    app.router.add_get("/v1/tenants/{tenant_id}/runs", tenant_runs)
+    app.router.add_get("/v1/runs/{run_id}", get_run)
+    app.router.add_delete("/v1/runs/{run_id}", cancel_run)
+    app.router.add_post("/v1/batches", create_batch)
+    app.router.add_get("/v1/batches/{batch_id}", get_batch)

@@ -1,0 +1,260 @@
+"""Tenant routes: onboard, list, show, change, offboard, upload data, models, rollback."""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from producer.auth import TENANT_KEY_PREFIX, hash_key, require_admin
+from producer.http import (
+    json_response,
+    query_flag,
+    query_int,
+    read_body,
+    visible_tenant,
+)
+from producer.metrics import API_METRICS
+from producer.problems import Problem
+from producer.schemas import (
+    DataUploaded,
+    Models,
+    Offboarded,
+    RunAccepted,
+    TenantCreate,
+    TenantCreated,
+    TenantPage,
+    TenantPatch,
+    TenantView,
+)
+from producer.state import BLOBS, QUEUE, SETTINGS, STORE
+from producer.uploads import columns_of, read_upload
+from worker.blobs import training_data_path, validate_path
+from worker.schemas import Lane, Run, Tenant
+from worker.store import RunRequest, TenantExists
+
+NULLABLE = frozenset({"data_path", "gate", "schedule"})
+SCAN_CHUNK = 500
+
+
+def tenant_view(tenant: Tenant) -> TenantView:
+    """The API's view of a tenant (without key hashes)."""
+    return TenantView.model_validate(tenant.model_dump(exclude={"api_key_hashes", "deleted"}))
+
+
+def _check_data_path(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        validate_path(path)
+    except ValueError as exc:
+        raise Problem(422, "Unprocessable Content", f"data_path: {exc}") from None
+
+
+def _check_service(request: web.Request, name: str) -> None:
+    known = request.app[SETTINGS].training_services
+    if known and name not in known:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"training_service: unknown service {name!r}; known: {', '.join(sorted(known))}",
+        )
+
+
+async def start_run(request: web.Request, run_request: RunRequest, tenant: Tenant) -> RunAccepted:
+    """Create (or coalesce into the active) run and enqueue the first step of a new one."""
+    store = request.app[STORE]
+    created = await store.create_run(run_request, tenant=tenant)
+    if created.created:
+        await request.app[QUEUE].advance(created.run_id, 0)
+        API_METRICS.runs_enqueued.labels(run_request.lane.value).inc()
+    run = await store.get_run(created.run_id)
+    if run is None:  # ended and expired between the two calls: practically never
+        raise Problem(409, "Conflict", "the run vanished while it was created; try again")
+    return RunAccepted(run=run, coalesced=not created.created)
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    """``POST /v1/tenants``: onboard a tenant; 201 with its key (shown once) and first run."""
+    require_admin(request)
+    body = await read_body(request, TenantCreate)
+    _check_service(request, body.training_service)
+    _check_data_path(body.data_path)
+    store = request.app[STORE]
+    api_key = TENANT_KEY_PREFIX + secrets.token_urlsafe(32)
+    digest = hash_key(api_key)
+    tenant = Tenant(
+        **body.model_dump(exclude={"train"}),
+        api_key_hashes=[digest],
+    )
+    if not await store.register_api_key(digest, tenant.id):
+        raise Problem(409, "Conflict", "API key collision; try again")
+    try:
+        await store.create_tenant(tenant)
+    except TenantExists:
+        await store.drop_api_keys([digest])
+        raise Problem(409, "Conflict", f"tenant {tenant.id!r} exists (or was offboarded)") from None
+    run: Run | None = None
+    if body.train and tenant.data_path is not None:
+        request_ = RunRequest(tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason="onboarding")
+        run = (await start_run(request, request_, tenant)).run
+    created = TenantCreated(tenant=tenant_view(tenant), api_key=api_key, run=run)
+    return json_response(created, 201)
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    """``GET /v1/tenants``: a page of tenants by creation time, optionally of one kind."""
+    require_admin(request)
+    limit = query_int(request, "limit", 100, 1, 500)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    kind = request.query.get("kind")
+    if kind not in (None, "classic", "new"):
+        raise Problem(422, "Unprocessable Content", "kind: must be 'classic' or 'new'")
+    store = request.app[STORE]
+    total = await store.count_tenants()
+    items: list[TenantView] = []
+    position = offset
+    while len(items) < limit and position < total:
+        ids = await store.list_tenant_ids(position, SCAN_CHUNK if kind else limit)
+        if not ids:
+            break
+        found = {t.id: t for t in await store.get_tenants(ids)}
+        for tenant_id in ids:
+            position += 1
+            tenant = found.get(tenant_id)
+            if tenant and not tenant.deleted and kind in (None, tenant.target.kind):
+                items.append(tenant_view(tenant))
+                if len(items) == limit:
+                    break
+    page = TenantPage(
+        items=items,
+        total=total,
+        offset=offset,
+        limit=limit,
+        next_offset=position if position < total else None,
+    )
+    return json_response(page)
+
+
+async def get_tenant(request: web.Request) -> web.Response:
+    """``GET /v1/tenants/{tenant_id}``."""
+    return json_response(tenant_view(await visible_tenant(request)))
+
+
+async def patch_tenant(request: web.Request) -> web.Response:
+    """``PATCH /v1/tenants/{tenant_id}``: change the fields given."""
+    current = await visible_tenant(request)
+    body = await read_body(request, TenantPatch)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    for name, value in changes.items():
+        if value is None and name not in NULLABLE:
+            raise Problem(422, "Unprocessable Content", f"{name}: may not be null")
+    if "training_service" in changes:
+        _check_service(request, changes["training_service"])
+    _check_data_path(changes.get("data_path"))
+
+    def change(tenant: Tenant) -> Tenant | None:
+        if tenant.deleted:
+            return None
+        return Tenant.model_validate({**tenant.model_dump(), **changes})
+
+    updated = await request.app[STORE].update_tenant(current.id, change)
+    if updated.deleted:
+        raise Problem(404, "Not Found", f"no tenant {current.id!r}")
+    return json_response(tenant_view(updated))
+
+
+async def delete_tenant(request: web.Request) -> web.Response:
+    """``DELETE /v1/tenants/{tenant_id}``: offboard (revoke keys, cancel the active run)."""
+    tenant = await visible_tenant(request)
+    require_admin(request)
+    if query_flag(request, "remove_remote"):
+        raise Problem(
+            501,
+            "Not Implemented",
+            "remove_remote is not supported yet: offboard without it, then delete the "
+            "tenant's classic endpoint or web service in Azure ML",
+        )
+    store = request.app[STORE]
+    await store.offboard_tenant(tenant.id)
+    cancelled: str | None = None
+    active = await store.active_run_id(tenant.id)
+    run = await store.get_run(active) if active else None
+    if run is not None and not run.state.terminal and await store.request_cancel(run.id):
+        await request.app[QUEUE].advance(run.id, run.version)
+        cancelled = run.id
+    return json_response(Offboarded(tenant_id=tenant.id, cancelled_run_id=cancelled))
+
+
+async def upload_data(request: web.Request) -> web.Response:
+    """``PUT /v1/tenants/{tenant_id}/data``: store a training CSV as the next data version."""
+    tenant = await visible_tenant(request)
+    data = await read_upload(request, request.app[SETTINGS].max_upload_bytes)
+    columns = columns_of(data)
+    store = request.app[STORE]
+    version = await store.next_data_version(tenant.id)
+    path = training_data_path(tenant.id, f"v{version}")
+    await request.app[BLOBS].upload(path, data)
+
+    def change(current: Tenant) -> Tenant | None:
+        if current.data_version >= version:
+            return None  # a newer upload finished first
+        current.data_version = version
+        current.data_path = path
+        return current
+
+    await store.update_tenant(tenant.id, change)
+    uploaded = DataUploaded(
+        tenant_id=tenant.id,
+        data_version=version,
+        data_path=path,
+        size_bytes=len(data),
+        columns=columns,
+    )
+    return json_response(uploaded)
+
+
+async def get_models(request: web.Request) -> web.Response:
+    """``GET /v1/tenants/{tenant_id}/models``: the current model and the history."""
+    tenant = await visible_tenant(request)
+    history = await request.app[STORE].model_history(tenant.id)
+    return json_response(Models(current=tenant.deployed, history=history))
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """``POST /v1/tenants/{tenant_id}/rollback``: redeploy the previously deployed model."""
+    tenant = await visible_tenant(request)
+    current = tenant.deployed
+    if current is None:
+        raise Problem(409, "Conflict", f"tenant {tenant.id!r} has no deployed model")
+    history = await request.app[STORE].model_history(tenant.id)
+    previous = next(
+        (m for m in history if m.run_id != current.run_id and m.model_path != current.model_path),
+        None,
+    )
+    if previous is None:
+        raise Problem(409, "Conflict", f"tenant {tenant.id!r} has no previous model")
+    run_request = RunRequest(
+        tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason="rollback", rollback_to=previous.run_id
+    )
+    accepted = await start_run(request, run_request, tenant)
+    if accepted.coalesced:
+        raise Problem(
+            409,
+            "Conflict",
+            f"run {accepted.run.id} of this tenant is still active; cancel it or wait",
+            active_run_id=accepted.run.id,
+        )
+    return json_response(accepted, 202)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the tenant routes."""
+    app.router.add_post("/v1/tenants", create_tenant)
+    app.router.add_get("/v1/tenants", list_tenants)
+    app.router.add_get("/v1/tenants/{tenant_id}", get_tenant)
+    app.router.add_patch("/v1/tenants/{tenant_id}", patch_tenant)
+    app.router.add_delete("/v1/tenants/{tenant_id}", delete_tenant)
+    app.router.add_put("/v1/tenants/{tenant_id}/data", upload_data)
+    app.router.add_get("/v1/tenants/{tenant_id}/models", get_models)
+    app.router.add_post("/v1/tenants/{tenant_id}/rollback", rollback)

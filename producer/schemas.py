@@ -1,0 +1,194 @@
+"""Request and response bodies of the HTTP API (the OpenAPI document is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from worker.evaluate import Gate
+from worker.schemas import DeployedModel, Run, Target, TenantId
+
+MAX_BATCH_TENANTS = 10_000
+RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
+TargetKind = Literal["classic", "new"]
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ParamValue = Annotated[str, StringConstraints(max_length=4096)]
+BlobPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields are rejected (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantCreate(Body):
+    """Onboard a tenant: where it trains and deploys; ``train`` starts its first run."""
+
+    id: TenantId
+    display_name: str = Field(default="", max_length=200)
+    target: Target
+    training_service: str = Field(default="default", min_length=1, max_length=64)
+    data_path: BlobPath | None = Field(
+        default=None, description="blob path of existing training data (or upload it later)"
+    )
+    global_parameters: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=64)
+    gate: Gate | None = None
+    schedule: str | None = Field(default=None, max_length=120)
+    train: bool = True
+
+
+class TenantPatch(Body):
+    """Change a tenant; fields left out stay as they are, ``null`` clears optional ones."""
+
+    display_name: str | None = Field(default=None, max_length=200)
+    target: Target | None = None
+    training_service: str | None = Field(default=None, min_length=1, max_length=64)
+    data_path: BlobPath | None = None
+    global_parameters: dict[ParamName, ParamValue] | None = Field(default=None, max_length=64)
+    gate: Gate | None = None
+    schedule: str | None = Field(default=None, max_length=120)
+
+
+class TenantView(BaseModel):
+    """A tenant as the API shows it (no key hashes)."""
+
+    id: str
+    display_name: str
+    target: Target
+    training_service: str
+    data_path: str | None
+    data_version: int
+    global_parameters: dict[str, str]
+    gate: Gate | None
+    schedule: str | None
+    created_at: datetime
+    endpoint_name: str | None
+    service_name: str | None
+    deployed: DeployedModel | None
+
+
+class TenantCreated(BaseModel):
+    """The onboarded tenant, its API key (shown only here) and its first run, if any."""
+
+    tenant: TenantView
+    api_key: str = Field(description="the tenant's API key; it is stored hashed, shown once")
+    run: Run | None = None
+
+
+class Offboarded(BaseModel):
+    """A tenant that was offboarded, and the active run that was asked to cancel."""
+
+    tenant_id: str
+    cancelled_run_id: str | None
+
+
+class TenantPage(BaseModel):
+    """One page of tenants; ``next_offset`` continues the listing (None at the end)."""
+
+    items: list[TenantView]
+    total: int = Field(description="tenants in the index (before any kind filter)")
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class RunPage(BaseModel):
+    """One page of a tenant's runs, newest first."""
+
+    items: list[Run]
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class RetrainRequest(Body):
+    """Ask for a retrain of one tenant (the body is optional)."""
+
+    reason: Reason = "manual"
+
+
+class RunAccepted(BaseModel):
+    """A run that will happen: new, or the tenant's active run (``coalesced``)."""
+
+    run: Run
+    coalesced: bool
+
+
+class DataUploaded(BaseModel):
+    """Where an uploaded training CSV was stored and its data version."""
+
+    tenant_id: str
+    data_version: int
+    data_path: str
+    size_bytes: int
+    columns: list[str]
+
+
+class BatchCreate(Body):
+    """A bulk retrain: listed tenants, or all tenants (optionally of one target kind)."""
+
+    tenant_ids: list[TenantId] | None = Field(default=None, max_length=MAX_BATCH_TENANTS)
+    all: bool = False
+    target_kind: TargetKind | None = None
+    reason: Reason = "bulk"
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> Self:
+        if self.all == (self.tenant_ids is not None):
+            raise ValueError("give either tenant_ids or all: true")
+        if self.tenant_ids is not None and not self.tenant_ids:
+            raise ValueError("tenant_ids must not be empty")
+        return self
+
+
+class BatchAccepted(BaseModel):
+    """A bulk retrain that was accepted: its id and what it started."""
+
+    batch_id: str
+    total: int = Field(description="runs created for this batch")
+    coalesced: int = Field(description="tenants that already had an active run")
+    not_found: list[str] = Field(description="listed tenant ids that do not exist")
+
+
+class BatchStatus(BaseModel):
+    """Progress of a bulk retrain."""
+
+    id: str
+    created_at: datetime
+    reason: str
+    total: int
+    done: int
+    progress: float = Field(ge=0, le=1)
+    counts: dict[str, int]
+    throughput_per_second: float | None
+    eta_seconds: float | None
+
+
+class Models(BaseModel):
+    """A tenant's current model and its deployment history, newest first."""
+
+    current: DeployedModel | None
+    history: list[DeployedModel]
+
+
+class ProblemDetails(BaseModel):
+    """An error (RFC 9457 ``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
