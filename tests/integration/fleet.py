@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,6 +230,16 @@ class Fleet:
         """What a model trained on the tenant's data predicts for ``rows``."""
         model = train(parse_csv(self.csv(tenant_id, data_rows, drift)), self.spec())
         return model.predict(rows)
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float, every: float = 0.1) -> float:
+    """Wait until ``check()`` holds; returns the seconds it took, fails after ``within``."""
+    started = time.monotonic()
+    async with asyncio.timeout(within):
+        while True:
+            if await check():
+                return time.monotonic() - started
+            await asyncio.sleep(every)
 
 
 async def open_fleet(

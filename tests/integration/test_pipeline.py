@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from producer.emulated import training_services
-from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, sample_rows
+from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, sample_rows, until
 from worker.evaluate import Gate
 from worker.schemas import Lane, RunState
 
@@ -133,17 +133,16 @@ async def test_an_interactive_run_behind_500_waiting_bulk_runs_starts_within_sec
     fleet.start_workers(1)
     for tenant in bulk:
         await fleet.retrain(tenant.id, Lane.BULK)
+
     # Wait until the bulk lane has filled every slot and the rest are waiting.
-    async with asyncio.timeout(60):
-        while await fleet.redis.zcard("retrainq:waiting:default:bulk") < 400:
-            await asyncio.sleep(0.2)
+    async def backlog_is_deep() -> bool:
+        return await fleet.redis.zcard("retrainq:waiting:default:bulk") >= 400
+
+    await until(backlog_is_deep, within=60)
     run_id = await fleet.retrain(urgent.id, Lane.INTERACTIVE)
-    started = asyncio.get_running_loop().time()
-    async with asyncio.timeout(5):
-        while True:
-            run = await fleet.store.get_run(run_id)
-            assert run is not None
-            if run.bes_started:
-                break
-            await asyncio.sleep(0.1)
-    assert asyncio.get_running_loop().time() - started < 5
+
+    async def bes_job_started() -> bool:
+        run = await fleet.store.get_run(run_id)
+        return run is not None and run.bes_started
+
+    assert await until(bes_job_started, within=5) < 5

@@ -1,0 +1,88 @@
+"""The pipeline under remote faults and worker crashes: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, until
+from tests.integration.test_pipeline import started_twice
+from worker.schemas import Lane, RunState
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+async def fleet(
+    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    """A fleet on flushed Redis and a reset emulator (faults cleared afterwards)."""
+    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
+    yield opened
+    await opened.emulator("PUT", "/_emulator/faults", {})
+    await close_fleet(opened)
+
+
+async def test_under_remote_faults_every_run_ends_with_one_started_job_at_most(
+    fleet: Fleet,
+) -> None:
+    """10% 503/429, 5% failed jobs, dropped replies on submit and PATCH: all runs end."""
+    tenants = [await fleet.onboard(f"f{i:02d}", rows=120) for i in range(24)]
+    tenants += [await fleet.onboard(f"g{i:02d}", "new", rows=120) for i in range(6)]
+    await fleet.emulator(
+        "PUT",
+        "/_emulator/faults",
+        {
+            "bes_submit": {"error_rate": 0.1, "error_status": 503, "commit_then_drop": 3},
+            "bes_start": {"error_rate": 0.1, "error_status": 429},
+            "bes_status": {"error_rate": 0.1, "error_status": 503},
+            "management": {"error_rate": 0.1, "error_status": 429, "commit_then_drop": 3},
+            "arm": {"error_rate": 0.1, "error_status": 503},
+            "bes_job_failure_rate": 0.05,
+        },
+    )
+    fleet.start_workers(2, RETRAINQ_THROTTLE_PAUSE_SECONDS="0.3")
+    run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
+    runs = await fleet.wait_terminal(run_ids, within=240)
+    stats = await fleet.training_stats()
+    assert started_twice(stats) == {}
+    assert stats["jobs_started"] <= len(runs)
+    # The three dropped submit replies left created-but-never-started jobs behind.
+    assert stats["jobs_created"] >= stats["jobs_started"] + 3
+    assert sum(r.orphaned_submissions for r in runs) >= 3
+    failures = [r for r in runs if r.state is not RunState.SUCCEEDED]
+    for run in failures:
+        assert run.state is RunState.FAILED, dump(run.model_dump())
+        assert run.error, dump(run.model_dump())
+        assert run.error_code, dump(run.model_dump())
+    # Transient faults are absorbed; only the injected job failures may fail runs.
+    assert all(r.error_code == "bes_Failed" for r in failures), dump([r.error for r in failures])
+    assert len(failures) <= 6
+
+
+async def test_a_killed_worker_s_runs_are_resumed_by_the_other_without_duplicates(
+    fleet: Fleet,
+) -> None:
+    """SIGKILL one of two workers mid-batch: the other finishes every run, one job each."""
+    tenants = [await fleet.onboard(f"k{i:02d}", rows=120) for i in range(30)]
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 3})
+    victim, _survivor = fleet.start_workers(2)
+    run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
+
+    async def jobs_running() -> bool:
+        return bool((await fleet.training_stats())["running_now"] >= 10)
+
+    await until(jobs_running, within=30)
+    victim.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    runs = await fleet.wait_terminal(run_ids, within=120)
+    elapsed = time.monotonic() - killed_at
+    assert all(r.state is RunState.SUCCEEDED for r in runs), dump([r.error for r in runs])
+    stats = await fleet.training_stats()
+    assert stats["jobs_started"] == 30
+    assert started_twice(stats) == {}
+    assert elapsed < 60 + 10, f"resumed only after {elapsed:.0f}s"
