@@ -26,8 +26,7 @@ from emulator import admin, arm, bes, management, rrs
 from emulator.blobio import BlobStore
 from emulator.config import EmulatorConfig, EmulatorSettings, default_config, load_config
 from emulator.datagen import dataset_csv
-from emulator.errors import error_middleware
-from emulator.faults import ConnectionDropped
+from emulator.errors import ConnectionDropped, error_middleware
 from emulator.state import BLOBS, STATE, EmulatorState
 from emulator.training import Model, ModelSpec, parse_csv, train
 

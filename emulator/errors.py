@@ -51,6 +51,10 @@ class ApiError(Exception):
         return web.json_response(self.body(), status=self.status, headers=self.headers)
 
 
+class ConnectionDropped(Exception):
+    """Raised after the transport was closed on purpose (commit-then-drop); no reply follows."""
+
+
 def bad_argument(detail: str, message: str) -> ApiError:
     """400 BadArgument with a detail code."""
     return ApiError(400, "BadArgument", message, detail)
@@ -97,6 +101,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except ConnectionDropped:
+        raise
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.config import SURFACES, FaultsConfig, Surface
-from emulator.errors import ApiError
+from emulator.errors import ApiError, ConnectionDropped
 
 
 def injected_error(status: int) -> ApiError:
@@ -96,10 +96,6 @@ class Faults:
             "dropped": dict(self.dropped),
             "jobs_failed": self.jobs_failed,
         }
-
-
-class ConnectionDropped(Exception):
-    """Raised after the transport was closed on purpose; the middleware answers nothing."""
 
 
 def drop_connection(request: web.Request) -> None:

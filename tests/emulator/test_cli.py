@@ -1,0 +1,91 @@
+"""The ``retrainq-emulator`` command: help, print-config, env/flag precedence, gen-data, serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import aiohttp
+
+from emulator.config import default_config
+from emulator.datagen import bike_rental_csv
+from producer.processes import ManagedProcess, console_script
+
+BIN = console_script("retrainq-emulator")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command and capture its output."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINQ_EMULATOR_")}
+    return subprocess.run(
+        [BIN, *args], capture_output=True, text=True, env={**clean, **(env or {})}, timeout=60
+    )
+
+
+def test_help_exits_zero() -> None:
+    """--help documents the flags and exits 0."""
+    result = run("--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--config", "--print-config", "--seed", "--public-url"):
+        assert flag in result.stdout
+
+
+def test_print_config_env_and_flags() -> None:
+    """--print-config prints the default config with secrets; flags beat environment variables."""
+    result = run("--print-config", env={"RETRAINQ_EMULATOR_PORT": "9911"})
+    doc = json.loads(result.stdout)
+    assert doc["public_url"] == "http://127.0.0.1:9911"
+    assert doc["workspaces"][0]["authorization_token"] == (
+        default_config().workspaces[0].authorization_token
+    )
+    result = run("--print-config", "--port", "9912", env={"RETRAINQ_EMULATOR_PORT": "9911"})
+    assert json.loads(result.stdout)["public_url"] == "http://127.0.0.1:9912"
+    result = run("--print-config", "--public-url", "http://emulator:8090/")
+    assert json.loads(result.stdout)["public_url"] == "http://emulator:8090"
+
+
+def test_config_file(tmp_path: Path) -> None:
+    """--config loads another config; an invalid one exits 2 with a message."""
+    config = default_config(training_endpoints=3)
+    path = tmp_path / "emulator.json"
+    path.write_text(config.model_dump_json())
+    doc = json.loads(run("--config", str(path), "--print-config").stdout)
+    training = doc["workspaces"][0]["web_services"][0]
+    assert [e["name"] for e in training["endpoints"]] == ["default", "bes2", "bes3"]
+    path.write_text('{"models": []}')
+    result = run("--config", str(path))
+    assert result.returncode == 2
+    assert "invalid configuration" in result.stderr
+
+
+def test_gen_data_is_deterministic_per_tenant(tmp_path: Path) -> None:
+    """gen-data writes the same CSV as the datagen module, different per tenant and drift."""
+    out = tmp_path / "a.csv"
+    assert (
+        run(
+            "gen-data", "--tenant", "loc1", "--rows", "50", "--seed", "3", "--out", str(out)
+        ).returncode
+        == 0
+    )
+    assert out.read_text() == bike_rental_csv("loc1", 50, seed=3)
+    drifted = run("gen-data", "--tenant", "loc1", "--rows", "50", "--seed", "3", "--drift").stdout
+    other = run("gen-data", "--tenant", "loc2", "--rows", "50", "--seed", "3").stdout
+    assert len({out.read_text(), drifted, other}) == 3
+
+
+async def test_subprocess_serves_config_and_logs_json(
+    emulator: ManagedProcess, emulator_url: str
+) -> None:
+    """The console script serves every surface on one port and logs JSON lines."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{emulator_url}/_emulator/health") as response:
+            assert response.status == 200
+        async with http.get(f"{emulator_url}/_emulator/config") as response:
+            config = await response.json()
+    assert config["seed"] == 7
+    assert config["public_url"] == emulator_url
+    assert config["settings"]["min_job_seconds"] == 0
+    first = emulator.log_path.read_text().splitlines()[0]
+    assert json.loads(first)["event"] == "emulator.started"
