@@ -12,9 +12,12 @@ import json
 import secrets
 import signal
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from producer.emulated import worker_env
 from producer.processes import (
     PROJECT_ROOT,
     ManagedProcess,
@@ -74,10 +77,17 @@ def stack_env(ports: StackPorts, admin_key: str) -> dict[str, str]:
         "RETRAINQ_API_KEY": admin_key,
         "RETRAINQ_PORT": str(ports.api),
         "RETRAINQ_EMULATOR_URL": emulator_url,
-        "RETRAINQ_AZUREML__MANAGEMENT_URL": emulator_url,
-        "RETRAINQ_AZUREML__ARM_URL": emulator_url,
         "RETRAINQ_LOG__FORMAT": "json",
     }
+
+
+def fetch_emulator_config(emulator_url: str) -> dict[str, Any]:
+    """The emulator's effective configuration (workspaces, services, keys)."""
+    url = f"{emulator_url}/_emulator/config"
+    # The URL is the loopback emulator this stack started itself, never user input.
+    with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310
+        config: dict[str, Any] = json.loads(reply.read())
+    return config
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:
@@ -127,7 +137,7 @@ class DevStack:
         admin_key = "rtq_admin_" + secrets.token_urlsafe(24)
         env = stack_env(chosen, admin_key)
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
-        plan = [
+        infrastructure = [
             ManagedProcess(
                 "redis",
                 redis_argv(redis_bin, chosen.redis, self.state_dir / "redis", aof=True),
@@ -147,14 +157,32 @@ class DevStack:
                 self.log_dir / "emulator.log",
                 env={"RETRAINQ_EMULATOR_LOG_FORMAT": "json"},
             ),
-            ManagedProcess(
-                "api",
-                [console_script("retrainq-api"), "--port", str(chosen.api)],
-                chosen.api,
-                self.log_dir / "api.log",
-                env=env,
-            ),
         ]
+        started: list[RunningService] = []
+        try:
+            self._start(infrastructure, started)
+            emulator_url = env["RETRAINQ_EMULATOR_URL"]
+            env.update(worker_env(fetch_emulator_config(emulator_url), emulator_url))
+            self._start(self._application(chosen, env, workers), started)
+        except BaseException:
+            for service in reversed(started):
+                stop_pid(service.pid)
+            self.state_file.unlink(missing_ok=True)
+            raise
+        write_env_file(self.env_file, env)
+        return env
+
+    def _application(
+        self, ports: StackPorts, env: dict[str, str], workers: int
+    ) -> list[ManagedProcess]:
+        api = ManagedProcess(
+            "api",
+            [console_script("retrainq-api"), "--port", str(ports.api)],
+            ports.api,
+            self.log_dir / "api.log",
+            env=env,
+        )
+        plan = [api]
         for index in range(workers):
             port = free_port()
             plan.append(
@@ -166,21 +194,15 @@ class DevStack:
                     env={**env, "RETRAINQ_POD_NAME": f"worker-{index + 1}"},
                 )
             )
-        started: list[RunningService] = []
-        try:
-            for process in plan:
-                process.start(timeout=60)
-                started.append(
-                    RunningService(process.name, process.pid, process.port, str(process.log_path))
-                )
-                self._record(started)
-        except BaseException:
-            for service in reversed(started):
-                stop_pid(service.pid)
-            self.state_file.unlink(missing_ok=True)
-            raise
-        write_env_file(self.env_file, env)
-        return env
+        return plan
+
+    def _start(self, plan: list[ManagedProcess], started: list[RunningService]) -> None:
+        for process in plan:
+            process.start(timeout=60)
+            started.append(
+                RunningService(process.name, process.pid, process.port, str(process.log_path))
+            )
+            self._record(started)
 
     def status(self) -> list[tuple[RunningService, bool, bool]]:
         """Each recorded service with (process alive, port answering)."""
