@@ -1,4 +1,4 @@
-"""The ``retrainq`` command line: the local stack today, the API's client commands alongside."""
+"""The ``retrainq`` command line: the local stack (``dev``) and the API's client commands."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from producer import commands
 from producer.devstack import DevStack, StackPorts
 from producer.processes import ServiceError
 
@@ -52,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retrainq", description="Retrain one model per customer, at fleet scale."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dev = commands.add_parser("dev", help="run the local stack (Redis, Azurite, emulator, API)")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = subcommands.add_parser("dev", help="run the local stack (Redis, Azurite, emulator, API)")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
     up = dev_commands.add_parser("up", help="start the stack and write .stack/env")
     up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(handler=_dev_down)
     status = dev_commands.add_parser("status", help="show the stack's processes")
     status.set_defaults(handler=_dev_status)
+    commands.add_api_commands(subcommands)
     return parser
 
 
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ServiceError as exc:
+    except (ServiceError, commands.CommandError) as exc:
         print(f"retrainq: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

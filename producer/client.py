@@ -1,0 +1,137 @@
+"""Typed HTTP client of the retrainq API (used by the CLI, benchmarks and scripts)."""
+
+from __future__ import annotations
+
+from typing import IO, Any, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, SecretStr
+
+from producer.schemas import (
+    BatchAccepted,
+    BatchCreate,
+    BatchStatus,
+    DataUploaded,
+    RetrainRequest,
+    RunAccepted,
+    TenantCreate,
+    TenantCreated,
+    TenantPage,
+    TenantView,
+)
+from worker.schemas import Run
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """The API answered with an error (a problem document) or could not be reached."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(f"{status} {title}: {detail}" if status else f"{title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+class ApiClient:
+    """One method per API route; answers are the API's pydantic models."""
+
+    def __init__(self, base_url: str, api_key: SecretStr, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._session = session
+
+    async def _call(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        *,
+        body: BaseModel | None = None,
+        data: IO[bytes] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> M:
+        sent = {"Authorization": f"Bearer {self._api_key.get_secret_value()}", **(headers or {})}
+        kwargs: dict[str, Any] = {"headers": sent, "params": params}
+        if body is not None:
+            kwargs["data"] = body.model_dump_json().encode()
+            sent["Content-Type"] = "application/json"
+        elif data is not None:
+            kwargs["data"] = data
+            sent["Content-Type"] = "text/csv"
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.request(method, url, **kwargs) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise _problem(response.status, response.reason or "", raw)
+                return model.model_validate_json(raw)
+        except aiohttp.ClientError as exc:
+            raise ApiError(0, "cannot reach the API", f"{self.base_url} ({exc})") from exc
+
+    async def create_tenant(self, tenant: TenantCreate) -> TenantCreated:
+        """Onboard a tenant (admin key)."""
+        return await self._call(TenantCreated, "POST", "/v1/tenants", body=tenant)
+
+    async def list_tenants(
+        self, limit: int = 100, offset: int = 0, kind: str | None = None
+    ) -> TenantPage:
+        """One page of tenants (admin key)."""
+        params = {"limit": str(limit), "offset": str(offset)} | ({"kind": kind} if kind else {})
+        return await self._call(TenantPage, "GET", "/v1/tenants", params=params)
+
+    async def get_tenant(self, tenant_id: str) -> TenantView:
+        """One tenant."""
+        return await self._call(TenantView, "GET", f"/v1/tenants/{tenant_id}")
+
+    async def upload(self, tenant_id: str, stream: IO[bytes]) -> DataUploaded:
+        """Stream a training CSV to the tenant's next data version."""
+        return await self._call(DataUploaded, "PUT", f"/v1/tenants/{tenant_id}/data", data=stream)
+
+    async def retrain(
+        self, tenant_id: str, reason: str = "manual", idempotency_key: str | None = None
+    ) -> RunAccepted:
+        """Ask for a retrain; the answer is the new or the active run."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self._call(
+            RunAccepted,
+            "POST",
+            f"/v1/tenants/{tenant_id}/retrains",
+            body=RetrainRequest(reason=reason),
+            headers=headers,
+        )
+
+    async def rollback(self, tenant_id: str) -> RunAccepted:
+        """Redeploy the tenant's previous model."""
+        return await self._call(RunAccepted, "POST", f"/v1/tenants/{tenant_id}/rollback")
+
+    async def create_batch(self, batch: BatchCreate) -> BatchAccepted:
+        """Start a bulk retrain (admin key)."""
+        return await self._call(BatchAccepted, "POST", "/v1/batches", body=batch)
+
+    async def batch(self, batch_id: str) -> BatchStatus:
+        """Progress of a bulk retrain (admin key)."""
+        return await self._call(BatchStatus, "GET", f"/v1/batches/{batch_id}")
+
+    async def run(self, run_id: str) -> Run:
+        """One run."""
+        return await self._call(Run, "GET", f"/v1/runs/{run_id}")
+
+    async def cancel(self, run_id: str) -> Run:
+        """Ask a run to stop."""
+        return await self._call(Run, "DELETE", f"/v1/runs/{run_id}")
+
+
+def _problem(status: int, reason: str, raw: bytes) -> ApiError:
+    try:
+        problem = _Problem.model_validate_json(raw)
+    except ValueError:
+        return ApiError(status, reason, raw[:200].decode(errors="replace") or "no detail")
+    return ApiError(status, problem.title, problem.detail)
+
+
+class _Problem(BaseModel):
+    title: str
+    detail: str
