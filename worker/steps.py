@@ -145,10 +145,20 @@ class Stepper:
         if state != run.state:
             changes.setdefault("step_failures", 0)
         updated = run.model_copy(update=changes)
-        saved = await self.deps.store.save_run(updated, state, due_in=delay)
+        # A step continuing inline is overdue only if it has not moved on within its timeout.
+        due_in = self.settings.job_timeout_seconds if delay == 0 else delay
+        saved = await self.deps.store.save_run(updated, state, due_in=due_in)
         if state != run.state:
+            self._observe_phase(run, saved)
             log.info(f"run.{state.value}", previous=run.state.value)
         return Next(saved, delay)
+
+    @staticmethod
+    def _observe_phase(before: Run, after: Run) -> None:
+        entered = before.phases.get(before.state.value)
+        if entered is not None:
+            elapsed = (after.updated_at - entered).total_seconds()
+            METRICS.phase_seconds.labels(before.state.value).observe(max(0.0, elapsed))
 
     async def _retry_later(self, run: Run, exc: Exception) -> Next:
         failures = run.step_failures + 1

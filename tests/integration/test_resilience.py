@@ -86,3 +86,26 @@ async def test_a_killed_worker_s_runs_are_resumed_by_the_other_without_duplicate
     assert stats["jobs_started"] == 30
     assert started_twice(stats) == {}
     assert elapsed < 60 + 10, f"resumed only after {elapsed:.0f}s"
+
+
+async def test_runs_survive_arq_losing_every_queued_job(fleet: Fleet) -> None:
+    """The reconciler re-enqueues runs from their records when arq's queue is wiped."""
+    tenants = [await fleet.onboard(f"l{i:02d}", rows=120) for i in range(10)]
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 2})
+    fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="1")
+    run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
+
+    async def jobs_running() -> bool:
+        return bool((await fleet.training_stats())["running_now"] >= 5)
+
+    await until(jobs_running, within=30)
+    lost = await fleet.redis.delete("retrainq:queue")
+    job_keys = [k async for k in fleet.redis.scan_iter("arq:job:*")]
+    if job_keys:
+        await fleet.redis.delete(*job_keys)
+    assert lost == 1
+    runs = await fleet.wait_terminal(run_ids, within=90)
+    assert all(r.state is RunState.SUCCEEDED for r in runs), dump([r.error for r in runs])
+    stats = await fleet.training_stats()
+    assert stats["jobs_started"] == 10
+    assert started_twice(stats) == {}
