@@ -150,7 +150,8 @@ class Stepper:
         saved = await self.deps.store.save_run(updated, state, due_in=due_in)
         if state != run.state:
             self._observe_phase(run, saved)
-            log.info(f"run.{state.value}", previous=run.state.value)
+            if not state.terminal:  # terminal states are logged once, with totals, on finish
+                log.info(f"run.{state.value}", previous=run.state.value)
         return Next(saved, delay)
 
     @staticmethod

@@ -1,0 +1,73 @@
+"""What operators see: cancellation, step log context, worker health and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fleet import Fleet, close_fleet, open_fleet, until
+from worker.schemas import RunState
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+async def fleet(
+    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    """A fleet on flushed Redis and a reset emulator."""
+    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
+    yield opened
+    await close_fleet(opened)
+
+
+async def test_cancelling_a_training_run_deletes_its_bes_job(fleet: Fleet) -> None:
+    """A cancel request ends the run ``cancelled`` and the remote job is cancelled too."""
+    tenant = await fleet.onboard("cancel-me")
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 60})
+    fleet.start_workers(1)
+    run_id = await fleet.retrain(tenant.id)
+
+    async def training() -> bool:
+        run = await fleet.store.get_run(run_id)
+        return run is not None and run.state is RunState.TRAINING
+
+    await until(training, within=30)
+    assert await fleet.store.request_cancel(run_id)
+    runs = await fleet.wait_terminal([run_id], within=30)
+    assert runs[0].state is RunState.CANCELLED
+    stats = await fleet.training_stats()
+    assert stats["jobs_cancelled"] == 1
+    assert stats["running_now"] == 0
+
+
+async def test_step_logs_carry_run_context_and_metrics_count_outcomes(fleet: Fleet) -> None:
+    """Every step line names tenant, run, batch, state; /metrics and /healthz answer."""
+    tenants = [await fleet.onboard(f"obs{i}") for i in range(3)]
+    (worker,) = fleet.start_workers(1)
+    run_ids = [await fleet.retrain(t.id) for t in tenants]
+    runs = await fleet.wait_terminal(run_ids)
+    assert all(r.state is RunState.SUCCEEDED for r in runs)
+    base = f"http://127.0.0.1:{worker.port}"
+    async with fleet.http.get(f"{base}/metrics") as reply:
+        metrics = await reply.text()
+    assert 'retrainq_runs_total{outcome="succeeded"} 3.0' in metrics
+    assert 'retrainq_bes_jobs_started_total{service="default"} 3.0' in metrics
+    assert "retrainq_remote_calls_total" in metrics
+    async with fleet.http.get(f"{base}/healthz") as reply:
+        assert (await reply.json())["status"] == "ok"
+    worker.stop()
+    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line]
+    submitted = [line for line in lines if line.get("event") == "bes.submitted"]
+    assert len(submitted) == 3
+    for line in submitted:
+        assert line["tenant_id"] in {t.id for t in tenants}
+        assert line["run_id"] in run_ids
+        assert line["state"] == "submitting"
+        assert line["bes_job_id"]
+        assert "batch_id" in line
+    succeeded = [line for line in lines if line.get("event") == "run.succeeded"]
+    assert sorted(line["run_id"] for line in succeeded) == sorted(run_ids)
