@@ -95,10 +95,24 @@ class Keys:
         """String: the run id an ``Idempotency-Key`` produced (with a TTL)."""
         return f"{self.prefix}:idem:{scope}:{key}"
 
-    def schedule_fired(self, name: str) -> str:
-        """String: the last slot a schedule fired for (cron exactly-once)."""
-        return f"{self.prefix}:schedule:{name}:fired"
+    @property
+    def schedules(self) -> str:
+        """Sorted set of schedule names by their next fire time (ms)."""
+        return f"{self.prefix}:schedules"
+
+    def schedule(self, name: str) -> str:
+        """String: a schedule's definition (JSON)."""
+        return f"{self.prefix}:schedule:{name}"
+
+    @property
+    def schedules_pending(self) -> str:
+        """Hash: schedule name -> slot (ms) claimed but not yet fired (crash recovery)."""
+        return f"{self.prefix}:schedules:pending"
 
     def rate_limit(self, key_id: str, window: int) -> str:
         """Counter of one API key's requests in one fixed window (with a TTL)."""
         return f"{self.prefix}:ratelimit:{key_id}:{window}"
+
+    def failpoint(self, name: str, run_id: str) -> str:
+        """String: set once a chaos-test failpoint crashed the worker for this run."""
+        return f"{self.prefix}:failpoint:{name}:{run_id}"

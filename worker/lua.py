@@ -144,3 +144,12 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# Claim one due slot of a schedule: exactly one caller moves it to its next slot.
+# KEYS: schedules zset, pending hash. ARGV: name, slot ms, next slot ms.
+CLAIM_SCHEDULE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
