@@ -397,9 +397,7 @@ class Store:
 
     async def active_run_id(self, tenant_id: str) -> str | None:
         """The id of the tenant's most recent active run, if any (it may have just ended)."""
-        run_id: str | None = await reply(
-            self.redis.hget(self.keys.tenant(tenant_id), "active_run")
-        )
+        run_id: str | None = await reply(self.redis.hget(self.keys.tenant(tenant_id), "active_run"))
         return run_id
 
     async def next_data_version(self, tenant_id: str) -> int:
