@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,8 +22,9 @@ from producer.schemas import (
     RunPage,
 )
 from producer.state import QUEUE, SETTINGS, STORE
+from worker.bulk import start_batch
 from worker.schemas import TERMINAL_STATES, Batch, Lane, RunState, Tenant
-from worker.store import RunRequest, Store, new_id
+from worker.store import RunRequest, Store
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -122,25 +122,18 @@ async def create_batch(request: web.Request) -> web.Response:
     body = await read_body(request, BatchCreate)
     store = request.app[STORE]
     tenants, missing = await _selected_tenants(store, body)
-    batch = Batch(id=new_id(), total=len(tenants), reason=body.reason)
-    await store.create_batch(batch)
-    template = RunRequest(tenant_id="*", lane=Lane.BULK, batch_id=batch.id, reason=body.reason)
-    created = 0
-    concurrency = request.app[SETTINGS].enqueue_concurrency
-    queue = request.app[QUEUE]
-    for start in range(0, len(tenants), CHUNK):
-        outcomes = await store.create_runs(tenants[start : start + CHUNK], template)
-        new = [o.run_id for o in outcomes if o.created]
-        created += len(new)
-        for at in range(0, len(new), concurrency):
-            await asyncio.gather(*(queue.advance(r, 0) for r in new[at : at + concurrency]))
-    API_METRICS.runs_enqueued.labels(Lane.BULK.value).inc(created)
-    if created != batch.total:
-        await store.create_batch(batch.model_copy(update={"total": created}))
+    started = await start_batch(
+        store,
+        request.app[QUEUE],
+        tenants,
+        reason=body.reason,
+        concurrency=request.app[SETTINGS].enqueue_concurrency,
+    )
+    API_METRICS.runs_enqueued.labels(Lane.BULK.value).inc(started.created)
     accepted = BatchAccepted(
-        batch_id=batch.id,
-        total=created,
-        coalesced=len(tenants) - created,
+        batch_id=started.batch.id,
+        total=started.created,
+        coalesced=started.coalesced,
         not_found=missing[:1000],
     )
     return json_response(accepted, 202)

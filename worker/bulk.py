@@ -10,7 +10,7 @@ from worker.queue import StepQueue
 from worker.schemas import Batch, Lane, Tenant
 from worker.store import RunRequest, Store, new_id
 
-CHUNK = 500
+CHUNK = 1000
 
 
 @dataclass(frozen=True)
