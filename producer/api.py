@@ -12,17 +12,18 @@ import structlog
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from producer import routes_runs, routes_tenants
+from producer import routes_runs, routes_schedules, routes_tenants
 from producer.auth import auth_middleware
 from producer.metrics import metrics, metrics_middleware
 from producer.openapi import build_openapi
 from producer.problems import problem_middleware
 from producer.settings import ApiSettings
-from producer.state import BLOBS, QUEUE, REDIS, SETTINGS, STORE
+from producer.state import BLOBS, QUEUE, REDIS, SCHEDULES, SETTINGS, STORE
 from worker.blobs import BlobStore, BlobStoreError
 from worker.keys import Keys
 from worker.logs import configure_logging
 from worker.queue import StepQueue
+from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
 from worker.store import Store
 
@@ -75,6 +76,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[STORE] = Store(client, Keys(settings.redis.prefix))
     app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
+    app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE])
     yield
     await pool.aclose()
     await client.aclose()
@@ -107,6 +109,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     routes_tenants.add_routes(app)
     routes_runs.add_routes(app)
+    routes_schedules.add_routes(app)
     return app
 
 

@@ -20,6 +20,9 @@ from producer.schemas import (
     RetrainRequest,
     RunAccepted,
     RunPage,
+    ScheduleBody,
+    SchedulePage,
+    ScheduleView,
     TenantCreate,
     TenantCreated,
     TenantPage,
@@ -32,7 +35,13 @@ Mode = Literal["validation", "serialization"]
 JSON = "application/json"
 _REF = "#/components/schemas/{model}"
 
-_INPUTS: list[type[BaseModel]] = [TenantCreate, TenantPatch, RetrainRequest, BatchCreate]
+_INPUTS: list[type[BaseModel]] = [
+    TenantCreate,
+    TenantPatch,
+    RetrainRequest,
+    BatchCreate,
+    ScheduleBody,
+]
 _OUTPUTS: list[type[BaseModel]] = [
     TenantCreated,
     TenantPage,
@@ -47,6 +56,8 @@ _OUTPUTS: list[type[BaseModel]] = [
     BatchStatus,
     ProblemDetails,
     Health,
+    ScheduleView,
+    SchedulePage,
 ]
 
 
@@ -72,6 +83,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 TENANT = _path_param("tenant_id", TENANT_ID_PATTERN)
 RUN = _path_param("run_id", RUN_ID_PATTERN)
 BATCH = _path_param("batch_id", RUN_ID_PATTERN)
+SCHEDULE = _path_param("name", r"^[a-z0-9][a-z0-9-]{0,62}$")
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size")
 RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size")
 OFFSET = _query("offset", {"type": "integer", "minimum": 0}, "position to start from")
@@ -101,7 +113,7 @@ class _Builder:
     def op(
         self,
         summary: str,
-        responses: dict[int, type[BaseModel]],
+        responses: dict[int, type[BaseModel] | None],
         *,
         body: type[BaseModel] | None = None,
         body_required: bool = True,
@@ -113,10 +125,14 @@ class _Builder:
             "summary": summary,
             "parameters": params or [],
             "responses": {
-                str(status): {
-                    "description": model.__doc__ or summary,
-                    "content": {JSON: {"schema": self.ref(model)}},
-                }
+                str(status): (
+                    {"description": "no content"}
+                    if model is None
+                    else {
+                        "description": model.__doc__ or summary,
+                        "content": {JSON: {"schema": self.ref(model)}},
+                    }
+                )
                 for status, model in responses.items()
             }
             | {"default": {"description": "an error (problem details)", "content": problem}},
@@ -180,6 +196,17 @@ def build_openapi() -> dict[str, Any]:
         },
         "/v1/batches/{batch_id}": {
             "get": b.op("Progress of a bulk retrain (admin)", {200: BatchStatus}, params=[BATCH])
+        },
+        "/v1/schedules": {"get": b.op("List schedules (admin)", {200: SchedulePage})},
+        "/v1/schedules/{name}": {
+            "get": b.op("Show a schedule (admin)", {200: ScheduleView}, params=[SCHEDULE]),
+            "put": b.op(
+                "Create or replace a fleet-wide schedule (admin)",
+                {200: ScheduleView},
+                body=ScheduleBody,
+                params=[SCHEDULE],
+            ),
+            "delete": b.op("Delete a fleet-wide schedule (admin)", {204: None}, params=[SCHEDULE]),
         },
     }
     return {

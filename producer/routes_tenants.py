@@ -27,7 +27,7 @@ from producer.schemas import (
     TenantPatch,
     TenantView,
 )
-from producer.state import BLOBS, QUEUE, SETTINGS, STORE
+from producer.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
 from producer.uploads import columns_of, read_upload
 from worker.blobs import training_data_path, validate_path
 from worker.schemas import Lane, Run, Tenant
@@ -94,6 +94,8 @@ async def create_tenant(request: web.Request) -> web.Response:
     except TenantExists:
         await store.drop_api_keys([digest])
         raise Problem(409, "Conflict", f"tenant {tenant.id!r} exists (or was offboarded)") from None
+    if tenant.schedule is not None:
+        await request.app[SCHEDULES].put_tenant(tenant.id, tenant.schedule)
     run: Run | None = None
     if body.train and tenant.data_path is not None:
         request_ = RunRequest(tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason="onboarding")
@@ -161,6 +163,8 @@ async def patch_tenant(request: web.Request) -> web.Response:
     updated = await request.app[STORE].update_tenant(current.id, change)
     if updated.deleted:
         raise Problem(404, "Not Found", f"no tenant {current.id!r}")
+    if "schedule" in changes:
+        await request.app[SCHEDULES].put_tenant(updated.id, updated.schedule)
     return json_response(tenant_view(updated))
 
 
@@ -177,6 +181,7 @@ async def delete_tenant(request: web.Request) -> web.Response:
         )
     store = request.app[STORE]
     await store.offboard_tenant(tenant.id)
+    await request.app[SCHEDULES].put_tenant(tenant.id, None)
     cancelled: str | None = None
     active = await store.active_run_id(tenant.id)
     run = await store.get_run(active) if active else None

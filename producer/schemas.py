@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from worker.cron import CronExpression
 from worker.evaluate import Gate
 from worker.schemas import DeployedModel, Run, Target, TenantId
 
@@ -37,7 +38,7 @@ class TenantCreate(Body):
     )
     global_parameters: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=64)
     gate: Gate | None = None
-    schedule: str | None = Field(default=None, max_length=120)
+    schedule: CronExpression | None = None
     train: bool = True
 
 
@@ -50,7 +51,7 @@ class TenantPatch(Body):
     data_path: BlobPath | None = None
     global_parameters: dict[ParamName, ParamValue] | None = Field(default=None, max_length=64)
     gate: Gate | None = None
-    schedule: str | None = Field(default=None, max_length=120)
+    schedule: CronExpression | None = None
 
 
 class TenantView(BaseModel):
@@ -192,3 +193,27 @@ class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: str
+
+
+class ScheduleBody(Body):
+    """A fleet-wide schedule: retrain every tenant (optionally of one kind) on a cron (UTC)."""
+
+    cron: CronExpression
+    target_kind: TargetKind | None = None
+
+
+class ScheduleView(BaseModel):
+    """A schedule and when it fires next."""
+
+    name: str
+    cron: str
+    kind: Literal["tenant", "fleet"]
+    tenant_id: str | None
+    target_kind: TargetKind | None
+    next_fire_at: datetime
+
+
+class SchedulePage(BaseModel):
+    """Schedules, soonest first."""
+
+    items: list[ScheduleView]

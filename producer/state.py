@@ -10,6 +10,7 @@ from aiohttp import web
 from producer.settings import ApiSettings
 from worker.blobs import BlobStore
 from worker.queue import StepQueue
+from worker.schedules import Schedules
 from worker.store import Store
 
 
@@ -30,5 +31,6 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 REDIS = web.AppKey("redis", aioredis.Redis)
 STORE = web.AppKey("store", Store)
 QUEUE = web.AppKey("queue", StepQueue)
+SCHEDULES = web.AppKey("schedules", Schedules)
 BLOBS = web.AppKey("blobs", BlobStore)
 PRINCIPAL = web.RequestKey("principal", Principal)

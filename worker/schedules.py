@@ -14,11 +14,11 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 import structlog
-from croniter import CroniterBadCronError, croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from worker import lua
 from worker.bulk import start_batch
+from worker.cron import CronExpression, next_fire
 from worker.queue import StepQueue
 from worker.redisio import reply
 from worker.schemas import TENANT_ID_PATTERN, Lane
@@ -28,24 +28,6 @@ log = structlog.get_logger("retrainq.schedules")
 
 SLOT_MEMORY = timedelta(days=2)
 STALE_CLAIM_MS = 60_000
-
-
-def validate_cron(expression: str) -> str:
-    """The expression if it is a 5-field cron expression; ``ValueError`` otherwise."""
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise ValueError(f"not a 5-field cron expression: {expression!r}")
-    return expression
-
-
-def next_fire(expression: str, after: datetime) -> datetime:
-    """The first instant strictly after ``after`` that ``expression`` selects (UTC)."""
-    try:
-        moment = croniter(expression, after.astimezone(UTC)).get_next(datetime)
-    except CroniterBadCronError as exc:
-        raise ValueError(str(exc)) from exc
-    if not isinstance(moment, datetime):
-        raise ValueError(f"cron expression {expression!r} gives no next time")
-    return moment.astimezone(UTC)
 
 
 def tenant_schedule_name(tenant_id: str) -> str:
@@ -59,15 +41,10 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,70}$")
-    cron: str = Field(max_length=120)
+    cron: CronExpression
     kind: Literal["tenant", "fleet"] = "fleet"
     tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
     target_kind: Literal["classic", "new"] | None = None
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        return validate_cron(value)
 
 
 def _ms(moment: datetime) -> int:
@@ -114,6 +91,14 @@ class Schedules:
         """A schedule by name."""
         doc = await reply(self.redis.get(self.keys.schedule(name)))
         return None if doc is None else Schedule.model_validate_json(doc)
+
+    async def find(self, name: str) -> tuple[Schedule, datetime] | None:
+        """A schedule with its next fire time, or None."""
+        schedule = await self.get(name)
+        score = await reply(self.redis.zscore(self.keys.schedules, name))
+        if schedule is None or score is None:
+            return None
+        return schedule, datetime.fromtimestamp(score / 1000, UTC)
 
     async def list(self, offset: int = 0, limit: int = 100) -> list[tuple[Schedule, datetime]]:
         """Schedules with their next fire times, soonest first."""

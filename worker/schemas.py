@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.cron import CronExpression
 from worker.evaluate import Decision, Gate
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -97,7 +98,7 @@ class Tenant(Record):
     data_version: int = 0
     global_parameters: dict[str, str] = Field(default_factory=dict)
     gate: Gate | None = None
-    schedule: str | None = Field(default=None, max_length=120)
+    schedule: CronExpression | None = None
     created_at: datetime = Field(default_factory=utcnow)
     endpoint_name: str | None = None
     service_name: str | None = None

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from worker.schedules import Schedule, next_fire, validate_cron
+from worker.cron import next_fire, validate_cron
+from worker.schedules import Schedule
 
 
 def test_next_fire_is_strictly_after_and_in_utc() -> None:

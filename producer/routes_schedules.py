@@ -1,0 +1,77 @@
+"""Schedule routes: fleet-wide recurring retrains (tenant schedules live on the tenant)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from aiohttp import web
+
+from producer.auth import require_admin
+from producer.http import json_response, read_body
+from producer.problems import Problem, not_found
+from producer.schemas import ScheduleBody, SchedulePage, ScheduleView
+from producer.state import SCHEDULES
+from worker.schedules import Schedule
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _view(schedule: Schedule, upcoming: datetime) -> ScheduleView:
+    return ScheduleView(**schedule.model_dump(), next_fire_at=upcoming)
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not NAME.fullmatch(name) or name.startswith("tenant-"):
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "name: 1-63 lowercase letters, digits and hyphens, not starting with 'tenant-' "
+            "(a tenant's own schedule is set on the tenant)",
+        )
+    return name
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    """``GET /v1/schedules``: every schedule (fleet and tenant), soonest first."""
+    require_admin(request)
+    found = await request.app[SCHEDULES].list(0, 1000)
+    return json_response(SchedulePage(items=[_view(s, at) for s, at in found]))
+
+
+async def get_schedule(request: web.Request) -> web.Response:
+    """``GET /v1/schedules/{name}``."""
+    require_admin(request)
+    name = _name(request)
+    found = await request.app[SCHEDULES].find(name)
+    if found is None:
+        raise not_found("schedule", name)
+    return json_response(_view(*found))
+
+
+async def put_schedule(request: web.Request) -> web.Response:
+    """``PUT /v1/schedules/{name}``: create or replace a fleet-wide schedule."""
+    require_admin(request)
+    name = _name(request)
+    body = await read_body(request, ScheduleBody)
+    schedule = Schedule(name=name, cron=body.cron, kind="fleet", target_kind=body.target_kind)
+    upcoming = await request.app[SCHEDULES].put(schedule)
+    return json_response(_view(schedule, upcoming))
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    """``DELETE /v1/schedules/{name}``: stop a fleet-wide schedule."""
+    require_admin(request)
+    name = _name(request)
+    if not await request.app[SCHEDULES].delete(name):
+        raise not_found("schedule", name)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the schedule routes."""
+    app.router.add_get("/v1/schedules", list_schedules)
+    app.router.add_get("/v1/schedules/{name}", get_schedule)
+    app.router.add_put("/v1/schedules/{name}", put_schedule)
+    app.router.add_delete("/v1/schedules/{name}", delete_schedule)
