@@ -46,8 +46,7 @@ status:
 	$(BIN)/retrainq dev status
 
 demo: install
-	$(BIN)/retrainq dev up
-	$(BIN)/retrainq dev status; rc=$$?; $(BIN)/retrainq dev down; exit $$rc
+	$(BIN)/retrainq demo
 
 bench: install
 	$(BIN)/python bench/run_all.py --quick

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from producer import commands
-from producer.devstack import DevStack, StackPorts
+from producer.client import ApiError
+from producer.devstack import DEFAULT_STATE_DIR, DevStack, StackPorts
 from producer.processes import ServiceError
 
 
@@ -48,6 +52,27 @@ def _dev_status(_args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from producer.demo import DemoOptions, run_demo  # the demo pulls in the data generator
+
+    if args.tenants < 2 or not 0 <= args.new_services < args.tenants:
+        raise commands.CommandError("need --tenants >= 2 and 0 <= --new-services < --tenants")
+    options = DemoOptions(
+        tenants=args.tenants, new_services=args.new_services, report=Path(args.report)
+    )
+    # The demo runs on a stack of its own, started fresh, so it never meets earlier data.
+    stack = DevStack(Path(args.state_dir))
+    stack.down()
+    shutil.rmtree(stack.state_dir, ignore_errors=True)
+    print("starting a fresh local stack for the demo ...")
+    stack.up(workers=args.workers)
+    try:
+        return asyncio.run(run_demo(options, stack.state_dir))
+    finally:
+        stack.down()
+        print("stopped the demo's stack")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``retrainq``."""
     parser = argparse.ArgumentParser(
@@ -68,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(handler=_dev_down)
     status = dev_commands.add_parser("status", help="show the stack's processes")
     status.set_defaults(handler=_dev_status)
+    demo = subcommands.add_parser(
+        "demo", help="the main job end to end on a fresh local stack (started and stopped)"
+    )
+    demo.add_argument("--tenants", type=int, default=40, help="locations to onboard (40)")
+    demo.add_argument("--new-services", type=int, default=10, help="of them on new services")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    demo.add_argument("--report", default="artifacts/demo-report.html", help="report file")
+    demo.add_argument(
+        "--state-dir", default=str(DEFAULT_STATE_DIR / "demo"), help="where the demo stack lives"
+    )
+    demo.set_defaults(handler=_demo)
     commands.add_api_commands(subcommands)
     return parser
 
@@ -80,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ServiceError, commands.CommandError) as exc:
         print(f"retrainq: {exc}", file=sys.stderr)
         return 2
+    except ApiError as exc:
+        print(f"retrainq: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

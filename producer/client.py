@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import IO, Any, TypeVar
 
 import aiohttp
@@ -12,8 +13,10 @@ from producer.schemas import (
     BatchCreate,
     BatchStatus,
     DataUploaded,
+    Models,
     RetrainRequest,
     RunAccepted,
+    RunPage,
     TenantCreate,
     TenantCreated,
     TenantPage,
@@ -22,6 +25,7 @@ from producer.schemas import (
 from worker.schemas import Run
 
 M = TypeVar("M", bound=BaseModel)
+RATE_LIMIT_RETRIES = 5
 
 
 class ApiError(Exception):
@@ -62,14 +66,23 @@ class ApiClient:
             kwargs["data"] = data
             sent["Content-Type"] = "text/csv"
         url = f"{self.base_url}{path}"
-        try:
-            async with self._session.request(method, url, **kwargs) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    raise _problem(response.status, response.reason or "", raw)
-                return model.model_validate_json(raw)
-        except aiohttp.ClientError as exc:
-            raise ApiError(0, "cannot reach the API", f"{self.base_url} ({exc})") from exc
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                async with self._session.request(method, url, **kwargs) as response:
+                    raw = await response.read()
+                    wait = _retry_after(response.headers.get("Retry-After"))
+                    if response.status == 429 and attempt < RATE_LIMIT_RETRIES:
+                        # Rate-limited requests were not executed: waiting and resending is safe.
+                        if data is not None and data.seekable():
+                            data.seek(0)
+                        await asyncio.sleep(wait)
+                        continue
+                    if response.status >= 400:
+                        raise _problem(response.status, response.reason or "", raw)
+                    return model.model_validate_json(raw)
+            except aiohttp.ClientError as exc:
+                raise ApiError(0, "cannot reach the API", f"{self.base_url} ({exc})") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def create_tenant(self, tenant: TenantCreate) -> TenantCreated:
         """Onboard a tenant (admin key)."""
@@ -103,6 +116,15 @@ class ApiClient:
             headers=headers,
         )
 
+    async def tenant_runs(self, tenant_id: str, limit: int = 50) -> RunPage:
+        """A tenant's runs, newest first."""
+        params = {"limit": str(limit)}
+        return await self._call(RunPage, "GET", f"/v1/tenants/{tenant_id}/runs", params=params)
+
+    async def models(self, tenant_id: str) -> Models:
+        """A tenant's current model and deployment history."""
+        return await self._call(Models, "GET", f"/v1/tenants/{tenant_id}/models")
+
     async def rollback(self, tenant_id: str) -> RunAccepted:
         """Redeploy the tenant's previous model."""
         return await self._call(RunAccepted, "POST", f"/v1/tenants/{tenant_id}/rollback")
@@ -122,6 +144,14 @@ class ApiClient:
     async def cancel(self, run_id: str) -> Run:
         """Ask a run to stop."""
         return await self._call(Run, "DELETE", f"/v1/runs/{run_id}")
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header (1 s when absent, at most 10 s)."""
+    try:
+        return min(10.0, max(0.05, float(value))) if value else 1.0
+    except ValueError:
+        return 1.0
 
 
 def _problem(status: int, reason: str, raw: bytes) -> ApiError:
