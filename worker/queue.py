@@ -7,6 +7,7 @@ from datetime import timedelta
 from arq.connections import ArqRedis
 
 ADVANCE = "advance"
+OFFBOARD = "offboard"
 
 # A step that has not started this long after it was due is dropped by arq; the reconciler
 # re-enqueues the run from its record, so nothing is lost.
@@ -34,5 +35,16 @@ class StepQueue:
             _queue_name=self.queue_name,
             _defer_by=timedelta(seconds=delay) if delay > 0 else None,
             _expires=STEP_EXPIRY + timedelta(seconds=delay),
+        )
+        return job is not None
+
+    async def offboard(self, tenant_id: str) -> bool:
+        """Enqueue removal of an offboarded tenant's endpoint or web service."""
+        job = await self.pool.enqueue_job(
+            OFFBOARD,
+            tenant_id,
+            _job_id=f"{OFFBOARD}:{tenant_id}",
+            _queue_name=self.queue_name,
+            _expires=STEP_EXPIRY,
         )
         return job is not None

@@ -105,6 +105,7 @@ class Tenant(Record):
     deployed: DeployedModel | None = None
     api_key_hashes: list[str] = Field(default_factory=list)
     deleted: bool = False
+    remote_removal: Literal["requested", "done", "failed"] | None = None
 
 
 class BesOutputs(Record):
