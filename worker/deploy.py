@@ -117,6 +117,7 @@ class Deployer:
             await self.deps.store.update_tenant(tenant.id, _remember("endpoint_name", name))
         location = self._model_location(run)
         await endpoints.patch_model(target.web_service_id, name, target.resource_name, location)
+        await self.deps.failpoints.hit("deploy.after_patch", run.id)
         log.info("endpoint.patched", endpoint=name)
 
     async def _update_service(
@@ -141,6 +142,7 @@ class Deployer:
                 body = with_trained_model(current.definition, location.uri, location.sas_blob_token)
                 await arm.patch_assets(name, body["properties"]["assets"])
                 log.info("service.updating", service=name)
+            await self.deps.failpoints.hit("deploy.after_arm_put", run.id)
             if tenant.service_name is None:
                 await self.deps.store.update_tenant(tenant.id, _remember("service_name", name))
             delay = self.deps.settings.poll_min_seconds

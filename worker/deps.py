@@ -10,6 +10,7 @@ from worker.azureml.arm import ArmClient
 from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
 from worker.blobs import BlobStore
+from worker.failpoints import Failpoints
 from worker.locks import Locks
 from worker.queue import StepQueue
 from worker.settings import WorkerSettings
@@ -35,6 +36,7 @@ class Deps:
     endpoints: EndpointsClient
     arm: ArmClient
     bes: dict[tuple[str, int], BesClient] = field(default_factory=dict)
+    failpoints: Failpoints = field(default_factory=lambda: Failpoints(()))
 
     def bes_client(self, service: str, endpoint: int) -> BesClient:
         """The BES client of one endpoint of a training service."""

@@ -21,6 +21,7 @@ from worker.azureml.classic import EndpointsClient
 from worker.azureml.retry import RetryPolicy
 from worker.blobs import BlobStore
 from worker.deps import Deps
+from worker.failpoints import Failpoints
 from worker.health import start_health_server
 from worker.keys import Keys
 from worker.locks import Locks
@@ -122,6 +123,7 @@ def build_deps(
             timeout_seconds=timeout,
         ),
         bes=bes,
+        failpoints=Failpoints(settings.failpoints, redis, keys),
     )
 
 

@@ -105,4 +105,5 @@ class WorkerSettings(RetrainqSettings):
     health_port: int = Field(default=9100, ge=0, le=65535)
     health_check_interval_seconds: int = Field(default=10, ge=1)
     pod_name: str = "worker"
+    failpoints: list[str] = Field(default_factory=list, max_length=16)  # chaos tests only
     azureml: AzureMLConfig = AzureMLConfig()

@@ -241,9 +241,11 @@ class Stepper:
                 )
             ).run
             job_id = await client.submit(self._job_request(run))
+            await self.deps.failpoints.hit("bes.after_submit", run.id)
             run = (await self._save(run, run.state, 0, bes_job_id=job_id)).run
             self._bind(run)
             log.info("bes.submitted", endpoint=run.bes_endpoint)
+        await self.deps.failpoints.hit("bes.after_record", run.id)
         try:
             await client.start(run.bes_job_id or "")
         except CannotStartJobError:
@@ -251,6 +253,7 @@ class Stepper:
             if status.state is JobState.NOT_STARTED:
                 raise
             log.info("bes.already_started", status=status.state.value)
+        await self.deps.failpoints.hit("bes.after_start", run.id)
         log.info("bes.started")
         METRICS.bes_started.labels(run.training_service).inc()
         return await self._save(
@@ -288,6 +291,7 @@ class Stepper:
     async def _training(self, run: Run) -> Next:
         client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
         status = await client.status(run.bes_job_id or "")
+        await self.deps.failpoints.hit("bes.poll", run.id)
         await self.deps.slots.renew(run.training_service, run.id, run.bes_endpoint or 0)
         if status.state in (JobState.NOT_STARTED, JobState.RUNNING):
             started = run.phases.get(RunState.TRAINING.value, run.updated_at)
@@ -315,6 +319,7 @@ class Stepper:
         baseline = tenant.deployed.metrics if tenant.deployed else None
         decision = decide(tenant.gate or Gate(), metrics, baseline)
         log.info("gate.decided", accepted=decision.accepted, reason=decision.reason)
+        await self.deps.failpoints.hit("evaluate.after_read", run.id)
         if not decision.accepted:
             return await self._save(
                 run, RunState.REJECTED, WAIT, metrics=metrics, decision=decision

@@ -1,0 +1,69 @@
+"""Crash points for chaos tests: kill the worker at a named place, once per run.
+
+A worker started with ``RETRAINQ_FAILPOINTS='["bes.after_submit"]'`` exits at once (as if
+SIGKILLed: no cleanup, no arq bookkeeping) the first time a run reaches that point. A marker
+in Redis (SET NX) makes the restarted worker pass the point for that run next time, so each
+run crashes once per point and must then finish correctly. With no names configured (the
+default, and always in production) ``hit`` returns before touching Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+import structlog
+
+from worker.keys import Keys
+
+log = structlog.get_logger("retrainq.failpoints")
+
+# Names of the points the worker has, and where each sits (see steps.py and deploy.py).
+POINTS = {
+    "bes.after_submit": "BES submit answered, job id not recorded yet",
+    "bes.after_record": "job id recorded, job not started yet",
+    "bes.after_start": "job started, training state not recorded yet",
+    "bes.poll": "status read while training, poll not recorded yet",
+    "evaluate.after_read": "evaluation CSV read, gate decision not recorded yet",
+    "deploy.after_patch": "classic endpoint PATCHed, deployment not recorded yet",
+    "deploy.after_arm_put": "ARM web service PUT/PATCHed, deploy_submitted not recorded yet",
+}
+
+CRASH_EXIT_CODE = 137  # what a SIGKILLed process reports (128 + 9)
+MARKER_TTL_SECONDS = 7 * 24 * 3600
+
+
+class UnknownFailpoint(ValueError):
+    """A configured failpoint name the worker does not have."""
+
+
+class Failpoints:
+    """The crash points enabled in this process."""
+
+    def __init__(
+        self, names: Iterable[str], redis: aioredis.Redis | None = None, keys: Keys | None = None
+    ) -> None:
+        self.names = frozenset(names)
+        unknown = sorted(self.names - POINTS.keys())
+        if unknown:
+            raise UnknownFailpoint(f"unknown failpoints {unknown}; known: {sorted(POINTS)}")
+        if self.names and redis is None:
+            raise ValueError("enabled failpoints need Redis for their once-per-run markers")
+        self.redis = redis
+        self.keys = keys or Keys()
+
+    async def hit(self, name: str, run_id: str) -> None:
+        """Exit the process now if ``name`` is enabled and ``run_id`` never crashed here."""
+        if name not in self.names or self.redis is None:
+            return
+        first = await self.redis.set(
+            self.keys.failpoint(name, run_id), "1", nx=True, ex=MARKER_TTL_SECONDS
+        )
+        if not first:
+            return
+        log.warning("failpoint.crash", failpoint=name, run_id=run_id)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(CRASH_EXIT_CODE)
