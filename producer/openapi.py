@@ -89,7 +89,7 @@ RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "
 OFFSET = _query("offset", {"type": "integer", "minimum": 0}, "position to start from")
 KIND = _query("kind", {"type": "string", "enum": ["classic", "new"]}, "only this target kind")
 REMOTE = _query(
-    "remove_remote", {"type": "boolean"}, "also remove the remote endpoint (not supported: 501)"
+    "remove_remote", {"type": "boolean"}, "also remove the tenant's endpoint or web service"
 )
 IDEMPOTENCY = {
     "name": "Idempotency-Key",

@@ -172,15 +172,11 @@ async def delete_tenant(request: web.Request) -> web.Response:
     """``DELETE /v1/tenants/{tenant_id}``: offboard (revoke keys, cancel the active run)."""
     tenant = await visible_tenant(request)
     require_admin(request)
-    if query_flag(request, "remove_remote"):
-        raise Problem(
-            501,
-            "Not Implemented",
-            "remove_remote is not supported yet: offboard without it, then delete the "
-            "tenant's classic endpoint or web service in Azure ML",
-        )
+    remove_remote = query_flag(request, "remove_remote")
     store = request.app[STORE]
-    await store.offboard_tenant(tenant.id)
+    await store.offboard_tenant(tenant.id, remove_remote=remove_remote)
+    if remove_remote:
+        await request.app[QUEUE].offboard(tenant.id)
     await request.app[SCHEDULES].put_tenant(tenant.id, None)
     cancelled: str | None = None
     active = await store.active_run_id(tenant.id)
@@ -188,7 +184,10 @@ async def delete_tenant(request: web.Request) -> web.Response:
     if run is not None and not run.state.terminal and await store.request_cancel(run.id):
         await request.app[QUEUE].advance(run.id, run.version)
         cancelled = run.id
-    return json_response(Offboarded(tenant_id=tenant.id, cancelled_run_id=cancelled))
+    removal = "requested" if remove_remote else None
+    return json_response(
+        Offboarded(tenant_id=tenant.id, cancelled_run_id=cancelled, remote_removal=removal)
+    )
 
 
 async def upload_data(request: web.Request) -> web.Response:

@@ -85,6 +85,9 @@ class Offboarded(BaseModel):
 
     tenant_id: str
     cancelled_run_id: str | None
+    remote_removal: Literal["requested"] | None = Field(
+        default=None, description="'requested' when the endpoint or web service is being removed"
+    )
 
 
 class TenantPage(BaseModel):

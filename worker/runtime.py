@@ -13,7 +13,7 @@ from aiohttp import web
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
-from arq.worker import Worker, func
+from arq.worker import Retry, Worker, func
 
 from worker.azureml.arm import ArmClient, StaticToken
 from worker.azureml.bes import BesClient
@@ -26,8 +26,10 @@ from worker.health import start_health_server
 from worker.keys import Keys
 from worker.locks import Locks
 from worker.metrics import METRICS
-from worker.queue import ADVANCE, StepQueue
+from worker.offboard import remove_remote
+from worker.queue import ADVANCE, OFFBOARD, StepQueue
 from worker.redisio import reply
+from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
 from worker.settings import WorkerSettings
 from worker.slots import Slots
@@ -133,6 +135,16 @@ async def advance(ctx: dict[Any, Any], run_id: str) -> None:
     await stepper.advance(run_id)
 
 
+async def offboard(ctx: dict[Any, Any], tenant_id: str) -> str:
+    """arq job: remove an offboarded tenant's endpoint or web service (retried with backoff)."""
+    stepper: Stepper = ctx["stepper"]
+    attempt = int(ctx.get("job_try", 1))
+    outcome = await remove_remote(stepper.deps, tenant_id, attempt)
+    if outcome == "retry":
+        raise Retry(defer=min(60, 2**attempt))
+    return outcome
+
+
 async def reconcile(ctx: dict[Any, Any]) -> int:
     """arq cron: re-enqueue runs whose next step is overdue, and fill free slots."""
     stepper: Stepper = ctx["stepper"]
@@ -152,6 +164,12 @@ async def reconcile(ctx: dict[Any, Any]) -> int:
     for service in deps.settings.training_services:
         await stepper.dispatch(service)
     return enqueued
+
+
+async def fire_schedules(ctx: dict[Any, Any]) -> int:
+    """arq cron: turn due schedule slots into runs and batches (once per slot, fleet-wide)."""
+    schedules: Schedules = ctx["schedules"]
+    return await schedules.fire_due()
 
 
 async def sample_gauges(ctx: dict[Any, Any]) -> None:
@@ -188,6 +206,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         await blobs.ensure_container()
         deps = build_deps(settings, redis, ctx["redis"], session, blobs)
         ctx["stepper"] = Stepper(deps)
+        ctx["schedules"] = Schedules(redis, deps.store, deps.queue)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
         log.info("worker.ready", services=sorted(settings.training_services))
@@ -206,10 +225,16 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
     every = set(range(0, 60, 2))
     timeout = settings.job_timeout_seconds
     return Worker(
-        functions=[func(cast(WorkerCoroutine, advance), name=ADVANCE, timeout=timeout)],
+        functions=[
+            func(cast(WorkerCoroutine, advance), name=ADVANCE, timeout=timeout),
+            func(cast(WorkerCoroutine, offboard), name=OFFBOARD, timeout=timeout),
+        ],
         cron_jobs=[
             cron(
                 cast(WorkerCoroutine, reconcile), second=every, run_at_startup=True, timeout=timeout
+            ),
+            cron(
+                cast(WorkerCoroutine, fire_schedules), second=set(range(0, 60, 10)), timeout=timeout
             ),
             cron(
                 cast(WorkerCoroutine, sample_gauges), second=set(range(0, 60, 5)), timeout=timeout

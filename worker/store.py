@@ -404,11 +404,13 @@ class Store:
         """Allocate the tenant's next training-data version number (1, 2, ...)."""
         return int(await reply(self.redis.hincrby(self.keys.tenant(tenant_id), "data_seq", 1)))
 
-    async def offboard_tenant(self, tenant_id: str) -> Tenant:
+    async def offboard_tenant(self, tenant_id: str, *, remove_remote: bool = False) -> Tenant:
         """Mark a tenant deleted, revoke its API keys and take it off the tenant index."""
 
         def change(tenant: Tenant) -> Tenant:
             tenant.deleted = True
+            if remove_remote:
+                tenant.remote_removal = "requested"
             tenant.api_key_hashes = []
             tenant.schedule = None
             return tenant

@@ -122,13 +122,19 @@ async def test_offboarding_revokes_key_and_cancels_active_run(
     assert [t["id"] for t in listed["items"]] == ["other"]
 
 
-async def test_remove_remote_is_501_and_changes_nothing(api: TestClient) -> None:
-    """``remove_remote=true`` is not supported: 501, and the tenant stays."""
+async def test_remove_remote_offboards_and_queues_the_removal(
+    api: TestClient, redis: aioredis.Redis
+) -> None:
+    """``remove_remote=true`` offboards, records the request and queues the worker's removal."""
     await onboard(api, "acme")
     answer = await api.delete("/v1/tenants/acme?remove_remote=true", headers=ADMIN)
-    assert answer.status == 501
-    assert "remove_remote" in (await answer.json())["detail"]
-    assert (await api.get("/v1/tenants/acme", headers=ADMIN)).status == 200
+    assert answer.status == 200
+    assert (await answer.json())["remote_removal"] == "requested"
+    assert (await api.get("/v1/tenants/acme", headers=ADMIN)).status == 404
+    tenant = await Store(redis).get_tenant("acme")
+    assert tenant is not None
+    assert tenant.remote_removal == "requested"
+    assert await redis.exists("arq:job:offboard:acme")
 
 
 async def test_upload_stores_blob_and_bumps_data_version(

@@ -71,3 +71,30 @@ async def test_step_logs_carry_run_context_and_metrics_count_outcomes(fleet: Fle
         assert "batch_id" in line
     succeeded = [line for line in lines if line.get("event") == "run.succeeded"]
     assert sorted(line["run_id"] for line in succeeded) == sorted(run_ids)
+
+
+async def test_offboarding_with_remote_removal_deletes_endpoint_and_service(fleet: Fleet) -> None:
+    """The worker deletes an offboarded tenant's classic endpoint and new web service."""
+    classic = await fleet.onboard("gone-classic")
+    new = await fleet.onboard("gone-new", "new")
+    fleet.start_workers(1)
+    runs = await fleet.wait_terminal([await fleet.retrain(classic.id), await fleet.retrain(new.id)])
+    assert all(r.state is RunState.SUCCEEDED for r in runs)
+    await fleet.runtime_of(classic)  # both exist and serve before offboarding
+    await fleet.runtime_of(new)
+    for tenant in (classic, new):
+        await fleet.store.offboard_tenant(tenant.id, remove_remote=True)
+        await fleet.queue.offboard(tenant.id)
+
+    async def removed() -> bool:
+        tenants = [await fleet.store.get_tenant(t.id) for t in (classic, new)]
+        return all(t is not None and t.remote_removal == "done" for t in tenants)
+
+    await until(removed, within=30)
+    stats = await fleet.emulator("GET", "/_emulator/stats")
+    endpoints = stats["web_services"]["Bike Rental Scoring"]["endpoints"]
+    current = await fleet.store.get_tenant(classic.id)
+    assert current is not None
+    assert current.endpoint_name not in endpoints
+    assert not any(name.endswith("/rq-gone-new") for name in stats["arm_web_services"])
+    assert any(name.endswith("/bike-rental-template") for name in stats["arm_web_services"])
