@@ -15,9 +15,10 @@ from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Retry, Worker, func
 
-from worker.azureml.arm import ArmClient, StaticToken
+from worker.azureml.arm import ArmClient, StaticToken, TokenProvider
 from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
+from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.blobs import BlobStore
 from worker.deps import Deps
@@ -75,12 +76,20 @@ def _trace_config() -> aiohttp.TraceConfig:
     return trace
 
 
+def arm_token_provider(settings: WorkerSettings) -> TokenProvider:
+    """The ARM token source the settings ask for: a static token or azure-identity."""
+    if settings.azureml.arm_auth == "azure_identity":
+        return AzureIdentityToken()
+    return StaticToken(settings.azureml.arm_token)
+
+
 def build_deps(
     settings: WorkerSettings,
     redis: aioredis.Redis,
     pool: ArqRedis,
     session: aiohttp.ClientSession,
     blobs: BlobStore,
+    arm_token: TokenProvider,
 ) -> Deps:
     """Wire stores and clients from settings (no I/O)."""
     keys = Keys(settings.redis.prefix)
@@ -120,7 +129,7 @@ def build_deps(
             azureml.arm_url,
             azureml.subscription_id,
             azureml.resource_group,
-            StaticToken(azureml.arm_token),
+            arm_token,
             STEP_RETRY,
             timeout_seconds=timeout,
         ),
@@ -204,7 +213,9 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         session = aiohttp.ClientSession(trace_configs=[_trace_config()])
         blobs = BlobStore.from_config(settings.blob)
         await blobs.ensure_container()
-        deps = build_deps(settings, redis, ctx["redis"], session, blobs)
+        arm_token = arm_token_provider(settings)
+        ctx["arm_token"] = arm_token
+        deps = build_deps(settings, redis, ctx["redis"], session, blobs, arm_token)
         ctx["stepper"] = Stepper(deps)
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
@@ -220,6 +231,8 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             await stepper.deps.session.close()
             await stepper.deps.blobs.close()
             await stepper.deps.store.redis.aclose()
+        if isinstance(ctx.get("arm_token"), AzureIdentityToken):
+            await ctx["arm_token"].close()
         log.info("worker.stopped")
 
     every = set(range(0, 60, 2))

@@ -86,6 +86,10 @@ class AzureMLConfig(BaseModel):
     subscription_id: str = "00000000-0000-0000-0000-000000000000"
     resource_group: str = "retrainq"
     arm_token: SecretStr = SecretStr("")
+    arm_auth: Literal["static", "azure_identity"] = Field(
+        default="static",
+        description="static: send arm_token; azure_identity: DefaultAzureCredential tokens",
+    )
     request_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
 
 
