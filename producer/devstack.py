@@ -31,6 +31,7 @@ from producer.processes import (
     pid_alive,
     port_open,
     redis_argv,
+    redis_ready,
     stop_pid,
 )
 
@@ -143,6 +144,7 @@ class DevStack:
                 redis_argv(redis_bin, chosen.redis, self.state_dir / "redis", aof=True),
                 chosen.redis,
                 self.log_dir / "redis.log",
+                ready=redis_ready,
             ),
             ManagedProcess(
                 "azurite",

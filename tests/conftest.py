@@ -22,6 +22,7 @@ from producer.processes import (
     ensure_redis_server,
     free_port,
     redis_argv,
+    redis_ready,
 )
 
 
@@ -35,6 +36,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedPr
         argv=redis_argv(ensure_redis_server(), port, data_dir, aof=True),
         port=port,
         log_path=data_dir / "redis.log",
+        ready=redis_ready,
     )
     server.start()
     yield server
