@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from datetime import timedelta
 from typing import Any, cast
@@ -14,6 +16,11 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Retry, Worker, func
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from worker.azureml.arm import ArmClient, StaticToken, TokenProvider
 from worker.azureml.bes import BesClient
@@ -41,6 +48,34 @@ log = structlog.get_logger("retrainq.worker")
 
 # Inside one step a call may be retried once, quickly; longer waits are new deferred steps.
 STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
+
+# A Redis restart or failover drops every connection for a few seconds. Redis calls retry
+# through it (backoff capped at 1 s, about 15 s in all) instead of failing the step at once.
+REDIS_RETRY_ON: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
+REDIS_OUTAGE_PAUSE = 1.0
+
+
+def redis_retry() -> RedisRetry:
+    """The retry policy of every Redis client of a worker."""
+    return RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=20)
+
+
+class ResilientWorker(Worker):
+    """arq's worker, except that a Redis outage pauses its poll loop instead of ending it.
+
+    arq 0.28 lets any Redis error raised in its poll loop escape ``Worker.main``, so the
+    process exits when Redis restarts. A connection dropped between WATCH and EXEC surfaces
+    as ``WatchError`` even with retries configured (arq handles a genuine WatchError itself).
+    Steps cut short this way re-run when their in-progress key expires or are re-enqueued by
+    the reconciler.
+    """
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, WatchError) as exc:
+            log.warning("worker.redis_unavailable", error=str(exc))
+            await asyncio.sleep(REDIS_OUTAGE_PAUSE)
 
 
 def _api_of(url: str) -> str:
@@ -208,7 +243,10 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
 
     async def on_startup(ctx: dict[Any, Any]) -> None:
         redis = aioredis.Redis.from_url(
-            settings.redis.url.get_secret_value(), decode_responses=True
+            settings.redis.url.get_secret_value(),
+            decode_responses=True,
+            retry=redis_retry(),
+            retry_on_error=REDIS_RETRY_ON,
         )
         session = aiohttp.ClientSession(trace_configs=[_trace_config()])
         blobs = BlobStore.from_config(settings.blob)
@@ -237,7 +275,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
 
     every = set(range(0, 60, 2))
     timeout = settings.job_timeout_seconds
-    return Worker(
+    return ResilientWorker(
         functions=[
             func(cast(WorkerCoroutine, advance), name=ADVANCE, timeout=timeout),
             func(cast(WorkerCoroutine, offboard), name=OFFBOARD, timeout=timeout),
@@ -253,7 +291,11 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 cast(WorkerCoroutine, sample_gauges), second=set(range(0, 60, 5)), timeout=timeout
             ),
         ],
-        redis_settings=RedisSettings.from_dsn(settings.redis.url.get_secret_value()),
+        redis_settings=dataclasses.replace(
+            RedisSettings.from_dsn(settings.redis.url.get_secret_value()),
+            retry=redis_retry(),
+            retry_on_error=REDIS_RETRY_ON,
+        ),
         queue_name=settings.redis.queue_name,
         burst=burst,
         max_jobs=settings.max_jobs,
