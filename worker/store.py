@@ -1,10 +1,10 @@
-"""Redis records of tenants, runs and batches, with compare-and-set updates (Lua)."""
+"""Redis records of runs and batches (and, through ``TenantRecords``, tenants), with CAS."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,29 +17,31 @@ from worker.redisio import reply
 from worker.schemas import (
     Batch,
     BesOutputs,
-    DeployedModel,
     Lane,
     Run,
     RunState,
     Tenant,
     utcnow,
 )
+from worker.tenants import (
+    StaleRecord,
+    StoreError,
+    TenantExists,
+    TenantNotFound,
+    TenantRecords,
+)
 
-
-class StoreError(Exception):
-    """Base of the store's errors."""
-
-
-class StaleRecord(StoreError):
-    """A compare-and-set lost: someone else changed the record first."""
-
-
-class TenantNotFound(StoreError):
-    """No tenant with this id."""
-
-
-class TenantExists(StoreError):
-    """A tenant with this id exists already."""
+__all__ = [
+    "RunCreated",
+    "RunRequest",
+    "StaleRecord",
+    "Store",
+    "StoreError",
+    "TenantExists",
+    "TenantNotFound",
+    "new_id",
+    "now_ms",
+]
 
 
 def now_ms() -> int:
@@ -72,8 +74,8 @@ class RunCreated:
     created: bool
 
 
-class Store:
-    """Typed access to retrainq's records; the only code that knows the key layout."""
+class Store(TenantRecords):
+    """Typed access to retrainq's records (tenants, runs, batches) in Redis."""
 
     def __init__(
         self,
@@ -81,99 +83,10 @@ class Store:
         keys: Keys | None = None,
         run_timeout: timedelta = timedelta(hours=6),
     ) -> None:
-        self.redis = redis
-        self.keys = keys or Keys()
+        super().__init__(redis, keys or Keys())
         self.run_timeout = run_timeout
         self._save_run = redis.register_script(lua.SAVE_RUN)
         self._create_run = redis.register_script(lua.CREATE_RUN)
-        self._save_doc = redis.register_script(lua.SAVE_DOC)
-
-    # --- tenants ---------------------------------------------------------------------------
-
-    async def create_tenant(self, tenant: Tenant) -> None:
-        """Store a new tenant; raises ``TenantExists`` if the id is taken."""
-        key = self.keys.tenant(tenant.id)
-        created = await reply(self.redis.hsetnx(key, "doc", tenant.model_dump_json()))
-        if not created:
-            raise TenantExists(tenant.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"version": 0})
-            pipe.zadd(self.keys.tenants, {tenant.id: tenant.created_at.timestamp()})
-            await pipe.execute()
-
-    async def get_tenant(self, tenant_id: str) -> Tenant | None:
-        """The tenant, or None."""
-        doc = await reply(self.redis.hget(self.keys.tenant(tenant_id), "doc"))
-        return None if doc is None else Tenant.model_validate_json(doc)
-
-    async def _tenant_with_version(self, tenant_id: str) -> tuple[Tenant, str]:
-        doc, version = await reply(
-            self.redis.hmget(self.keys.tenant(tenant_id), ["doc", "version"])
-        )
-        if doc is None:
-            raise TenantNotFound(tenant_id)
-        return Tenant.model_validate_json(doc), str(version)
-
-    async def update_tenant(
-        self, tenant_id: str, change: Callable[[Tenant], Tenant | None], attempts: int = 20
-    ) -> Tenant:
-        """Apply ``change`` with compare-and-set, retrying on conflict.
-
-        ``change`` returns the new tenant, or None to leave it as it is.
-        """
-        for _ in range(attempts):
-            tenant, version = await self._tenant_with_version(tenant_id)
-            updated = change(tenant.model_copy(deep=True))
-            if updated is None:
-                return tenant
-            saved = await self._save_doc(
-                keys=[self.keys.tenant(tenant_id)], args=[version, updated.model_dump_json()]
-            )
-            if saved:
-                return updated
-        raise StaleRecord(f"tenant {tenant_id} kept changing")
-
-    async def list_tenant_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
-        """Tenant ids by creation time."""
-        ids: list[str] = await self.redis.zrange(self.keys.tenants, offset, offset + limit - 1)
-        return ids
-
-    async def count_tenants(self) -> int:
-        """Number of tenants."""
-        return int(await self.redis.zcard(self.keys.tenants))
-
-    async def get_tenants(self, tenant_ids: Sequence[str]) -> list[Tenant]:
-        """The tenants with these ids that exist, in order (one pipelined round trip)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant_id in tenant_ids:
-                pipe.hget(self.keys.tenant(tenant_id), "doc")
-            docs = await pipe.execute()
-        return [Tenant.model_validate_json(doc) for doc in docs if doc is not None]
-
-    async def record_deployment(self, tenant_id: str, model: DeployedModel) -> bool:
-        """Make ``model`` the tenant's deployed model if it is newer than the current one."""
-        accepted = False
-
-        def change(tenant: Tenant) -> Tenant | None:
-            nonlocal accepted
-            if tenant.deployed is not None and tenant.deployed.seq >= model.seq:
-                accepted = tenant.deployed.run_id == model.run_id
-                return None
-            tenant.deployed = model
-            accepted = True
-            return tenant
-
-        await self.update_tenant(tenant_id, change)
-        if accepted:
-            await reply(
-                self.redis.lpush(self.keys.tenant_models(tenant_id), model.model_dump_json())
-            )
-        return accepted
-
-    async def model_history(self, tenant_id: str, limit: int = 100) -> list[DeployedModel]:
-        """Models deployed to a tenant, newest first."""
-        docs = await reply(self.redis.lrange(self.keys.tenant_models(tenant_id), 0, limit - 1))
-        return [DeployedModel.model_validate_json(doc) for doc in docs]
 
     # --- runs ------------------------------------------------------------------------------
 
@@ -378,50 +291,6 @@ class Store:
             self.redis.lrange(self.keys.batch_runs(batch_id), offset, offset + limit - 1)
         )
         return ids
-
-    # --- API support: keys, offboarding, idempotency, rate limits --------------------------
-
-    async def register_api_key(self, key_hash: str, tenant_id: str) -> bool:
-        """Map a hashed tenant API key to its tenant; False if that hash is taken."""
-        return bool(await self.redis.set(self.keys.api_key(key_hash), tenant_id, nx=True))
-
-    async def tenant_for_api_key(self, key_hash: str) -> str | None:
-        """The tenant a hashed API key belongs to, or None."""
-        tenant_id: str | None = await self.redis.get(self.keys.api_key(key_hash))
-        return tenant_id
-
-    async def drop_api_keys(self, key_hashes: Sequence[str]) -> None:
-        """Forget hashed API keys (they stop authenticating at once)."""
-        if key_hashes:
-            await self.redis.delete(*(self.keys.api_key(h) for h in key_hashes))
-
-    async def active_run_id(self, tenant_id: str) -> str | None:
-        """The id of the tenant's most recent active run, if any (it may have just ended)."""
-        run_id: str | None = await reply(self.redis.hget(self.keys.tenant(tenant_id), "active_run"))
-        return run_id
-
-    async def next_data_version(self, tenant_id: str) -> int:
-        """Allocate the tenant's next training-data version number (1, 2, ...)."""
-        return int(await reply(self.redis.hincrby(self.keys.tenant(tenant_id), "data_seq", 1)))
-
-    async def offboard_tenant(self, tenant_id: str, *, remove_remote: bool = False) -> Tenant:
-        """Mark a tenant deleted, revoke its API keys and take it off the tenant index."""
-
-        def change(tenant: Tenant) -> Tenant:
-            tenant.deleted = True
-            if remove_remote:
-                tenant.remote_removal = "requested"
-            tenant.api_key_hashes = []
-            tenant.schedule = None
-            return tenant
-
-        before = await self.get_tenant(tenant_id)
-        if before is None:
-            raise TenantNotFound(tenant_id)
-        deleted = await self.update_tenant(tenant_id, change)
-        await self.drop_api_keys(before.api_key_hashes)
-        await reply(self.redis.zrem(self.keys.tenants, tenant_id))
-        return deleted
 
     async def idempotent_run(self, scope: str, key: str) -> str | None:
         """The run an ``Idempotency-Key`` produced earlier, or None."""
