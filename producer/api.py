@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from producer import routes_runs, routes_schedules, routes_tenants
+from producer import routes_fleet, routes_runs, routes_schedules, routes_tenants
 from producer.auth import auth_middleware
 from producer.metrics import metrics, metrics_middleware
 from producer.openapi import build_openapi
@@ -110,6 +110,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     routes_tenants.add_routes(app)
     routes_runs.add_routes(app)
     routes_schedules.add_routes(app)
+    routes_fleet.add_routes(app)
     return app
 
 

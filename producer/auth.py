@@ -11,7 +11,9 @@ from aiohttp import web
 from producer.problems import Handler, Problem, not_found
 from producer.state import PRINCIPAL, SETTINGS, STORE, Principal
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/ui", "/ui/"})
+# The dashboard's static files; every data call they make carries its own bearer key.
+PUBLIC_PREFIXES = ("/ui/",)
 MAX_KEY_LENGTH = 256
 TENANT_KEY_PREFIX = "rtq_"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="retrainq"'}
@@ -67,8 +69,8 @@ async def enforce_rate_limit(request: web.Request, principal: Principal) -> None
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every route except health, metrics and the OpenAPI document."""
-    if request.path in PUBLIC_PATHS:
+    """Authenticate every route except health, metrics, the OpenAPI document and the UI files."""
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
     principal = await authenticate(request, bearer_key(request.headers.get("Authorization")))
     await enforce_rate_limit(request, principal)

@@ -11,8 +11,12 @@ from producer.schemas import (
     RUN_ID_PATTERN,
     BatchAccepted,
     BatchCreate,
+    BatchPage,
+    BatchRuns,
     BatchStatus,
+    Caller,
     DataUploaded,
+    FleetOverview,
     Health,
     Models,
     Offboarded,
@@ -58,6 +62,10 @@ _OUTPUTS: list[type[BaseModel]] = [
     Health,
     ScheduleView,
     SchedulePage,
+    Caller,
+    FleetOverview,
+    BatchPage,
+    BatchRuns,
 ]
 
 
@@ -209,6 +217,7 @@ def build_openapi() -> dict[str, Any]:
             "delete": b.op("Delete a fleet-wide schedule (admin)", {204: None}, params=[SCHEDULE]),
         },
     }
+    paths.update(_dashboard_paths(b, paths))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -222,4 +231,28 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
+    }
+
+
+HOURS = _query("hours", {"type": "integer", "minimum": 1, "maximum": 168}, "hours to look back")
+BATCH_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "batches")
+BATCH_RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 2000}, "page size")
+
+
+def _dashboard_paths(b: _Builder, paths: dict[str, Any]) -> dict[str, Any]:
+    """The read-only routes the dashboard calls (``producer/routes_fleet.py``)."""
+    return {
+        "/v1/me": {"get": b.op("Who this API key belongs to", {200: Caller})},
+        "/v1/fleet": {"get": b.op("Fleet overview (admin)", {200: FleetOverview}, params=[HOURS])},
+        "/v1/batches": {
+            **paths["/v1/batches"],
+            "get": b.op("Recent bulk retrains (admin)", {200: BatchPage}, params=[BATCH_LIMIT]),
+        },
+        "/v1/batches/{batch_id}/runs": {
+            "get": b.op(
+                "Runs of a bulk retrain with their phases (admin)",
+                {200: BatchRuns},
+                params=[BATCH, BATCH_RUN_LIMIT, OFFSET],
+            )
+        },
     }

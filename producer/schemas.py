@@ -8,8 +8,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from worker.cron import CronExpression
-from worker.evaluate import Gate
-from worker.schemas import DeployedModel, Run, Target, TenantId
+from worker.evaluate import Decision, Gate
+from worker.schemas import DeployedModel, Run, RunState, Target, TenantId
 
 MAX_BATCH_TENANTS = 10_000
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -220,3 +220,101 @@ class SchedulePage(BaseModel):
     """Schedules, soonest first."""
 
     items: list[ScheduleView]
+
+
+# --- fleet dashboard (read-only views) ------------------------------------------------------
+
+
+class Caller(BaseModel):
+    """Who the API key belongs to: an admin (every tenant) or one tenant."""
+
+    admin: bool
+    tenant_id: str | None
+
+
+class FleetTenants(BaseModel):
+    """Tenants by target kind and by the state of their current model."""
+
+    total: int = Field(description="tenants in the index")
+    scanned: int = Field(description="tenants counted (the scan is capped on huge fleets)")
+    by_kind: dict[str, int]
+    by_model_state: dict[str, int] = Field(
+        description="retraining (a run is active), up_to_date (the latest run deployed), "
+        "kept_previous (the latest run was rejected, failed or cancelled; the old model "
+        "serves), no_model"
+    )
+
+
+class ServiceLoad(BaseModel):
+    """BES slots of one training service: leased, cap, and runs waiting by lane."""
+
+    name: str
+    slots_in_use: int
+    max_running: int | None
+    waiting_interactive: int
+    waiting_bulk: int
+    throttled: bool
+
+
+class Backlog(BaseModel):
+    """Steps on the arq queue (ready now or deferred) and runs waiting for a BES slot."""
+
+    ready: int
+    deferred: int
+    waiting_slot: int
+
+
+class HourCounts(BaseModel):
+    """Runs created in one hour, by their current state."""
+
+    start: datetime
+    counts: dict[str, int]
+
+
+class FleetOverview(BaseModel):
+    """The fleet at a glance: tenants, slots per training service, backlog, recent runs."""
+
+    generated_at: datetime
+    tenants: FleetTenants
+    services: list[ServiceLoad]
+    backlog: Backlog
+    hours: int
+    runs_by_hour: list[HourCounts] = Field(description="oldest first, one entry per hour")
+    runs_by_state: dict[str, int] = Field(description="runs created in the last ``hours``")
+
+
+class BatchPage(BaseModel):
+    """Recent bulk retrains, newest first."""
+
+    items: list[BatchStatus]
+    total: int
+
+
+class RunBrief(BaseModel):
+    """A run as a timeline needs it: phases with timestamps, outcome, error."""
+
+    id: str
+    tenant_id: str
+    seq: int
+    state: RunState
+    reason: str
+    training_service: str
+    bes_job_id: str | None
+    polls: int
+    created_at: datetime
+    updated_at: datetime
+    phases: dict[str, datetime]
+    error: str | None
+    error_code: str | None
+    decision: Decision | None
+
+
+class BatchRuns(BaseModel):
+    """One page of a batch's runs in creation order."""
+
+    batch_id: str
+    items: list[RunBrief]
+    total: int
+    offset: int
+    limit: int
+    next_offset: int | None

@@ -1,0 +1,230 @@
+"""Read-only views for the dashboard (fleet overview, batches, batch runs) and the UI's files.
+
+The UI under ``/ui`` is static and public; every number it shows comes from these JSON routes
+(and the tenant and run routes), called with the key typed at its login form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from producer.auth import principal, require_admin
+from producer.http import json_response, query_int
+from producer.problems import not_found
+from producer.routes_runs import batch_status
+from producer.schemas import (
+    RUN_ID_PATTERN,
+    Backlog,
+    BatchPage,
+    BatchRuns,
+    BatchStatus,
+    Caller,
+    FleetOverview,
+    FleetTenants,
+    HourCounts,
+    RunBrief,
+    ServiceLoad,
+)
+from producer.state import REDIS, SETTINGS, STORE
+from worker.redisio import reply
+from worker.schemas import Lane, RunState, Tenant
+from worker.store import Store, now_ms
+
+UI_DIR = Path(__file__).with_name("ui")
+BATCH_ID = re.compile(RUN_ID_PATTERN)
+SCAN_CHUNK = 500
+MAX_SCANNED_TENANTS = 20_000
+HOUR_MS = 3_600_000
+# The UI runs only its own files: no inline script, no other origin (tenant names are data).
+UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def me(request: web.Request) -> web.Response:
+    """``GET /v1/me``: whether the key is an admin key, or which tenant it belongs to."""
+    caller = principal(request)
+    return json_response(Caller(admin=caller.admin, tenant_id=caller.tenant_id))
+
+
+def model_state(tenant: Tenant, latest_state: str | None) -> str:
+    """The state of a tenant's model from its deployed model and its latest run's state."""
+    if latest_state is not None and not RunState(latest_state).terminal:
+        return "retraining"
+    if tenant.deployed is None:
+        return "no_model"
+    if latest_state in (None, RunState.SUCCEEDED.value):
+        return "up_to_date"
+    return "kept_previous"
+
+
+async def _scan_tenants(store: Store, since_ms: int) -> tuple[FleetTenants, list[tuple[str, int]]]:
+    """Count tenants; also collect (state, created ms) of runs created since ``since_ms``."""
+    total = await store.count_tenants()
+    by_kind: Counter[str] = Counter()
+    by_state: Counter[str] = Counter()
+    recent: list[tuple[str, int]] = []
+    scanned = 0
+    redis, keys = store.redis, store.keys
+    for offset in range(0, min(total, MAX_SCANNED_TENANTS), SCAN_CHUNK):
+        ids = await store.list_tenant_ids(offset, SCAN_CHUNK)
+        tenants = [t for t in await store.get_tenants(ids) if not t.deleted]
+        async with redis.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.zrevrange(keys.tenant_runs(tenant.id), 0, 0)
+                pipe.zrangebyscore(keys.tenant_runs(tenant.id), since_ms, "+inf", withscores=True)
+            replies = await pipe.execute()
+        latest_ids = [found[0] if found else None for found in replies[0::2]]
+        recent_runs = [(run_id, int(score)) for found in replies[1::2] for run_id, score in found]
+        wanted = [r for r in latest_ids if r] + [r for r, _ in recent_runs]
+        async with redis.pipeline(transaction=False) as pipe:
+            for run_id in wanted:
+                pipe.hget(keys.run(run_id), "state")
+            states: list[str | None] = await pipe.execute()
+        latest_states = iter(states[: len(wanted) - len(recent_runs)])
+        for tenant, latest in zip(tenants, latest_ids, strict=True):
+            by_kind[tenant.target.kind] += 1
+            by_state[model_state(tenant, next(latest_states) if latest else None)] += 1
+        recent_states = states[len(wanted) - len(recent_runs) :]
+        for (_, created), state in zip(recent_runs, recent_states, strict=True):
+            if state is not None:  # expired run records are left out
+                recent.append((state, created))
+        scanned += len(tenants)
+    counts = FleetTenants(
+        total=total, scanned=scanned, by_kind=dict(by_kind), by_model_state=dict(by_state)
+    )
+    return counts, recent
+
+
+def hourly(recent: list[tuple[str, int]], now: int, hours: int) -> list[HourCounts]:
+    """Runs by the hour they were created in (oldest first), each hour by state."""
+    current_hour = now - now % HOUR_MS
+    first = current_hour - (hours - 1) * HOUR_MS
+    buckets: list[Counter[str]] = [Counter() for _ in range(hours)]
+    for state, created in recent:
+        index = (created - first) // HOUR_MS
+        if 0 <= index < hours:
+            buckets[index][state] += 1
+    return [
+        HourCounts(start=datetime.fromtimestamp((first + i * HOUR_MS) / 1000, UTC), counts=dict(c))
+        for i, c in enumerate(buckets)
+    ]
+
+
+async def _services(request: web.Request) -> list[ServiceLoad]:
+    redis, keys = request.app[REDIS], request.app[STORE].keys
+    configured = request.app[SETTINGS].training_services
+    names = sorted(configured) or ["default"]
+    now = now_ms()
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.zcount(keys.slots(name), f"({now}", "+inf")  # expired leases are free slots
+            pipe.zcard(keys.waiting(name, Lane.INTERACTIVE.value))
+            pipe.zcard(keys.waiting(name, Lane.BULK.value))
+            pipe.exists(keys.throttle(name))
+        replies = await pipe.execute()
+    return [
+        ServiceLoad(
+            name=name,
+            slots_in_use=int(replies[4 * i]),
+            max_running=configured[name].max_running if name in configured else None,
+            waiting_interactive=int(replies[4 * i + 1]),
+            waiting_bulk=int(replies[4 * i + 2]),
+            throttled=bool(replies[4 * i + 3]),
+        )
+        for i, name in enumerate(names)
+    ]
+
+
+async def fleet(request: web.Request) -> web.Response:
+    """``GET /v1/fleet`` (admin): tenants, BES slots, backlog and runs of the last hours."""
+    require_admin(request)
+    hours = query_int(request, "hours", 24, 1, 168)
+    now = now_ms()
+    since = now - now % HOUR_MS - (hours - 1) * HOUR_MS
+    tenants, recent = await _scan_tenants(request.app[STORE], since)
+    services = await _services(request)
+    queue = request.app[SETTINGS].redis.queue_name
+    redis = request.app[REDIS]
+    ready = await reply(redis.zcount(queue, "-inf", now))
+    deferred = await reply(redis.zcount(queue, f"({now}", "+inf"))
+    waiting = sum(s.waiting_interactive + s.waiting_bulk for s in services)
+    overview = FleetOverview(
+        generated_at=datetime.now(UTC),
+        tenants=tenants,
+        services=services,
+        backlog=Backlog(ready=int(ready), deferred=int(deferred), waiting_slot=waiting),
+        hours=hours,
+        runs_by_hour=hourly(recent, now, hours),
+        runs_by_state=dict(Counter(state for state, _ in recent)),
+    )
+    return json_response(overview)
+
+
+async def list_batches(request: web.Request) -> web.Response:
+    """``GET /v1/batches`` (admin): recent bulk retrains with their progress, newest first."""
+    require_admin(request)
+    limit = query_int(request, "limit", 20, 1, 100)
+    store = request.app[STORE]
+    ids: list[str] = await store.redis.zrevrange(store.keys.batches, 0, limit - 1)
+    items: list[BatchStatus] = []
+    for batch_id in ids:
+        found = await store.get_batch(batch_id)
+        if found is not None:
+            items.append(batch_status(*found))
+    total = int(await store.redis.zcard(store.keys.batches))
+    return json_response(BatchPage(items=items, total=total))
+
+
+async def batch_runs(request: web.Request) -> web.Response:
+    """``GET /v1/batches/{batch_id}/runs`` (admin): a page of the batch's runs with phases."""
+    require_admin(request)
+    batch_id = request.match_info["batch_id"]
+    store = request.app[STORE]
+    if not BATCH_ID.fullmatch(batch_id) or await store.get_batch(batch_id) is None:
+        raise not_found("batch", batch_id[:80])
+    limit = query_int(request, "limit", 500, 1, 2000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    total = int(await reply(store.redis.llen(store.keys.batch_runs(batch_id))))
+    runs = await store.get_runs(await store.batch_run_ids(batch_id, offset, limit))
+    items = [RunBrief.model_validate(run.model_dump()) for run in runs]
+    page = BatchRuns(
+        batch_id=batch_id,
+        items=items,
+        total=total,
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+    return json_response(page)
+
+
+async def ui_index(_request: web.Request) -> web.FileResponse:
+    """``GET /ui``: the dashboard's single page."""
+    return web.FileResponse(UI_DIR / "index.html")
+
+
+async def ui_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Security and caching headers on the UI's files (an ``on_response_prepare`` signal)."""
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        response.headers.update(UI_HEADERS)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the dashboard's JSON routes and its static files."""
+    app.router.add_get("/v1/me", me)
+    app.router.add_get("/v1/fleet", fleet)
+    app.router.add_get("/v1/batches", list_batches)
+    app.router.add_get("/v1/batches/{batch_id}/runs", batch_runs)
+    app.router.add_get("/ui", ui_index)
+    app.router.add_get("/ui/", ui_index)
+    app.router.add_static("/ui/", UI_DIR, follow_symlinks=False, append_version=False)
+    app.on_response_prepare.append(ui_headers)

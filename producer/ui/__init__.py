@@ -1,0 +1,1 @@
+"""The dashboard's static files (a package only so that built wheels carry them)."""

@@ -1,0 +1,140 @@
+// SVG charts: runs per hour (stacked bars), a batch's run timeline and a tenant's metric history.
+
+import { s } from "./app.js";
+
+export const STATE_COLOURS = {
+  queued: "#9aa5b1",
+  waiting_slot: "#f0b429",
+  submitting: "#7cc4fa",
+  training: "#2680c2",
+  evaluating: "#8b5cf6",
+  deploying: "#6d28d9",
+  succeeded: "#27ab83",
+  rejected: "#e8710a",
+  failed: "#d64545",
+  cancelled: "#616e7c",
+};
+const ORDER = Object.keys(STATE_COLOURS);
+const TERMINAL = ["succeeded", "rejected", "failed", "cancelled"];
+
+export function hourlyBars(buckets, { width = 1150, height = 160 } = {}) {
+  const pad = { left: 34, right: 8, top: 8, bottom: 22 };
+  const totals = buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0));
+  const max = Math.max(1, ...totals);
+  const inner = width - pad.left - pad.right;
+  const barW = inner / Math.max(1, buckets.length);
+  const y = (v) => pad.top + (height - pad.top - pad.bottom) * (1 - v / max);
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": "runs per hour by state" });
+  svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: y(0), y2: y(0), class: "axis" }));
+  svg.append(s("text", { x: pad.left - 4, y: y(max) + 4, class: "tick end" }, String(max)));
+  svg.append(s("text", { x: pad.left - 4, y: y(0), class: "tick end" }, "0"));
+  buckets.forEach((bucket, i) => {
+    let base = 0;
+    const x = pad.left + i * barW;
+    for (const state of ORDER) {
+      const n = bucket.counts[state] || 0;
+      if (!n) continue;
+      svg.append(
+        s("rect", { x: x + 1, width: Math.max(1, barW - 2), y: y(base + n), height: y(base) - y(base + n), fill: STATE_COLOURS[state] },
+          s("title", {}, `${new Date(bucket.start).toLocaleString()}: ${n} ${state}`)),
+      );
+      base += n;
+    }
+    if (i % Math.ceil(buckets.length / 8) === 0 || i === buckets.length - 1) {
+      const hour = new Date(bucket.start).getHours();
+      svg.append(s("text", { x: x + barW / 2, y: height - 6, class: "tick middle" }, `${hour}:00`));
+    }
+  });
+  return svg;
+}
+
+// One row per run: waiting (queued, waiting for a slot), training (submit to evaluation),
+// finishing (evaluating, deploying), coloured by outcome; long rows are stragglers.
+export function timeline(runs, { width = 960, start, now = Date.now() } = {}) {
+  const pad = { left: 8, right: 8, top: 22, bottom: 8 };
+  const rowH = runs.length > 300 ? 2 : runs.length > 60 ? 5 : 12;
+  const height = pad.top + pad.bottom + rowH * Math.max(1, runs.length);
+  const t = (iso) => (iso ? Date.parse(iso) : null);
+  const begin = start ? Date.parse(start) : Math.min(...runs.map((r) => t(r.created_at)));
+  const ends = runs.map((r) => endOf(r) ?? now);
+  const finish = Math.max(begin + 1000, ...ends);
+  const x = (ms) => pad.left + ((width - pad.left - pad.right) * (ms - begin)) / (finish - begin);
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart timeline", role: "img", "aria-label": "timeline of runs" });
+  svg.append(s("text", { x: pad.left, y: 14, class: "tick" }, "0 s"));
+  svg.append(s("text", { x: width - pad.right, y: 14, class: "tick end" }, `${((finish - begin) / 1000).toFixed(1)} s`));
+  runs.forEach((run, i) => {
+    const y = pad.top + i * rowH;
+    const p = run.phases;
+    const created = t(run.created_at);
+    const started = t(p.submitting) ?? t(p.training);
+    const trained = t(p.evaluating) ?? t(p.deploying);
+    const end = endOf(run) ?? now;
+    const segments = [
+      [created, started ?? end, p.waiting_slot ? "waiting_slot" : "queued"],
+      [started, trained ?? end, "training"],
+      [trained, end, "deploying"],
+    ];
+    const row = s("a", { href: `#/run/${run.id}`, class: "row", "data-run": run.id });
+    row.append(s("title", {}, `${run.tenant_id}: ${run.state}, ${(((end - created) / 1000) || 0).toFixed(1)} s`));
+    for (const [from, to, kind] of segments) {
+      if (from === null || to === null || to < from) continue;
+      row.append(s("rect", { x: x(from), y, width: Math.max(1, x(to) - x(from)), height: Math.max(1, rowH - 1), fill: STATE_COLOURS[kind] }));
+    }
+    if (TERMINAL.includes(run.state)) {
+      row.append(s("rect", { x: x(end) - 1, y, width: 3, height: Math.max(1, rowH - 1), fill: STATE_COLOURS[run.state], class: "end" }));
+    }
+    svg.append(row);
+  });
+  return svg;
+}
+
+export function endOf(run) {
+  for (const state of TERMINAL) if (run.phases[state]) return Date.parse(run.phases[state]);
+  return null;
+}
+
+// Gate metric per run version: deployed (filled), rejected (hollow), rollback (diamond),
+// rolled back (ringed), the serving model (large ring); deployed versions joined by a line.
+export function metricChart(points, { width = 560, height = 230, metric = "" } = {}) {
+  const pad = { left: 52, right: 18, top: 16, bottom: 26 };
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": `${metric} per version`, "data-test": "metric-chart" });
+  if (!points.length) {
+    svg.append(s("text", { x: width / 2, y: height / 2, class: "tick middle" }, "no evaluated versions yet"));
+    return svg;
+  }
+  const values = points.map((p) => p.value);
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (hi - lo < 1e-6) [lo, hi] = [lo - 0.05, hi + 0.05];
+  const margin = (hi - lo) * 0.12;
+  [lo, hi] = [lo - margin, hi + margin];
+  const seqs = points.map((p) => p.seq);
+  const [first, last] = [Math.min(...seqs), Math.max(...seqs)];
+  const x = (seq) => pad.left + (last === first ? (width - pad.left - pad.right) / 2 : ((width - pad.left - pad.right) * (seq - first)) / (last - first));
+  const y = (v) => pad.top + ((height - pad.top - pad.bottom) * (hi - v)) / (hi - lo);
+  for (let i = 0; i <= 4; i += 1) {
+    const v = lo + ((hi - lo) * i) / 4;
+    svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: "grid" }));
+    svg.append(s("text", { x: pad.left - 6, y: y(v) + 4, class: "tick end" }, v.toFixed(3)));
+  }
+  const deployed = points.filter((p) => p.kind !== "rejected");
+  if (deployed.length > 1) {
+    svg.append(s("polyline", { points: deployed.map((p) => `${x(p.seq)},${y(p.value)}`).join(" "), class: "deployed-line" }));
+  }
+  for (const p of points) {
+    const cx = x(p.seq);
+    const cy = y(p.value);
+    const g = s("g", { class: `point ${p.kind}`, "data-seq": p.seq, "data-kind": p.kind, "data-value": p.value.toFixed(4) });
+    g.append(s("title", {}, `v${p.seq} ${p.kind}${p.serving ? " (serving)" : ""}: ${p.value.toFixed(4)}`));
+    if (p.kind === "rollback") {
+      g.append(s("path", { d: `M ${cx} ${cy - 7} L ${cx + 7} ${cy} L ${cx} ${cy + 7} L ${cx - 7} ${cy} Z` }));
+    } else {
+      g.append(s("circle", { cx, cy, r: 5.5 }));
+    }
+    if (p.rolledBack) g.append(s("circle", { cx, cy, r: 9, class: "rolled-back-ring" }));
+    if (p.serving) g.append(s("circle", { cx, cy, r: 12, class: "serving-ring", "data-test": "serving" }));
+    g.append(s("text", { x: cx, y: height - 6, class: "tick middle" }, `v${p.seq}`));
+    svg.append(g);
+  }
+  return svg;
+}

@@ -1,0 +1,200 @@
+// Fleet overview and batch pages (admin); the tenant and run pages live in tenant.js.
+
+import { api, badge, card, fmtDuration, fmtNumber, fmtTime, h, link, poll, table } from "./app.js";
+import { STATE_COLOURS, endOf, hourlyBars, timeline } from "./charts.js";
+
+export { runPage, tenantPage } from "./tenant.js";
+
+const FAILED = ["failed", "cancelled"];
+
+function stat(label, value, attrs = {}) {
+  return h("div", { class: "stat", ...attrs }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label));
+}
+
+function countList(counts, attrs = {}) {
+  const entries = Object.entries(counts).filter(([, n]) => n > 0);
+  if (!entries.length) return h("p", { class: "muted" }, "none");
+  return h("ul", { class: "counts", ...attrs }, entries.map(([name, n]) => h("li", { "data-key": name }, badge(name), ` ${n}`)));
+}
+
+function meter(used, cap) {
+  const pct = cap ? Math.min(100, (100 * used) / cap) : 0;
+  return h("div", { class: "meter" }, h("div", { class: "fill", "width%": pct }));
+}
+
+export function progressBar(progress) {
+  const pct = Math.round(progress * 1000) / 10;
+  return h(
+    "div",
+    { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "data-test": "progress", "data-progress": pct },
+    h("div", { class: "fill", "width%": pct }),
+    h("span", {}, `${pct}%`),
+  );
+}
+
+// --- fleet ---------------------------------------------------------------------------------
+
+export async function fleetPage(main) {
+  document.title = "Fleet · retrainq";
+  const slots = h("div");
+  main.replaceChildren(h("h1", {}, "Fleet"), slots);
+  await poll(async () => {
+    const [fleet, batches, tenants] = await Promise.all([
+      api("/v1/fleet?hours=24"),
+      api("/v1/batches?limit=10"),
+      api("/v1/tenants?limit=100"),
+    ]);
+    slots.replaceChildren(...fleetCards(fleet, batches, tenants));
+  }, 3000);
+}
+
+function fleetCards(fleet, batches, tenants) {
+  const t = fleet.tenants;
+  const services = fleet.services.map((svc) =>
+    h(
+      "div",
+      { class: "service", "data-service": svc.name },
+      h("div", { class: "row-between" }, h("strong", {}, svc.name), h("span", {}, `${svc.slots_in_use} / ${svc.max_running ?? "?"} slots`)),
+      meter(svc.slots_in_use, svc.max_running),
+      h("div", { class: "muted small" }, `waiting: ${svc.waiting_interactive} interactive, ${svc.waiting_bulk} bulk`, svc.throttled ? h("span", { class: "badge state-failed" }, "throttled") : ""),
+    ),
+  );
+  const b = fleet.backlog;
+  return [
+    h(
+      "div",
+      { class: "grid" },
+      card("Tenants", h("div", { class: "stats" }, stat("tenants", t.total, { "data-test": "tenant-total" }), ...Object.entries(t.by_kind).map(([k, n]) => stat(k === "new" ? "new services" : "classic endpoints", n))), h("h3", {}, "Model state"), countList(t.by_model_state, { "data-test": "model-states" })),
+      card("BES slots", ...services),
+      card("Backlog", h("div", { class: "stats", "data-test": "backlog" }, stat("ready steps", b.ready), stat("deferred steps", b.deferred), stat("waiting for a slot", b.waiting_slot))),
+    ),
+    card(`Runs of the last ${fleet.hours} hours`, countList(fleet.runs_by_state, { "data-test": "runs-by-state" }), hourlyBars(fleet.runs_by_hour), legend()),
+    card(
+      "Bulk retrains",
+      table(
+        ["batch", "started", "reason", "progress", "done", "failed"],
+        batches.items.map((x) =>
+          h(
+            "tr",
+            { "data-batch": x.id },
+            h("td", {}, link(`#/batch/${x.id}`, x.id.slice(0, 8))),
+            h("td", {}, fmtTime(x.created_at)),
+            h("td", {}, x.reason),
+            h("td", { class: "wide" }, progressBar(x.progress)),
+            h("td", {}, `${x.done} / ${x.total}`),
+            h("td", {}, String(FAILED.reduce((a, k) => a + (x.counts[k] || 0), 0))),
+          ),
+        ),
+        { "data-test": "batches" },
+      ),
+    ),
+    card(
+      `Tenants (first ${tenants.items.length} of ${tenants.total})`,
+      table(
+        ["tenant", "name", "target", "endpoint / service", "serving", "metric"],
+        tenants.items.map((x) => {
+          const metric = (x.gate && x.gate.metric) || "Coefficient of Determination";
+          return h(
+            "tr",
+            { "data-tenant": x.id },
+            h("td", {}, link(`#/tenant/${encodeURIComponent(x.id)}`, x.id)),
+            h("td", {}, x.display_name),
+            h("td", {}, x.target.kind),
+            h("td", { class: "mono" }, x.endpoint_name || x.service_name || "–"),
+            h("td", {}, x.deployed ? `v${x.deployed.seq}` : "–"),
+            h("td", {}, x.deployed ? fmtNumber(x.deployed.metrics[metric]) : "–"),
+          );
+        }),
+        { "data-test": "tenants" },
+      ),
+    ),
+  ];
+}
+
+export function legend(states = Object.keys(STATE_COLOURS)) {
+  return h("div", { class: "legend" }, states.map((state) => h("span", { class: `key state-${state}` }, state.replaceAll("_", " "))));
+}
+
+// --- batch ---------------------------------------------------------------------------------
+
+export async function batchPage(main, batchId) {
+  document.title = `Batch ${batchId.slice(0, 8)} · retrainq`;
+  await api(`/v1/batches/${encodeURIComponent(batchId)}`); // 404 before drawing anything
+  const body = h("div");
+  main.replaceChildren(h("h1", {}, "Bulk retrain ", h("span", { class: "mono" }, batchId.slice(0, 8))), body);
+  await poll(async () => {
+    const status = await api(`/v1/batches/${batchId}`);
+    const runs = await allRuns(batchId);
+    body.replaceChildren(...batchCards(status, runs));
+    return status.done < status.total; // stop polling once every run ended
+  }, 1000);
+}
+
+async function allRuns(batchId, cap = 4000) {
+  const runs = [];
+  let offset = 0;
+  while (offset !== null && runs.length < cap) {
+    const page = await api(`/v1/batches/${batchId}/runs?limit=1000&offset=${offset}`);
+    runs.push(...page.items);
+    offset = page.next_offset;
+  }
+  return runs;
+}
+
+function batchCards(status, runs) {
+  const elapsed = (Date.now() - Date.parse(status.created_at)) / 1000;
+  const finished = runs.map(endOf).filter((x) => x !== null);
+  const lastEnd = finished.length ? Math.max(...finished) : null;
+  const took = status.done >= status.total && lastEnd ? (lastEnd - Date.parse(status.created_at)) / 1000 : elapsed;
+  const durations = runs.filter((r) => endOf(r)).map((r) => ({ run: r, seconds: (endOf(r) - Date.parse(r.created_at)) / 1000 }));
+  durations.sort((a, b) => b.seconds - a.seconds);
+  const median = durations.length ? durations[Math.floor(durations.length / 2)].seconds : 0;
+  const stragglers = durations.filter((d) => d.seconds > 1.5 * median).slice(0, 8);
+  const waited = runs.filter((r) => r.phases.waiting_slot).length;
+  return [
+    card(
+      status.done >= status.total ? "Finished" : "In progress",
+      progressBar(status.progress),
+      h("div", { class: "stats" },
+        stat("done", `${status.done} / ${status.total}`, { "data-test": "done" }),
+        stat("throughput", status.throughput_per_second ? `${(status.throughput_per_second * 60).toFixed(1)} / min` : "–"),
+        stat(status.done >= status.total ? "took" : "ETA", status.done >= status.total ? fmtDuration(took) : fmtDuration(status.eta_seconds)),
+        stat("waited for a slot", waited)),
+      h("p", { class: "muted small" }, `reason: ${status.reason} · started ${fmtTime(status.created_at)}`),
+      countList(status.counts, { "data-test": "counts" }),
+    ),
+    card(
+      "Timeline",
+      h("p", { class: "muted small" }, "One row per run from creation to end: queued or waiting for a BES slot, training, then evaluating and deploying; the mark at the end is the outcome. Long rows are stragglers; long amber starts mean throttling or a full service."),
+      runs.length ? timeline(runs, { start: status.created_at }) : h("p", { class: "muted" }, "no runs"),
+      legend(["queued", "waiting_slot", "training", "deploying", "succeeded", "rejected", "failed", "cancelled"]),
+    ),
+    h("div", { class: "grid two" }, failuresCard(runs), card(
+      "Slowest runs",
+      table(["run", "tenant", "state", "took"], stragglers.map(({ run, seconds }) =>
+        h("tr", {}, h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8))), h("td", {}, run.tenant_id), h("td", {}, badge(run.state)), h("td", {}, fmtDuration(seconds))))),
+      h("p", { class: "muted small" }, `runs taking over 1.5× the median (${fmtDuration(median)})`),
+    )),
+  ];
+}
+
+function failuresCard(runs) {
+  const groups = new Map();
+  for (const run of runs) {
+    let reason = null;
+    if (FAILED.includes(run.state)) reason = `${run.state}: ${run.error_code || (run.error || "no reason recorded").slice(0, 100)}`;
+    else if (run.state === "rejected") reason = `rejected by the gate (${(run.decision && run.decision.metric) || "metric"})`;
+    if (reason === null) continue;
+    if (!groups.has(reason)) groups.set(reason, []);
+    groups.get(reason).push(run);
+  }
+  const items = [...groups.entries()].sort((a, b) => b[1].length - a[1].length);
+  return card(
+    "Failures by reason",
+    items.length
+      ? h("ul", { class: "failures", "data-test": "failures" }, items.map(([reason, list]) =>
+          h("li", {}, h("strong", {}, `${list.length} × `), reason, h("div", { class: "runs" },
+            list.slice(0, 30).map((r) => link(`#/run/${r.id}`, r.tenant_id, { title: r.error || (r.decision && r.decision.reason) || "" }))))))
+      : h("p", { class: "muted", "data-test": "no-failures" }, "no failed, cancelled or rejected runs"),
+  );
+}

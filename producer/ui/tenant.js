@@ -1,0 +1,174 @@
+// Tenant page (model history, endpoint, recent runs, retrain and roll back) and run page.
+
+import { api, badge, card, errorPanel, fmtClock, fmtDuration, fmtNumber, fmtTime, h, link, notice, poll, table } from "./app.js";
+import { metricChart } from "./charts.js";
+
+const DEFAULT_METRIC = "Coefficient of Determination";
+const PHASES = ["queued", "waiting_slot", "submitting", "training", "evaluating", "deploying", "succeeded", "rejected", "failed", "cancelled"];
+
+function field(label, ...value) {
+  return [h("dt", {}, label), h("dd", {}, ...value)];
+}
+
+// Phases in the order they happened, each with its duration (until the next phase).
+export function phaseSteps(run) {
+  const steps = Object.entries(run.phases)
+    .map(([phase, at]) => ({ phase, at, ms: Date.parse(at) }))
+    .sort((a, b) => a.ms - b.ms || PHASES.indexOf(a.phase) - PHASES.indexOf(b.phase));
+  return steps.map((step, i) => ({ ...step, seconds: i + 1 < steps.length ? (steps[i + 1].ms - step.ms) / 1000 : null }));
+}
+
+function phaseStrip(run) {
+  return h("span", { class: "phases" }, phaseSteps(run).map((p) =>
+    h("span", { class: `phase state-${p.phase}`, title: `${p.phase} at ${fmtTime(p.at)}` }, p.phase.replaceAll("_", " "), p.seconds !== null ? ` ${fmtDuration(p.seconds)}` : "")));
+}
+
+function totalSeconds(run) {
+  const steps = phaseSteps(run);
+  return steps.length > 1 ? (steps[steps.length - 1].ms - steps[0].ms) / 1000 : null;
+}
+
+// Points of the metric chart: one per run version that has the gate metric.
+export function historyPoints(runs, models, current, metric) {
+  const rolledBack = new Set();
+  models.forEach((m, i) => {
+    if (m.rollback_of && models[i + 1]) rolledBack.add(models[i + 1].run_id);
+  });
+  const points = [];
+  for (const run of [...runs].sort((a, b) => a.seq - b.seq)) {
+    const value = run.metrics[metric];
+    if (typeof value !== "number") continue;
+    let kind;
+    if (run.rollback_to) kind = "rollback";
+    else if (run.state === "rejected") kind = "rejected";
+    else if (run.deployed || run.state === "succeeded") kind = "deployed";
+    else continue;
+    points.push({ seq: run.seq, value, kind, runId: run.id, rolledBack: rolledBack.has(run.id), serving: current && current.run_id === run.id });
+  }
+  return points;
+}
+
+export async function tenantPage(main, tenantId) {
+  document.title = `${tenantId} · retrainq`;
+  const path = `/v1/tenants/${encodeURIComponent(tenantId)}`;
+  const tenant = await api(path); // 404 for tenants this key may not see
+  const messages = h("div", { id: "messages" });
+  const body = h("div");
+  const act = async (what, url, question) => {
+    if (!window.confirm(question)) return;
+    try {
+      const accepted = await api(url, { method: "POST" });
+      const runLink = link(`#/run/${accepted.run.id}`, accepted.run.id.slice(0, 8), { "data-test": "action-run" });
+      const outcome = accepted.coalesced ? " (joined the active run)" : " started";
+      messages.replaceChildren(h("div", { class: "notice ok", role: "status" }, `${what}: run `, runLink, outcome));
+    } catch (exc) {
+      messages.replaceChildren(notice("error", `${what} failed: ${exc.detail || exc.message}`));
+    }
+  };
+  const actions = h(
+    "div",
+    { class: "actions" },
+    h("button", { id: "retrain", onclick: () => act("Retrain", `${path}/retrains`, `Retrain ${tenantId} now?`) }, "Retrain"),
+    h("button", { id: "rollback", class: "danger", onclick: () => act("Roll back", `${path}/rollback`, `Roll ${tenantId} back to its previous model? The endpoint will serve that model again.`) }, "Roll back"),
+  );
+  main.replaceChildren(
+    h("div", { class: "row-between" }, h("h1", {}, tenant.display_name || tenant.id, " ", h("span", { class: "muted mono" }, tenant.id)), actions),
+    messages,
+    body,
+  );
+  await poll(async () => {
+    const [fresh, models, runs] = await Promise.all([api(path), api(`${path}/models`), api(`${path}/runs?limit=50`)]);
+    body.replaceChildren(...tenantCards(fresh, models, runs.items));
+  }, 2000);
+}
+
+function tenantCards(tenant, models, runs) {
+  const metric = (tenant.gate && tenant.gate.metric) || DEFAULT_METRIC;
+  const current = models.current;
+  const target = tenant.target;
+  const where = target.kind === "classic"
+    ? [...field("web service", h("span", { class: "mono" }, target.web_service_id)), ...field("endpoint", h("span", { class: "mono", "data-test": "endpoint" }, tenant.endpoint_name || "not created yet"))]
+    : [...field("template", target.template_service), ...field("web service", h("span", { class: "mono", "data-test": "endpoint" }, tenant.service_name || "not created yet"))];
+  return [
+    h("div", { class: "grid two" },
+      card("Deployment", h("dl", { class: "fields" },
+        ...field("target", target.kind === "classic" ? "classic endpoint" : "new web service"),
+        ...where,
+        ...field("training service", tenant.training_service),
+        ...field("serving", current ? h("span", { "data-test": "serving-version" }, `v${current.seq} `, link(`#/run/${current.run_id}`, current.run_id.slice(0, 8)), current.rollback_of ? " (rollback)" : "") : "no model yet"),
+        ...field("deployed at", current ? fmtTime(current.deployed_at) : "–"),
+        ...field(metric, current ? fmtNumber(current.metrics[metric], 4) : "–"),
+        ...field("data", `version ${tenant.data_version}`),
+        ...field("gate", tenant.gate ? `${metric}, max regression ${tenant.gate.max_regression ?? "none"}, threshold ${tenant.gate.threshold ?? "none"}` : `default (${metric}, at most 10% worse)`),
+      )),
+      card("Model history", h("p", { class: "muted small" }, `${metric} of each version`), metricChart(historyPoints(runs, models.history, current, metric), { metric }),
+        h("div", { class: "legend" }, ...["deployed", "rejected", "rollback", "rolled-back", "serving"].map((k) => h("span", { class: `key point-${k}` }, k.replace("-", " "))))),
+    ),
+    card("Recent runs", table(["version", "run", "state", "reason", "created", "phases", "took", "decision"], runs.map((run) =>
+      h("tr", { "data-run": run.id },
+        h("td", {}, `v${run.seq}`),
+        h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8))),
+        h("td", {}, badge(run.state)),
+        h("td", {}, run.reason),
+        h("td", { class: "nowrap" }, fmtTime(run.created_at)),
+        h("td", {}, phaseStrip(run)),
+        h("td", { class: "nowrap" }, fmtDuration(totalSeconds(run))),
+        h("td", { class: "small" }, run.error || (run.decision && run.decision.reason) || ""))), { "data-test": "runs" })),
+  ];
+}
+
+// --- run -----------------------------------------------------------------------------------
+
+export async function runPage(main, runId, caller) {
+  document.title = `Run ${runId.slice(0, 8)} · retrainq`;
+  const body = h("div");
+  main.replaceChildren(body);
+  await poll(async () => {
+    let run;
+    try {
+      run = await api(`/v1/runs/${encodeURIComponent(runId)}`);
+    } catch (exc) {
+      body.replaceChildren(errorPanel(exc));
+      return false;
+    }
+    body.replaceChildren(...runCards(run, caller));
+    return !["succeeded", "rejected", "failed", "cancelled"].includes(run.state);
+  }, 1500);
+}
+
+function runCards(run, caller) {
+  const d = run.decision;
+  const metrics = Object.entries(run.metrics);
+  return [
+    h("div", { class: "row-between" }, h("h1", {}, "Run ", h("span", { class: "mono" }, run.id.slice(0, 12)), " ", badge(run.state))),
+    h("div", { class: "grid two" },
+      card("Run", h("dl", { class: "fields" },
+        ...field("tenant", link(`#/tenant/${encodeURIComponent(run.tenant_id)}`, run.tenant_id)),
+        ...field("version", `v${run.seq}`),
+        ...field("reason", run.reason, run.rollback_to ? h("span", {}, " (restores ", link(`#/run/${run.rollback_to}`, run.rollback_to.slice(0, 8)), ")") : ""),
+        ...field("lane", run.lane),
+        ...field("batch", run.batch_id ? (caller.admin ? link(`#/batch/${run.batch_id}`, run.batch_id.slice(0, 8)) : run.batch_id.slice(0, 8)) : "–"),
+        ...field("training service", `${run.training_service}${run.bes_endpoint !== null ? ` (endpoint ${run.bes_endpoint})` : ""}`),
+        ...field("BES job", h("span", { class: "mono", "data-test": "bes-job" }, run.bes_job_id || "–")),
+        ...field("submissions", `${run.submit_attempts} (orphaned ${run.orphaned_submissions}), ${run.polls} polls`),
+        ...field("model blob", h("span", { class: "mono small" }, run.outputs.model_path)),
+        ...field("deployed", run.deployed ? "yes" : "no"),
+      )),
+      card("Phases", table(["phase", "at", "for"], phaseSteps(run).map((p) =>
+        h("tr", { "data-phase": p.phase }, h("td", {}, badge(p.phase)), h("td", { class: "nowrap" }, `${fmtClock(p.at)} `, h("span", { class: "muted small" }, new Date(p.at).toLocaleDateString())), h("td", {}, p.seconds === null ? "" : fmtDuration(p.seconds)))),
+        { "data-test": "phases" })),
+    ),
+    h("div", { class: "grid two" },
+      card("Gate decision", d
+        ? h("dl", { class: "fields", "data-test": "decision" },
+            ...field("verdict", h("strong", { class: d.accepted ? "ok" : "bad" }, d.accepted ? "accepted" : "rejected")),
+            ...field("reason", d.reason),
+            ...field("metric", d.metric),
+            ...field("value", fmtNumber(d.value, 4)),
+            ...field("deployed baseline", fmtNumber(d.baseline, 4)))
+        : h("p", { class: "muted" }, "not decided yet")),
+      card("Evaluation metrics", table(["metric", "value"], metrics.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmtNumber(v, 4)))), { "data-test": "metrics" })),
+    ),
+    run.error ? card("Error", h("p", { class: "error", "data-test": "error" }, run.error_code ? `[${run.error_code}] ` : "", run.error)) : "",
+  ];
+}
