@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 AZURITE := node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
 
-.PHONY: install lint format test demo up down status bench clean
+.PHONY: install browser-deps lint format test demo up down status bench clean
 
 install: $(STAMP) $(AZURITE)
 	@$(BIN)/python -c "from producer.processes import ensure_redis_server as e; e()" \
@@ -24,6 +24,15 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
 
+# Debian's Chromium for the browser tests (tests/browser skip without it); Playwright drives it.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "browser tests need Chromium: run 'sudo apt-get install -y chromium' (skipped until then)"; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +42,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 up: install

@@ -1,0 +1,118 @@
+"""The dashboard's JSON routes and static files on the real app (no browser): exact counts from
+seeded Redis state, admin-only access, and UI files that are public but never a way around auth."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from tests.integration.conftest_api import ADMIN, bearer, onboard
+from worker.keys import Keys
+from worker.schemas import RunState
+from worker.store import Store
+
+KEYS = Keys()
+
+
+async def finish(redis: aioredis.Redis, run_id: str, state: RunState) -> None:
+    """Move a stored run to ``state`` through the store's compare-and-set."""
+    store = Store(redis, KEYS)
+    run = await store.get_run(run_id)
+    assert run is not None
+    await store.save_run(run, state, due_in=None)
+
+
+async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
+    api: TestClient, redis: aioredis.Redis
+) -> None:
+    """Tenants by kind and model state, leased slots, queue backlog and runs by state."""
+    a = await onboard(api, "tenant-a", data_path="data/a.csv")
+    await onboard(api, "tenant-b", data_path="data/b.csv")
+    await onboard(api, "tenant-c", train=False)
+    await finish(redis, a["run"]["id"], RunState.FAILED)
+    now = int(time.time() * 1000)
+    await redis.zadd(KEYS.slots("default"), {"r1": now + 60_000, "r2": now - 1})  # r2 expired
+    await redis.zadd(KEYS.waiting("default", "bulk"), {"r3": now, "r4": now})
+    await redis.zadd("retrainq:queue", {"job-late": now + 600_000})
+    await redis.set(KEYS.throttle("default"), "1", px=60_000)
+
+    response = await api.get("/v1/fleet?hours=3", headers=ADMIN)
+    assert response.status == 200, await response.text()
+    fleet: dict[str, Any] = await response.json()
+    assert fleet["tenants"] == {
+        "total": 3,
+        "scanned": 3,
+        "by_kind": {"classic": 3},
+        "by_model_state": {"retraining": 1, "no_model": 2},
+    }
+    assert fleet["services"] == [
+        {
+            "name": "default",
+            "slots_in_use": 1,
+            "max_running": None,
+            "waiting_interactive": 0,
+            "waiting_bulk": 2,
+            "throttled": True,
+        }
+    ]
+    # the two onboarding runs' first steps are ready; one job is deferred
+    assert fleet["backlog"] == {"ready": 2, "deferred": 1, "waiting_slot": 2}
+    assert fleet["runs_by_state"] == {"failed": 1, "queued": 1}
+    assert len(fleet["runs_by_hour"]) == 3
+    assert fleet["runs_by_hour"][-1]["counts"] == {"failed": 1, "queued": 1}
+
+
+async def test_batches_and_their_runs_are_listed_for_admins_only(api: TestClient) -> None:
+    """Recent batches with progress, a batch's runs with phases; 403 for tenant keys."""
+    created = await onboard(api, "tenant-a", data_path="data/a.csv", train=False)
+    response = await api.post("/v1/batches", json={"all": True}, headers=ADMIN)
+    assert response.status == 202
+    batch_id = (await response.json())["batch_id"]
+
+    listing = await (await api.get("/v1/batches", headers=ADMIN)).json()
+    assert listing["total"] == 1
+    assert [(b["id"], b["total"], b["done"]) for b in listing["items"]] == [(batch_id, 1, 0)]
+    runs = await (await api.get(f"/v1/batches/{batch_id}/runs", headers=ADMIN)).json()
+    assert runs["total"] == 1
+    assert runs["next_offset"] is None
+    assert runs["items"][0]["tenant_id"] == "tenant-a"
+    assert set(runs["items"][0]["phases"]) == {"queued"}
+
+    tenant = bearer(created["api_key"])
+    for path in ("/v1/fleet", "/v1/batches", f"/v1/batches/{batch_id}/runs"):
+        assert (await api.get(path, headers=tenant)).status == 403, path
+    missing = await api.get(f"/v1/batches/{'0' * 32}/runs", headers=ADMIN)
+    assert missing.status == 404
+
+
+async def test_me_names_the_caller(api: TestClient) -> None:
+    """An admin key is an admin; a tenant key names its tenant; no key is 401."""
+    created = await onboard(api, "tenant-a", train=False)
+    assert await (await api.get("/v1/me", headers=ADMIN)).json() == {
+        "admin": True,
+        "tenant_id": None,
+    }
+    mine = await api.get("/v1/me", headers=bearer(created["api_key"]))
+    assert await mine.json() == {"admin": False, "tenant_id": "tenant-a"}
+    assert (await api.get("/v1/me")).status == 401
+
+
+async def test_ui_files_are_public_with_a_strict_policy_and_no_way_around_auth(
+    api: TestClient,
+) -> None:
+    """/ui serves the page and its scripts without a key, under a same-origin CSP; paths that
+    climb out of /ui do not reach the API unauthenticated."""
+    page = await api.get("/ui")
+    assert page.status == 200
+    assert "app.js" in await page.text()
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    script = await api.get("/ui/app.js")
+    assert script.status == 200
+    assert "javascript" in script.headers["Content-Type"]
+    for sneaky in ("/ui/../v1/tenants", "/ui/%2e%2e/v1/tenants", "/ui/..%2fv1%2ftenants"):
+        response = await api.get(sneaky)
+        assert response.status in (401, 403, 404), (sneaky, response.status)
+        assert "items" not in await response.text()
