@@ -282,6 +282,13 @@ def sample_rows(fleet: Fleet, tenant_id: str, count: int = 5) -> list[dict[str, 
     return [{k: r[k] for k in features} for r in rows]
 
 
+def started_twice(stats: dict[str, object]) -> dict[str, int]:
+    """Output locations that more than one started BES job wrote to."""
+    counts = stats["started_jobs_by_output"]
+    assert isinstance(counts, dict)
+    return {k: v for k, v in counts.items() if v > 1}
+
+
 def dump(value: object) -> str:
     """Compact JSON for assertion messages."""
     return json.dumps(value, default=str)[:2000]

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.fleet import Fleet, close_fleet, open_fleet, until
+from tests.integration.fleet import Fleet, until
 from worker.schemas import RunState
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def fleet(
-    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    """A fleet on flushed Redis and a reset emulator."""
-    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
-    yield opened
-    await close_fleet(opened)
 
 
 async def test_cancelling_a_training_run_deletes_its_bes_job(fleet: Fleet) -> None:

@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from producer.emulated import training_services
-from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, sample_rows, until
+from tests.integration.fleet import Fleet, dump, sample_rows, started_twice, until
 from worker.evaluate import Gate
 from worker.schemas import Lane, RunState
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def fleet(
-    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    """A fleet on flushed Redis and a reset emulator; workers are started by each test."""
-    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
-    yield opened
-    await close_fleet(opened)
-
-
-def started_twice(stats: dict[str, object]) -> dict[str, int]:
-    """Output locations that more than one started BES job wrote to."""
-    counts = stats["started_jobs_by_output"]
-    assert isinstance(counts, dict)
-    return {k: v for k, v in counts.items() if v > 1}
 
 
 async def test_fifty_tenants_retrain_concurrently_and_serve_their_own_models(

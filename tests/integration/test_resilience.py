@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, until
-from tests.integration.test_pipeline import started_twice
+from tests.integration.fleet import Fleet, dump, started_twice, until
 from worker.schemas import Lane, RunState
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-async def fleet(
-    redis_url: str, blob_connection_string: str, emulator_url: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    """A fleet on flushed Redis and a reset emulator (faults cleared afterwards)."""
-    opened = await open_fleet(redis_url, blob_connection_string, emulator_url, tmp_path)
-    yield opened
-    await opened.emulator("PUT", "/_emulator/faults", {})
-    await close_fleet(opened)
 
 
 async def test_under_remote_faults_every_run_ends_with_one_started_job_at_most(
