@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 import structlog
@@ -74,7 +75,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         default_queue_name=settings.redis.queue_name,
     )
     app[REDIS] = client
-    app[STORE] = Store(client, Keys(settings.redis.prefix))
+    app[STORE] = Store(
+        client,
+        Keys(settings.redis.prefix),
+        run_timeout=timedelta(seconds=settings.run_timeout_seconds),
+    )
     app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
     app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE])
     yield

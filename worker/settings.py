@@ -74,6 +74,9 @@ class RetrainqSettings(BaseSettings):
     blob: BlobConfig = BlobConfig()
     log: LogConfig = LogConfig()
     training_services: dict[str, TrainingServiceConfig] = Field(default_factory=dict)
+    run_timeout_seconds: int = Field(
+        default=6 * 3600, ge=5, description="a run not ended this long after creation fails"
+    )
 
 
 class AzureMLConfig(BaseModel):
@@ -101,7 +104,6 @@ class WorkerSettings(RetrainqSettings):
     poll_min_seconds: float = Field(default=0.5, gt=0, le=60)
     poll_max_seconds: float = Field(default=15.0, gt=0, le=600)
     lease_seconds: int = Field(default=120, ge=10, le=3600)
-    run_timeout_seconds: int = Field(default=6 * 3600, ge=60)
     step_max_failures: int = Field(default=8, ge=1, le=100)
     bulk_every: int = Field(default=5, ge=0, le=1000)
     reconcile_grace_seconds: float = Field(default=5.0, ge=0.5, le=600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -86,3 +87,19 @@ async def test_offboarding_with_remote_removal_deletes_endpoint_and_service(flee
     assert current.endpoint_name not in endpoints
     assert not any(name.endswith("/rq-gone-new") for name in stats["arm_web_services"])
     assert any(name.endswith("/bike-rental-template") for name in stats["arm_web_services"])
+
+
+async def test_a_run_past_its_deadline_fails_and_its_bes_job_is_deleted(fleet: Fleet) -> None:
+    """A BES job that outlives the run's deadline is deleted; the run fails with the reason."""
+    tenant = await fleet.onboard("slowpoke")
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
+    fleet.store.run_timeout = timedelta(seconds=4)  # the deadline is set when the run is made
+    fleet.start_workers(1)
+    run_id = await fleet.retrain(tenant.id)
+    runs = await fleet.wait_terminal([run_id], within=30)
+    assert runs[0].state is RunState.FAILED
+    assert runs[0].error_code == "deadline_exceeded"
+    assert runs[0].bes_started
+    stats = await fleet.training_stats()
+    assert stats["jobs_cancelled"] == 1
+    assert stats["running_now"] == 0
