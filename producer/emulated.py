@@ -34,8 +34,20 @@ def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[s
         services[name] = {
             "endpoints": endpoints,
             "max_running": sum(e["max_concurrent_jobs"] for e in endpoints),
+            "columns": required_columns(config, service["model"]),
         }
     return services
+
+
+def required_columns(config: dict[str, Any], model: str) -> list[str]:
+    """The CSV columns a model of the emulator trains on: its base features and its label."""
+    spec = next(m for m in config["models"] if m["name"] == model)
+    columns: list[str] = []
+    for feature in [*spec["numeric_features"], *spec["categorical_features"]]:
+        for part in str(feature).split("*"):
+            if part not in columns:
+                columns.append(part)
+    return [*columns, spec["label"]]
 
 
 def predictive_service_ids(config: dict[str, Any]) -> dict[str, str]:

@@ -195,6 +195,15 @@ async def upload_data(request: web.Request) -> web.Response:
     tenant = await visible_tenant(request)
     data = await read_upload(request, request.app[SETTINGS].max_upload_bytes)
     columns = columns_of(data)
+    service = request.app[SETTINGS].training_services.get(tenant.training_service)
+    missing = [c for c in service.columns if c not in columns] if service else []
+    if missing:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"the CSV lacks columns the training service {tenant.training_service!r} needs: "
+            + ", ".join(missing[:20]),
+        )
     store = request.app[STORE]
     version = await store.next_data_version(tenant.id)
     path = training_data_path(tenant.id, f"v{version}")

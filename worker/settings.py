@@ -58,6 +58,11 @@ class TrainingServiceConfig(BaseModel):
     data_parameter: str | None = Field(
         default=None, description="GlobalParameter carrying the data URL instead of an input"
     )
+    columns: list[str] = Field(
+        default_factory=list,
+        max_length=4096,
+        description="columns a training CSV must have (checked on upload); empty: any",
+    )
 
 
 class RetrainqSettings(BaseSettings):

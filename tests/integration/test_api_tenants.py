@@ -235,3 +235,24 @@ async def test_models_and_rollback_to_the_previous_model(
     busy = await api.post("/v1/tenants/acme/rollback", headers=ADMIN)
     assert busy.status == 409
     assert (await busy.json())["active_run_id"] == run["id"]
+
+
+async def test_upload_lacking_the_training_service_columns_is_422(
+    redis: aioredis.Redis, redis_url: str, blob_connection_string: str
+) -> None:
+    """A CSV without the columns the tenant's training service needs is refused, not stored."""
+    service = {"endpoints": [], "columns": ["hr", "temp", "cnt"]}
+    settings = make_settings(
+        redis_url, blob_connection_string, training_services={"default": service}
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        await onboard(client, "acme")
+        bad = await client.put("/v1/tenants/acme/data", data=b"hr,temp\n1,0.2\n", headers=ADMIN)
+        assert bad.status == 422
+        assert "cnt" in (await bad.json())["detail"]
+        good = await client.put(
+            "/v1/tenants/acme/data", data=b"hr,temp,cnt,extra\n1,0.2,10,x\n", headers=ADMIN
+        )
+        assert good.status == 200, await good.text()
+        tenant = await (await client.get("/v1/tenants/acme", headers=ADMIN)).json()
+        assert tenant["data_version"] == 1
