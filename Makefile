@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 AZURITE := node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
 
-.PHONY: install browser-deps lint format test demo up down status bench clean
+.PHONY: install browser-deps lint format test demo up down status bench clean chaos
 
 install: $(STAMP) $(AZURITE)
 	@$(BIN)/python -c "from producer.processes import ensure_redis_server as e; e()" \
@@ -62,3 +62,6 @@ bench: install
 
 clean: down
 	rm -rf $(VENV) node_modules .stack .mypy_cache .ruff_cache .pytest_cache
+
+chaos: install
+	RETRAINQ_CHAOS_FULL=1 $(BIN)/pytest tests/chaos -q -s
