@@ -29,6 +29,8 @@ def inspect_csv(head: bytes, *, complete: bool) -> list[str]:
         if complete or exc.start < len(head) - 4:
             raise CsvError("the file is not UTF-8 text") from None
         text = head[: exc.start].decode("utf-8-sig")
+    if "\x00" in text:  # UTF-16 without a BOM, or binary data that happens to decode
+        raise CsvError("the file holds NUL bytes; it is not UTF-8 text")
     lines = text.splitlines()
     if not complete and lines:
         lines = lines[:-1]
