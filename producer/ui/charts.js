@@ -60,8 +60,13 @@ export function timeline(runs, { width = 960, start, now = Date.now() } = {}) {
   const finish = Math.max(begin + 1000, ...ends);
   const x = (ms) => pad.left + ((width - pad.left - pad.right) * (ms - begin)) / (finish - begin);
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart timeline", role: "img", "aria-label": "timeline of runs" });
-  svg.append(s("text", { x: pad.left, y: 14, class: "tick" }, "0 s"));
-  svg.append(s("text", { x: width - pad.right, y: 14, class: "tick end" }, `${((finish - begin) / 1000).toFixed(1)} s`));
+  const span = (finish - begin) / 1000;
+  const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600].find((x) => span / x <= 8) || 7200;
+  for (let sec = 0; sec <= span; sec += step) {
+    const at = x(begin + sec * 1000);
+    svg.append(s("line", { x1: at, x2: at, y1: pad.top - 4, y2: height - pad.bottom, class: "grid" }));
+    svg.append(s("text", { x: at, y: 14, class: `tick ${sec === 0 ? "" : "middle"}` }, `${sec < 60 || step < 60 ? `${+sec.toFixed(1)} s` : `${Math.round(sec / 60)} min`}`));
+  }
   runs.forEach((run, i) => {
     const y = pad.top + i * rowH;
     const p = run.phases;

@@ -37,12 +37,18 @@ export function progressBar(progress) {
 export async function fleetPage(main) {
   document.title = "Fleet · retrainq";
   const slots = h("div");
-  main.replaceChildren(h("h1", {}, "Fleet"), slots);
+  const input = h("input", { id: "tenant-id", placeholder: "tenant id", "aria-label": "tenant id", required: true });
+  const jump = h("form", { class: "jump" }, input, h("button", { type: "submit" }, "Open tenant"));
+  jump.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/tenant/${encodeURIComponent(input.value.trim())}`;
+  });
+  main.replaceChildren(h("div", { class: "row-between" }, h("h1", {}, "Fleet"), jump), slots);
   await poll(async () => {
     const [fleet, batches, tenants] = await Promise.all([
       api("/v1/fleet?hours=24"),
       api("/v1/batches?limit=10"),
-      api("/v1/tenants?limit=100"),
+      api("/v1/tenants?limit=50"),
     ]);
     slots.replaceChildren(...fleetCards(fleet, batches, tenants));
   }, 3000);
@@ -150,7 +156,8 @@ function batchCards(status, runs) {
   durations.sort((a, b) => b.seconds - a.seconds);
   const median = durations.length ? durations[Math.floor(durations.length / 2)].seconds : 0;
   const stragglers = durations.filter((d) => d.seconds > 1.5 * median).slice(0, 8);
-  const waited = runs.filter((r) => r.phases.waiting_slot).length;
+  const waits = runs.map((r) => slotWait(r)).filter((x) => x !== null);
+  const longestWait = waits.length ? Math.max(...waits) : null;
   return [
     card(
       status.done >= status.total ? "Finished" : "In progress",
@@ -159,7 +166,7 @@ function batchCards(status, runs) {
         stat("done", `${status.done} / ${status.total}`, { "data-test": "done" }),
         stat("throughput", status.throughput_per_second ? `${(status.throughput_per_second * 60).toFixed(1)} / min` : "–"),
         stat(status.done >= status.total ? "took" : "ETA", status.done >= status.total ? fmtDuration(took) : fmtDuration(status.eta_seconds)),
-        stat("waited for a slot", waited)),
+        stat("longest wait for a slot", fmtDuration(longestWait))),
       h("p", { class: "muted small" }, `reason: ${status.reason} · started ${fmtTime(status.created_at)}`),
       countList(status.counts, { "data-test": "counts" }),
     ),
@@ -176,6 +183,12 @@ function batchCards(status, runs) {
       h("p", { class: "muted small" }, `runs taking over 1.5× the median (${fmtDuration(median)})`),
     )),
   ];
+}
+
+// Seconds a run waited for a BES slot (from waiting_slot to submitting), if it got one.
+function slotWait(run) {
+  const { waiting_slot: from, submitting: to } = run.phases;
+  return from && to ? (Date.parse(to) - Date.parse(from)) / 1000 : null;
 }
 
 function failuresCard(runs) {
