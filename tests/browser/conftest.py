@@ -2,7 +2,7 @@
 
 Chromium comes from Debian (``make browser-deps`` installs it); Playwright only drives it
 (``npx playwright install`` cannot download browsers here). Without /usr/bin/chromium the
-tests are skipped with that instruction.
+tests fail with that instruction.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def scorer(stack: Stack, session: aiohttp.ClientSession, admin: ApiClient) -> De
 async def browser() -> AsyncIterator[Browser]:
     """Headless Debian Chromium driven by Playwright (a fresh profile each time)."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no {CHROMIUM}: run 'make browser-deps' (as root it installs Chromium)")
+        pytest.fail(f"no {CHROMIUM}: run 'make browser-deps' (as root it installs Chromium)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
