@@ -108,12 +108,39 @@ IDEMPOTENCY = {
 }
 
 
+def _require_discriminators(schemas: dict[str, Any]) -> None:
+    """Mark each discriminator property required in the schemas it selects.
+
+    pydantic gives ``kind`` a default, so its schema leaves it optional, yet a tagged union
+    cannot be parsed without the tag: a body without ``kind`` is a 422, and the document
+    says so.
+    """
+    pending = list(schemas.values())
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        pending.extend(node.values())
+        discriminator = node.get("discriminator")
+        if not isinstance(discriminator, dict):
+            continue
+        tag = discriminator["propertyName"]
+        for ref in discriminator.get("mapping", {}).values():
+            selected = schemas[ref.rsplit("/", 1)[-1]]
+            if tag not in selected.setdefault("required", []):
+                selected["required"].insert(0, tag)
+
+
 class _Builder:
     def __init__(self) -> None:
         models: list[tuple[type[BaseModel], Mode]] = [(m, "validation") for m in _INPUTS]
         models += [(m, "serialization") for m in _OUTPUTS]
         self.refs, defs = models_json_schema(models, ref_template=_REF)
         self.schemas: dict[str, Any] = defs.get("$defs", {})
+        _require_discriminators(self.schemas)
 
     def ref(self, model: type[BaseModel], mode: Mode = "serialization") -> dict[str, Any]:
         return dict(self.refs[(model, mode)])
@@ -127,6 +154,7 @@ class _Builder:
         body_required: bool = True,
         params: list[dict[str, Any]] | None = None,
         public: bool = False,
+        links: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         problem = {"application/problem+json": {"schema": self.ref(ProblemDetails)}}
         out: dict[str, Any] = {
@@ -152,7 +180,44 @@ class _Builder:
             }
         if public:
             out["security"] = []
+        if links:
+            success = next(str(status) for status in responses)
+            out["responses"][success]["links"] = links
         return out
+
+
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to ``method path`` filling its parameters from the response body."""
+    pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+    values = {name: f"$response.body#/{field}" for name, field in parameters.items()}
+    return {"operationRef": pointer, "parameters": values}
+
+
+_TENANT_PATH = "/v1/tenants/{tenant_id}"
+_RUN_PATH = "/v1/runs/{run_id}"
+_SCHEDULE_PATH = "/v1/schedules/{name}"
+
+
+def _tenant_links(field: str) -> dict[str, dict[str, Any]]:
+    """Links from a response naming a tenant (at ``field``) to every route of that tenant."""
+    return {
+        "GetTenant": _link(_TENANT_PATH, "get", tenant_id=field),
+        "PatchTenant": _link(_TENANT_PATH, "patch", tenant_id=field),
+        "UploadData": _link(f"{_TENANT_PATH}/data", "put", tenant_id=field),
+        "Retrain": _link(f"{_TENANT_PATH}/retrains", "post", tenant_id=field),
+        "ListRuns": _link(f"{_TENANT_PATH}/runs", "get", tenant_id=field),
+        "GetModels": _link(f"{_TENANT_PATH}/models", "get", tenant_id=field),
+        "Rollback": _link(f"{_TENANT_PATH}/rollback", "post", tenant_id=field),
+        "OffboardTenant": _link(_TENANT_PATH, "delete", tenant_id=field),
+    }
+
+
+def _run_links(field: str) -> dict[str, dict[str, Any]]:
+    """Links from a response naming a run (at ``field``) to showing and cancelling it."""
+    return {
+        "GetRun": _link(_RUN_PATH, "get", run_id=field),
+        "CancelRun": _link(_RUN_PATH, "delete", run_id=field),
+    }
 
 
 def build_openapi() -> dict[str, Any]:
@@ -162,19 +227,34 @@ def build_openapi() -> dict[str, Any]:
         "required": True,
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
-    upload = b.op("Upload training data (CSV)", {200: DataUploaded}, params=[TENANT])
+    upload = b.op(
+        "Upload training data (CSV)",
+        {200: DataUploaded},
+        params=[TENANT],
+        links={"Retrain": _link(f"{_TENANT_PATH}/retrains", "post", tenant_id="tenant_id")},
+    )
     upload["requestBody"] = upload_body
     paths: dict[str, Any] = {
         "/healthz": {"get": b.op("Liveness", {200: Health}, public=True)},
         "/readyz": {"get": b.op("Readiness (Redis reachable)", {200: Health}, public=True)},
         "/v1/tenants": {
-            "post": b.op("Onboard a tenant (admin)", {201: TenantCreated}, body=TenantCreate),
+            "post": b.op(
+                "Onboard a tenant (admin)",
+                {201: TenantCreated},
+                body=TenantCreate,
+                links=_tenant_links("tenant/id"),
+            ),
             "get": b.op("List tenants (admin)", {200: TenantPage}, params=[LIMIT, OFFSET, KIND]),
         },
         "/v1/tenants/{tenant_id}": {
             "get": b.op("Show a tenant", {200: TenantView}, params=[TENANT]),
             "patch": b.op("Change a tenant", {200: TenantView}, body=TenantPatch, params=[TENANT]),
-            "delete": b.op("Offboard a tenant (admin)", {200: Offboarded}, params=[TENANT, REMOTE]),
+            "delete": b.op(
+                "Offboard a tenant (admin)",
+                {200: Offboarded},
+                params=[TENANT, REMOTE],
+                links={"GetTenant": _link(_TENANT_PATH, "get", tenant_id="tenant_id")},
+            ),
         },
         "/v1/tenants/{tenant_id}/data": {"put": upload},
         "/v1/tenants/{tenant_id}/retrains": {
@@ -184,6 +264,7 @@ def build_openapi() -> dict[str, Any]:
                 body=RetrainRequest,
                 body_required=False,
                 params=[TENANT, IDEMPOTENCY],
+                links=_run_links("run/id"),
             )
         },
         "/v1/tenants/{tenant_id}/runs": {
@@ -193,14 +274,24 @@ def build_openapi() -> dict[str, Any]:
             "get": b.op("A tenant's models", {200: Models}, params=[TENANT])
         },
         "/v1/tenants/{tenant_id}/rollback": {
-            "post": b.op("Redeploy the previous model", {202: RunAccepted}, params=[TENANT])
+            "post": b.op(
+                "Redeploy the previous model",
+                {202: RunAccepted},
+                params=[TENANT],
+                links=_run_links("run/id"),
+            )
         },
         "/v1/runs/{run_id}": {
             "get": b.op("Show a run", {200: Run}, params=[RUN]),
-            "delete": b.op("Cancel a run", {202: Run}, params=[RUN]),
+            "delete": b.op("Cancel a run", {202: Run}, params=[RUN], links=_run_links("id")),
         },
         "/v1/batches": {
-            "post": b.op("Bulk retrain (admin)", {202: BatchAccepted}, body=BatchCreate)
+            "post": b.op(
+                "Bulk retrain (admin)",
+                {202: BatchAccepted},
+                body=BatchCreate,
+                links={"GetBatch": _link("/v1/batches/{batch_id}", "get", batch_id="batch_id")},
+            )
         },
         "/v1/batches/{batch_id}": {
             "get": b.op("Progress of a bulk retrain (admin)", {200: BatchStatus}, params=[BATCH])
@@ -213,6 +304,10 @@ def build_openapi() -> dict[str, Any]:
                 {200: ScheduleView},
                 body=ScheduleBody,
                 params=[SCHEDULE],
+                links={
+                    "GetSchedule": _link(_SCHEDULE_PATH, "get", name="name"),
+                    "DeleteSchedule": _link(_SCHEDULE_PATH, "delete", name="name"),
+                },
             ),
             "delete": b.op("Delete a fleet-wide schedule (admin)", {204: None}, params=[SCHEDULE]),
         },
