@@ -11,6 +11,7 @@ that were in flight (as a real SIGKILL would).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from producer.processes import ServiceError
 from tests.chaos.support import errors_of, report, serves_latest_model, sizes
 from tests.integration.fleet import Fleet
 from worker.failpoints import CRASH_EXIT_CODE, POINTS
@@ -59,11 +61,15 @@ async def supervise(groups: list[Group]) -> None:
     while True:
         for group in groups:
             for worker in group.fleet.workers:
-                if worker.proc is not None and worker.proc.poll() is not None:
-                    assert worker.proc.returncode == CRASH_EXIT_CODE, worker.log_tail()
-                    group.crashes += 1
+                if worker.proc is None or worker.proc.poll() is not None:
+                    if worker.proc is not None:
+                        assert worker.proc.returncode == CRASH_EXIT_CODE, worker.log_tail()
+                        group.crashes += 1
                     worker.stop()
-                    await asyncio.to_thread(worker.start, 60)
+                    # A restarted worker may reach its point again before its port is seen
+                    # open; it is then dead already and restarted on the next round.
+                    with contextlib.suppress(ServiceError):
+                        await asyncio.to_thread(worker.start, 60)
         await asyncio.sleep(0.1)
 
 
