@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from producer.processes import ManagedProcess
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import Fleet, started_twice
 from worker.schemas import ClassicTarget, Run, RunState
 
 FULL = os.environ.get("RETRAINQ_CHAOS_FULL") == "1"
@@ -38,27 +38,11 @@ CHAOS_WORKER_SETTINGS = {
 }
 
 
-def started_twice(stats: dict[str, Any]) -> dict[str, int]:
-    """Output locations that more than one started BES job wrote to (emulator stats)."""
-    counts: dict[str, int] = stats["started_jobs_by_output"]
-    return {k: v for k, v in counts.items() if v > 1}
-
-
 def sizes(bounded: Any, full: Any, *, bounded_timeout: int, full_timeout: int) -> list[Any]:
-    """Parameters of a chaos test: the bounded size always, the full one in ``make chaos``."""
-    return [
-        pytest.param(bounded, id="bounded", marks=pytest.mark.timeout(bounded_timeout)),
-        pytest.param(
-            full,
-            id="full",
-            marks=[
-                pytest.mark.timeout(full_timeout),
-                pytest.mark.skipif(
-                    not FULL, reason="full size: RETRAINQ_CHAOS_FULL=1 (make chaos)"
-                ),
-            ],
-        ),
-    ]
+    """The one size a chaos test runs at: bounded in ``make test``, full in ``make chaos``."""
+    if FULL:
+        return [pytest.param(full, id="full", marks=pytest.mark.timeout(full_timeout))]
+    return [pytest.param(bounded, id="bounded", marks=pytest.mark.timeout(bounded_timeout))]
 
 
 def report(test: str, **figures: object) -> dict[str, object]:

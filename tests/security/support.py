@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from producer.processes import ManagedProcess, console_script, free_port
 from tests.integration.conftest_api import ADMIN_KEY
 
@@ -102,6 +100,3 @@ def unhandled_errors(log: str) -> list[dict[str, Any]]:
             except ValueError:
                 found.append({"line": line[:500]})
     return found
-
-
-full_only = pytest.mark.skipif(not FULL, reason="full size: RETRAINQ_CHAOS_FULL=1")
