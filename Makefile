@@ -30,7 +30,7 @@ browser-deps:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else \
-		echo "browser tests need Chromium: run 'sudo apt-get install -y chromium' (skipped until then)"; \
+		echo "browser tests need Chromium: run 'sudo apt-get install -y chromium' (the browser tests fail until then)"; \
 	fi
 
 lint: install

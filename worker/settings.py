@@ -98,14 +98,14 @@ class AzureMLConfig(BaseModel):
         default="static",
         description="static: send arm_token; azure_identity: DefaultAzureCredential tokens",
     )
-    request_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
+    request_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
 
 class WorkerSettings(RetrainqSettings):
     """Settings of ``retrainq-worker``."""
 
     max_jobs: int = Field(default=200, ge=1, le=5000)
-    job_timeout_seconds: int = Field(default=20, ge=5, le=600)
+    job_timeout_seconds: int = Field(default=12, ge=5, le=600)
     poll_min_seconds: float = Field(default=0.5, gt=0, le=60)
     poll_max_seconds: float = Field(default=15.0, gt=0, le=600)
     lease_seconds: int = Field(default=120, ge=10, le=3600)

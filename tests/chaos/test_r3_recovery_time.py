@@ -63,7 +63,7 @@ async def test_r3_runs_of_a_killed_worker_move_on_within_30_seconds(
     )
     settings = {**CHAOS_WORKER_SETTINGS, "RETRAINQ_JOB_TIMEOUT_SECONDS": job_timeout}
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
-    await fleet.emulator("PUT", "/_emulator/faults", {"bes_status": {"latency_seconds": 0.3}})
+    await fleet.emulator("PUT", "/_emulator/faults", {"bes_status": {"latency_seconds": 1.0}})
     tenant_ids = [f"r3-{i:03d}" for i in range(size.tenants)]
     for tenant_id in tenant_ids:
         await fleet.onboard(tenant_id, rows=120)
