@@ -16,7 +16,14 @@ RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
 TargetKind = Literal["classic", "new"]
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ParamValue = Annotated[str, StringConstraints(max_length=4096)]
-BlobPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+BlobPath = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*$",
+    ),
+]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=120)]
 
 
