@@ -208,8 +208,10 @@ class Stepper:
             updated, RunState.WAITING_SLOT, due_in=None, waiting_key=waiting
         )
         log.info("run.waiting_slot", lane=run.lane.value)
-        await self.dispatch(run.training_service)
-        return Next(saved, WAIT)
+        # When a slot is free the run gets it here; it goes on to submit in this same step
+        # instead of queueing a second one behind every other first step of its batch.
+        granted = await self.dispatch(run.training_service, keep=run.id)
+        return Next(saved, 0 if run.id in granted else WAIT)
 
     async def _waiting(self, run: Run) -> Next:
         endpoint = await self.deps.slots.held_endpoint(run.training_service, run.id)
@@ -340,16 +342,22 @@ class Stepper:
         await self.deps.slots.release(run.training_service, run.id)
         await self.dispatch(run.training_service)
 
-    async def dispatch(self, service: str) -> int:
-        """Hand free slots of ``service`` to waiting runs and enqueue their next step."""
+    async def dispatch(self, service: str, *, keep: str | None = None) -> list[str]:
+        """Hand free slots of ``service`` to waiting runs and enqueue their next step.
+
+        Returns the ids of the runs granted a slot. A grant to ``keep`` (the run the caller
+        is stepping) is not enqueued: the caller continues that run itself.
+        """
         if service not in self.settings.training_services:
-            return 0
+            return []
         grants = await self.deps.slots.dispatch(service)
         for grant in grants:
+            if grant.run_id == keep:
+                continue
             version = await self.deps.store.run_version(grant.run_id)
             if version is not None:
                 await self.deps.queue.advance(grant.run_id, version)
-        return len(grants)
+        return [grant.run_id for grant in grants]
 
     async def _finished(self, run: Run) -> None:
         await self._release(run)
