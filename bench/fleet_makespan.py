@@ -27,6 +27,7 @@ from common import (
     command_calls,
     cpu_seconds,
     emit,
+    phase_seconds,
     post_batch,
     wait_batch,
 )
@@ -85,6 +86,8 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
         "emulator_jobs_started": stats["jobs_started"],
         "worker_cpu_s": round(cpu, 2),
         "redis_commands_per_run": round(calls / args.tenants, 1),
+        "bes_polls_per_run": round(sum(r.polls for r in runs) / max(1, len(runs)), 1),
+        "seconds_in_state": phase_seconds(runs),
     }
 
 

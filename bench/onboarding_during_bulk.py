@@ -6,8 +6,10 @@ with ``min_job_seconds`` = ``--bulk-job-seconds`` so slots turn over. ``--bulk``
 written straight into Redis and retrained with one ``POST /v1/batches``; once every bulk run
 has left ``queued`` (they wait for slots in the bulk lane), ``--onboardings`` tenants are
 onboarded one after another through ``POST /v1/tenants`` with data and ``train: true``
-(interactive lane), ``--gap`` seconds apart. For each, the latency is from just before the
-POST to the run's ``training`` phase time (recorded right after BES accepted the start).
+(interactive lane), a random 0.5-1.5 x ``--gap`` seconds apart (seeded; a fixed gap can
+lock onto the period of the bulk waves and measure one phase only). For each, the latency
+is from just before the POST to the run's ``training`` phase time (recorded right after BES
+accepted the start).
 
 Reported: p50/p99/max of that latency (target p99 <= 2 s) and how many bulk runs were still
 waiting at the time. Usage:
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -82,13 +85,14 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             ids = await stack.onboard(store, "bulk", args.bulk)
             batch = await post_batch(http, stack.api_url, ids)
             settled = await wait_all_waiting(store, batch["batch_id"], within=600)
+            rng = random.Random(8)
             latencies = []
             waiting_bulk = []
             for i in range(args.onboardings):
                 found = await store.get_batch(batch["batch_id"])
                 waiting_bulk.append(found[1].get("n:waiting_slot", 0) if found else 0)
                 latencies.append(await onboard_one(http, stack, store, f"new-{i:03d}"))
-                await asyncio.sleep(args.gap)
+                await asyncio.sleep(args.gap * rng.uniform(0.5, 1.5))
             stats = await stack.training_stats(http)
     finally:
         await redis.aclose()
