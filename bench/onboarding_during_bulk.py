@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import time
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ async def wait_all_waiting(store: Store, batch_id: str, within: float) -> float:
 
 async def onboard_one(
     http: aiohttp.ClientSession, stack: BenchStack, store: Store, tenant_id: str
-) -> float:
+) -> tuple[float, dict[str, float]]:
     """Onboard a tenant with data and training on; seconds until its BES job started."""
     body = {
         "id": tenant_id,
@@ -63,8 +64,14 @@ async def onboard_one(
     while time.monotonic() < deadline:
         run = await store.get_run(run_id)
         if run is not None and "training" in run.phases:
-            latency: float = (run.phases["training"] - posted).total_seconds()
-            return latency
+            phases = {"posted": posted, **run.phases}
+            marks = sorted(phases.items(), key=lambda kv: kv[1])
+            steps = {
+                f"{a}->{b}": round((tb - ta).total_seconds(), 3)
+                for (a, ta), (b, tb) in itertools.pairwise(marks)
+            }
+            latency = (run.phases["training"] - posted).total_seconds()
+            return latency, steps
         await asyncio.sleep(0.01)
     raise TimeoutError(f"run {run_id} of {tenant_id} did not start training in 120 s")
 
@@ -86,12 +93,15 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             batch = await post_batch(http, stack.api_url, ids)
             settled = await wait_all_waiting(store, batch["batch_id"], within=600)
             rng = random.Random(8)
-            latencies = []
+            latencies: list[float] = []
+            breakdown: list[dict[str, float]] = []
             waiting_bulk = []
             for i in range(args.onboardings):
                 found = await store.get_batch(batch["batch_id"])
                 waiting_bulk.append(found[1].get("n:waiting_slot", 0) if found else 0)
-                latencies.append(await onboard_one(http, stack, store, f"new-{i:03d}"))
+                latency, steps = await onboard_one(http, stack, store, f"new-{i:03d}")
+                latencies.append(latency)
+                breakdown.append(steps)
                 await asyncio.sleep(args.gap * rng.uniform(0.5, 1.5))
             stats = await stack.training_stats(http)
     finally:
@@ -104,6 +114,7 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
         "post_to_bes_started_s": summary(latencies),
         "target_p99_s": 2.0,
         "latencies_s": [round(v, 3) for v in latencies],
+        "breakdown_s": breakdown,
         "emulator_max_concurrent_running": stats["max_concurrent_running"],
     }
 
