@@ -75,6 +75,11 @@ class Stepper:
         clear_context()
         budget_end = time.monotonic() + self.settings.job_timeout_seconds / 2
         run = await self.deps.store.get_run(run_id)
+        if run is not None and run.state.terminal and await self.deps.store.is_due(run.id):
+            # Ended, but its tail work (slot, follow-up run) was cut short by a crash.
+            self._bind(run)
+            await self._finished(run)
+            return
         while run is not None and not run.state.terminal:
             self._bind(run)
             try:
@@ -145,8 +150,11 @@ class Stepper:
         if state != run.state:
             changes.setdefault("step_failures", 0)
         updated = run.model_copy(update=changes)
-        # A step continuing inline is overdue only if it has not moved on within its timeout.
-        due_in = self.settings.job_timeout_seconds if delay == 0 else delay
+        # A step continuing inline (or an ended run whose tail work follows) is overdue only if
+        # it has not moved on within a step's timeout.
+        due_in: float | None = delay
+        if delay == 0 or (delay is None and state.terminal):
+            due_in = self.settings.job_timeout_seconds
         saved = await self.deps.store.save_run(updated, state, due_in=due_in)
         if state != run.state:
             self._observe_phase(run, saved)
@@ -360,19 +368,16 @@ class Stepper:
         return [grant.run_id for grant in grants]
 
     async def _finished(self, run: Run) -> None:
+        """Tail work of an ended run; safe to repeat (the reconciler re-runs it after a crash)."""
         await self._release(run)
         METRICS.runs.labels(run.state.value).inc()
         elapsed = (run.updated_at - run.created_at).total_seconds()
         METRICS.run_seconds.labels(run.state.value).observe(elapsed)
         log.info(f"run.{run.state.value}", seconds=round(elapsed, 3), error=run.error)
-        if run.rerun_requested:
+        if run.rerun_requested and run.state is not RunState.CANCELLED:
             request = RunRequest(tenant_id=run.tenant_id, lane=run.lane, reason="rerun")
-            created = await self.deps.store.create_run(request)
+            created = await self.deps.store.create_followup(run.id, request)
             if created.created:
                 await self.deps.queue.advance(created.run_id, 0)
                 log.info("run.rerun_enqueued", next_run_id=created.run_id)
-
-
-def reconcile_cutoff_ms(now_ms: int, grace: timedelta) -> int:
-    """Runs due before this instant (ms) are overdue: their step was lost or is stuck."""
-    return now_ms - int(grace.total_seconds() * 1000)
+        await self.deps.store.not_due(run.id)

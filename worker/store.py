@@ -259,6 +259,21 @@ class Store(TenantRecords):
         )
         return ids
 
+    async def is_due(self, run_id: str) -> bool:
+        """Whether a run is on the reconciler's list (a step or tail work is pending)."""
+        return await reply(self.redis.zscore(self.keys.due, run_id)) is not None
+
+    async def create_followup(self, run_id: str, request: RunRequest) -> RunCreated:
+        """The run that follows ``run_id`` (a requested rerun), created at most once."""
+        key = self.keys.run(run_id)
+        existing = await reply(self.redis.hget(key, "followup"))
+        if existing is not None:
+            return RunCreated(run_id=str(existing), created=False)
+        # A retry after a crash finds the follow-up active and gets it back, not a second one.
+        created = await self.create_run(request)
+        await reply(self.redis.hsetnx(key, "followup", created.run_id))
+        return created
+
     async def not_due(self, run_id: str) -> None:
         """Take a run off the reconciler's list (it waits for a slot, with no step pending)."""
         await reply(self.redis.zrem(self.keys.due, run_id))

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.fleet import Fleet, until
 from worker.schemas import RunState
+from worker.store import RunRequest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -103,3 +104,34 @@ async def test_a_run_past_its_deadline_fails_and_its_bes_job_is_deleted(fleet: F
     stats = await fleet.training_stats()
     assert stats["jobs_cancelled"] == 1
     assert stats["running_now"] == 0
+
+
+async def test_a_requested_rerun_survives_a_crash_right_after_the_run_ended(fleet: Fleet) -> None:
+    """A run saved as ended whose follow-up was never created gets it from the reconciler."""
+    tenant = await fleet.onboard("rerun")
+    created = await fleet.store.create_run(RunRequest(tenant_id=tenant.id))
+    run = await fleet.store.get_run(created.run_id)
+    assert run is not None
+    # What a worker leaves behind when killed between saving the end and its tail work.
+    await fleet.redis.hset(fleet.store.keys.run(run.id), "rerun", "1")
+    await fleet.store.save_run(run, RunState.FAILED, due_in=0)
+    fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="0.5")
+
+    async def followed_up() -> bool:
+        return len(await fleet.store.tenant_run_ids(tenant.id)) == 2
+
+    await until(followed_up, within=30)
+    newest, ended = await fleet.store.tenant_run_ids(tenant.id)
+    assert ended == run.id
+    runs = await fleet.wait_terminal([newest])
+    assert runs[0].state is RunState.SUCCEEDED
+    assert runs[0].reason == "rerun"
+    assert not await fleet.store.is_due(run.id)
+    # Running the tail work again (a duplicate step) creates no third run.
+    await fleet.store.redis.zadd(fleet.store.keys.due, {run.id: 0})
+    await until(lambda: _not_due(fleet, run.id), within=30)
+    assert len(await fleet.store.tenant_run_ids(tenant.id)) == 2
+
+
+async def _not_due(fleet: Fleet, run_id: str) -> bool:
+    return not await fleet.store.is_due(run_id)
