@@ -7,7 +7,9 @@ The UI under ``/ui`` is static and public; every number it shows comes from thes
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +38,9 @@ from worker.schemas import Lane, RunState, Tenant
 from worker.store import Store, now_ms
 
 UI_DIR = Path(__file__).with_name("ui")
+# The tenant scan reads every tenant record; dashboards poll every few seconds, so one scan
+# serves every caller for this long (per API process).
+SCAN_TTL_SECONDS = 2.0
 BATCH_ID = re.compile(RUN_ID_PATTERN)
 SCAN_CHUNK = 500
 MAX_SCANNED_TENANTS = 20_000
@@ -144,13 +149,36 @@ async def _services(request: web.Request) -> list[ServiceLoad]:
     ]
 
 
+@dataclass
+class ScanCache:
+    """The last tenant scan of this process: when it ran, its window start, its result."""
+
+    taken_at: float = -SCAN_TTL_SECONDS
+    since: int = 0
+    result: tuple[FleetTenants, list[tuple[str, int]]] | None = None
+
+
+SCAN_CACHE = web.AppKey("fleet_scan_cache", ScanCache)
+
+
+async def _cached_scan(
+    request: web.Request, since: int
+) -> tuple[FleetTenants, list[tuple[str, int]]]:
+    cache = request.app[SCAN_CACHE]
+    fresh = time.monotonic() - cache.taken_at < SCAN_TTL_SECONDS
+    if cache.result is None or not fresh or cache.since != since:
+        cache.result = await _scan_tenants(request.app[STORE], since)
+        cache.taken_at, cache.since = time.monotonic(), since
+    return cache.result
+
+
 async def fleet(request: web.Request) -> web.Response:
     """``GET /v1/fleet`` (admin): tenants, BES slots, backlog and runs of the last hours."""
     require_admin(request)
     hours = query_int(request, "hours", 24, 1, 168)
     now = now_ms()
     since = now - now % HOUR_MS - (hours - 1) * HOUR_MS
-    tenants, recent = await _scan_tenants(request.app[STORE], since)
+    tenants, recent = await _cached_scan(request, since)
     services = await _services(request)
     queue = request.app[SETTINGS].redis.queue_name
     redis = request.app[REDIS]
@@ -220,6 +248,7 @@ async def ui_headers(request: web.Request, response: web.StreamResponse) -> None
 
 def add_routes(app: web.Application) -> None:
     """Register the dashboard's JSON routes and its static files."""
+    app[SCAN_CACHE] = ScanCache()
     app.router.add_get("/v1/me", me)
     app.router.add_get("/v1/fleet", fleet)
     app.router.add_get("/v1/batches", list_batches)

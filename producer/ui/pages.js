@@ -128,11 +128,17 @@ export async function batchPage(main, batchId) {
   await api(`/v1/batches/${encodeURIComponent(batchId)}`); // 404 before drawing anything
   const body = h("div");
   main.replaceChildren(h("h1", {}, "Bulk retrain ", h("span", { class: "mono" }, batchId.slice(0, 8))), body);
+  // Counters every second; the run list (up to thousands of rows) every fifth second and once
+  // more at the end, so a large batch does not make the page re-read it continuously.
+  let runs = [];
+  let tick = 0;
   await poll(async () => {
     const status = await api(`/v1/batches/${batchId}`);
-    const runs = await allRuns(batchId);
+    const ended = status.done >= status.total;
+    if (tick % 5 === 0 || ended) runs = await allRuns(batchId);
+    tick += 1;
     body.replaceChildren(...batchCards(status, runs));
-    return status.done < status.total; // stop polling once every run ended
+    return !ended; // stop polling once every run ended
   }, 1000);
 }
 
