@@ -71,7 +71,8 @@ return 1
 # Hand free BES slots of one training service to waiting runs, interactive lane first.
 # KEYS: service slots, waiting interactive, waiting bulk, owner hash, due, grant counter,
 #       throttle, endpoint slots 0..n-1
-# ARGV: now ms, lease ms, service cap, endpoint cap, bulk every N grants, max grants
+# ARGV: now ms, lease ms, service cap, endpoint cap, bulk every N grants, max grants,
+#       slots only the interactive lane may take (the reserve)
 DISPATCH = """
 if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
 local now = tonumber(ARGV[1])
@@ -84,8 +85,10 @@ local granted = {}
 local cap = tonumber(ARGV[3])
 local ep_cap = tonumber(ARGV[4])
 local bulk_every = tonumber(ARGV[5])
+local reserve = tonumber(ARGV[7])
 for _ = 1, tonumber(ARGV[6]) do
-  if redis.call('ZCARD', KEYS[1]) >= cap then break end
+  local in_use = redis.call('ZCARD', KEYS[1])
+  if in_use >= cap then break end
   local best, best_count = nil, nil
   for i = 1, endpoints do
     local count = redis.call('ZCARD', KEYS[7 + i])
@@ -97,9 +100,10 @@ for _ = 1, tonumber(ARGV[6]) do
   local n = redis.call('INCR', KEYS[6])
   local first, second = KEYS[2], KEYS[3]
   if bulk_every > 0 and n % bulk_every == 0 then first, second = KEYS[3], KEYS[2] end
+  if in_use >= cap - reserve then first, second = KEYS[2], nil end
   local pick = redis.call('ZRANGE', first, 0, 0)
   local lane = first
-  if #pick == 0 then pick = redis.call('ZRANGE', second, 0, 0); lane = second end
+  if #pick == 0 and second then pick = redis.call('ZRANGE', second, 0, 0); lane = second end
   if #pick == 0 then break end
   local run = pick[1]
   redis.call('ZREM', lane, run)

@@ -52,6 +52,12 @@ class TrainingServiceConfig(BaseModel):
 
     endpoints: list[BesEndpointConfig] = Field(default_factory=list, max_length=64)
     max_running: int = Field(default=40, ge=1, le=100_000)
+    interactive_reserve: int = Field(
+        default=0,
+        ge=0,
+        description="slots of max_running only the interactive lane may take (onboarding "
+        "and single retrains start at once during a bulk retrain; bulk gets the rest)",
+    )
     input_name: str = "input1"
     model_output: str = "output1"
     evaluation_output: str = "output2"
@@ -107,8 +113,8 @@ class WorkerSettings(RetrainqSettings):
     max_jobs: int = Field(default=200, ge=1, le=5000)
     job_timeout_seconds: int = Field(default=12, ge=5, le=600)
     poll_min_seconds: float = Field(default=0.5, gt=0, le=60)
-    poll_max_seconds: float = Field(default=15.0, gt=0, le=600)
-    lease_seconds: int = Field(default=120, ge=10, le=3600)
+    poll_max_seconds: float = Field(default=90.0, gt=0, le=600)
+    lease_seconds: int = Field(default=300, ge=10, le=3600)
     step_max_failures: int = Field(default=8, ge=1, le=100)
     bulk_every: int = Field(default=5, ge=0, le=1000)
     reconcile_grace_seconds: float = Field(default=5.0, ge=0.5, le=600)

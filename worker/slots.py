@@ -79,6 +79,7 @@ class Slots:
                 endpoint_cap,
                 self.bulk_every,
                 max_grants,
+                config.interactive_reserve,
             ],
         )
         return [Grant(str(raw[i]), int(raw[i + 1])) for i in range(0, len(raw), 2)]

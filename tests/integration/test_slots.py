@@ -87,3 +87,14 @@ async def test_throttle_pauses_dispatch(redis: aioredis.Redis, seconds: float) -
     assert await slots.dispatch("svc") == []
     await asyncio.sleep(seconds + 0.05)
     assert [g.run_id for g in await slots.dispatch("svc")] == ["a"]
+
+
+async def test_the_interactive_reserve_is_kept_free_of_bulk_runs(redis: aioredis.Redis) -> None:
+    """With 2 of 5 slots reserved, bulk takes 3; an interactive run still gets one at once."""
+    config = service(1, 100, 5).model_copy(update={"interactive_reserve": 2})
+    slots = Slots(redis, Keys("t"), {"svc": config})
+    await wait(slots, Lane.BULK, [f"bulk{i}" for i in range(10)])
+    assert len(await slots.dispatch("svc")) == 3
+    await wait(slots, Lane.INTERACTIVE, ["urgent1", "urgent2", "urgent3"])
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["urgent1", "urgent2"]
+    assert await slots.in_use("svc") == 5
