@@ -4,9 +4,9 @@ Starts a private stack (bench/common.py) whose emulator has ``--endpoints`` BES 
 ``--endpoint-jobs`` jobs (10 x 1,000 = 10,000 by default; the worker accepts at most 1,000
 per endpoint), instant mode with ``min_job_seconds`` = ``--job-seconds`` (600: no job finishes
 during the measurement), and ONE worker process with default polling (``poll_min_seconds``
-0.5, ``poll_max_seconds`` at its default unless ``--poll-max`` says otherwise). A bulk batch of N tenants
-is started in this process; once the emulator reports N jobs running, the worker's CPU time
-(``/proc/<pid>/stat``) and RSS (``/proc/<pid>/status``) are sampled every 5 s over
+0.5, ``poll_max_seconds`` at its default unless ``--poll-max`` says otherwise). A bulk batch
+of N tenants is started in this process; once the emulator reports N jobs running, the
+worker's CPU time (``/proc/<pid>/stat``) and RSS (``/proc/<pid>/status``) are sampled every 5 s over
 ``--window`` seconds, with its BES status calls from its own ``/metrics``.
 
 Reported: time to get all N in flight, CPU share of one core over the window (target < 20 %),
@@ -134,7 +134,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60)
     parser.add_argument("--settle", type=float, default=10, help="seconds after filling")
     parser.add_argument("--fill-timeout", type=float, default=480)
-    parser.add_argument("--poll-max", type=float, help="RETRAINQ_POLL_MAX_SECONDS (default: the setting's default)")
+    parser.add_argument(
+        "--poll-max", type=float, help="RETRAINQ_POLL_MAX_SECONDS (default: the setting's default)"
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 jobs, 20 s window")
     args = parser.parse_args()
     if args.quick:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import random
 import time
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 from common import ADMIN_HEADERS, SHARED_DATA, BenchStack, emit, post_batch, summary
 
+from producer.emulated import training_services
 from worker.store import Store
 
 
@@ -127,12 +129,17 @@ def main() -> None:
     parser.add_argument("--bulk-job-seconds", type=float, default=5.0)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between onboardings")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--reserve", type=int, default=0, help="the training service's interactive_reserve"
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 bulk tenants, 10 onboardings")
     args = parser.parse_args()
     if args.quick:
         args.bulk, args.onboardings = 1000, 10
     with BenchStack(api=True) as stack:
-        stack.start_workers(args.workers)
+        services = training_services(stack.config, stack.emulator_url)
+        services["default"]["interactive_reserve"] = args.reserve
+        stack.start_workers(args.workers, RETRAINQ_TRAINING_SERVICES=json.dumps(services))
         figures = asyncio.run(measure(stack, args))
     emit("B6 onboarding during bulk", {"args": vars(args), **figures})
 
