@@ -48,9 +48,13 @@ class Next:
     delay: float | None
 
 
-def poll_interval(age_seconds: float, minimum: float, maximum: float) -> float:
-    """Seconds until the next status poll: fast for young jobs, slower as they age."""
-    return max(minimum, min(maximum, age_seconds * 0.2))
+def poll_interval(age_seconds: float, minimum: float, maximum: float, jitter: float = 0.0) -> float:
+    """Seconds until the next status poll: fast for young jobs, slower as they age.
+
+    ``jitter`` (0 to 1, drawn by the caller) stretches the wait by up to 10 %, so jobs started
+    together (a bulk wave) drift apart instead of being polled in bursts.
+    """
+    return max(minimum, min(maximum, age_seconds * 0.2)) * (1.0 + 0.1 * jitter)
 
 
 def failure_backoff(failures: int, rng: random.Random, cap: float = 60.0) -> float:
@@ -307,7 +311,10 @@ class Stepper:
             started = run.phases.get(RunState.TRAINING.value, run.updated_at)
             age = (utcnow() - started).total_seconds()
             delay = poll_interval(
-                age, self.settings.poll_min_seconds, self.settings.poll_max_seconds
+                age,
+                self.settings.poll_min_seconds,
+                self.settings.poll_max_seconds,
+                self.rng.random(),
             )
             return await self._save(run, run.state, delay, polls=run.polls + 1)
         if status.state is JobState.FINISHED:
