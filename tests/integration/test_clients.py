@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from emulator import datagen
 from emulator.datagen import bike_rental_csv
 from worker.azureml.arm import (
     ArmClient,
@@ -41,20 +42,8 @@ TRAINING = "Bike Rental Training"
 SCORING = "Bike Rental Scoring"
 RESOURCE = "Bike Rental [trained model]"
 TEMPLATE = "bike-rental-template"
-COLUMNS = [
-    "season",
-    "yr",
-    "mnth",
-    "hr",
-    "holiday",
-    "weekday",
-    "workingday",
-    "weathersit",
-    "temp",
-    "atemp",
-    "hum",
-    "windspeed",
-]
+# The bike-rental features, as the data generator writes them (without id, date and label).
+COLUMNS = list(datagen.BIKE_COLUMNS[2:-1])
 ROW = ["3", "1", "7", "17", "0", "3", "1", "1", "0.7", "0.65", "0.4", "0.2"]
 
 
