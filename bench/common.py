@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from pydantic import SecretStr
 
 from emulator import datagen
@@ -49,6 +50,8 @@ from producer.processes import (
 from worker.blobs import BlobStore
 from worker.keys import Keys
 from worker.schemas import ClassicTarget, Run, RunState, Tenant
+from worker.serialization import deserialize, serialize
+from worker.settings import RedisConfig
 from worker.store import Store
 
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -264,6 +267,15 @@ class BenchStack:
         """A new async Redis client (decoded replies)."""
         client: aioredis.Redis = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
         return client
+
+    async def arq_pool(self) -> ArqRedis:
+        """An arq pool on this stack's Redis with retrainq's queue and JSON serializer."""
+        return await create_pool(
+            RedisSettings.from_dsn(self.redis_url),
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+            default_queue_name=RedisConfig().queue_name,
+        )
 
     def store(self, redis: aioredis.Redis) -> Store:
         """A Store over ``redis`` with the default key prefix."""

@@ -22,12 +22,10 @@ import time
 from typing import Any
 
 import aiohttp
-from arq.connections import RedisSettings, create_pool
 from common import BenchStack, cpu_seconds, emit, rss_mb
 
 from worker.bulk import start_batch
 from worker.queue import StepQueue
-from worker.serialization import deserialize, serialize
 
 QUEUE = "retrainq:queue"
 
@@ -49,12 +47,7 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
     metrics_url = f"http://127.0.0.1:{worker.port}/metrics"
     redis = stack.redis()
     store = stack.store(redis)
-    pool = await create_pool(
-        RedisSettings.from_dsn(stack.redis_url),
-        job_serializer=serialize,
-        job_deserializer=deserialize,
-        default_queue_name=QUEUE,
-    )
+    pool = await stack.arq_pool()
     try:
         async with aiohttp.ClientSession() as http:
             await stack.upload_shared_data()

@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import aiohttp
-from arq.connections import RedisSettings, create_pool
 from arq_noop import noop_rate
 from common import (
     BenchStack,
@@ -38,7 +37,6 @@ from common import (
 
 from worker.bulk import start_batch
 from worker.queue import StepQueue
-from worker.serialization import deserialize, serialize
 
 QUEUE = "retrainq:queue"
 
@@ -47,12 +45,7 @@ async def retrainq_rate(stack: BenchStack, runs: int) -> dict[str, Any]:
     """Take ``runs`` tenants through a bulk batch; rate, CPU and commands per run."""
     redis = stack.redis()
     store = stack.store(redis)
-    pool = await create_pool(
-        RedisSettings.from_dsn(stack.redis_url),
-        job_serializer=serialize,
-        job_deserializer=deserialize,
-        default_queue_name=QUEUE,
-    )
+    pool = await stack.arq_pool()
     try:
         async with aiohttp.ClientSession() as http:
             await stack.upload_shared_data()
