@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from worker.azureml.arm import ProvisioningState, definition_for_tenant, with_trained_model
+from worker.azureml.errors import NotFoundError
 from worker.azureml.locations import BlobLocation
 from worker.deps import Deps
 from worker.errors import RunFailed
@@ -107,18 +108,28 @@ class Deployer:
 
     async def _patch_endpoint(self, run: Run, tenant: Tenant, target: ClassicTarget) -> None:
         name = tenant.endpoint_name or endpoint_name_for(tenant.id)
+        service = target.web_service_id
         endpoints = self.deps.endpoints
-        if await endpoints.get_endpoint(target.web_service_id, name) is None:
-            await endpoints.put_endpoint(
-                target.web_service_id, name, description=f"retrainq tenant {tenant.id}"
-            )
-            log.info("endpoint.created", endpoint=name)
-        if tenant.endpoint_name is None:
-            await self.deps.store.update_tenant(tenant.id, _remember("endpoint_name", name))
         location = self._model_location(run)
-        await endpoints.patch_model(target.web_service_id, name, target.resource_name, location)
+        # A tenant's endpoint, once created, is PATCHed straight away; it is (re)created only
+        # when it was never made or was deleted behind our back (the PATCH answers 404).
+        if tenant.endpoint_name is None:
+            if await endpoints.get_endpoint(service, name) is None:
+                await self._create_endpoint(service, name, tenant)
+            await self.deps.store.update_tenant(tenant.id, _remember("endpoint_name", name))
+        try:
+            await endpoints.patch_model(service, name, target.resource_name, location)
+        except NotFoundError:
+            await self._create_endpoint(service, name, tenant)
+            await endpoints.patch_model(service, name, target.resource_name, location)
         await self.deps.failpoints.hit("deploy.after_patch", run.id)
         log.info("endpoint.patched", endpoint=name)
+
+    async def _create_endpoint(self, service: str, name: str, tenant: Tenant) -> None:
+        await self.deps.endpoints.create_endpoint(
+            service, name, description=f"retrainq tenant {tenant.id}"
+        )
+        log.info("endpoint.created", endpoint=name)
 
     async def _update_service(
         self, run: Run, tenant: Tenant, target: NewServiceTarget

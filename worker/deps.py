@@ -12,6 +12,7 @@ from worker.azureml.classic import EndpointsClient
 from worker.blobs import BlobStore
 from worker.failpoints import Failpoints
 from worker.locks import Locks
+from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import StepQueue
 from worker.settings import WorkerSettings
 from worker.slots import Slots
@@ -35,6 +36,8 @@ class Deps:
     session: aiohttp.ClientSession
     endpoints: EndpointsClient
     arm: ArmClient
+    parked: ParkedRuns
+    estimates: DurationEstimates
     bes: dict[tuple[str, int], BesClient] = field(default_factory=dict)
     failpoints: Failpoints = field(default_factory=lambda: Failpoints(()))
 

@@ -41,6 +41,15 @@ class Keys:
         """Sorted set of non-terminal runs with a pending step, scored by due time (ms)."""
         return f"{self.prefix}:due"
 
+    @property
+    def polls(self) -> str:
+        """Sorted set of training runs parked with the poll sweeper, scored by next poll (ms)."""
+        return f"{self.prefix}:polls"
+
+    def durations(self, service: str) -> str:
+        """List of recent BES job durations (s) of a training service, newest first."""
+        return f"{self.prefix}:durations:{service}"
+
     def batch(self, batch_id: str) -> str:
         """Hash: ``doc`` (Batch JSON) and counters ``n:<state>``."""
         return f"{self.prefix}:batch:{batch_id}"

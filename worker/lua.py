@@ -5,9 +5,11 @@ from __future__ import annotations
 TERMINAL = "{succeeded=true, rejected=true, failed=true, cancelled=true}"
 
 # Compare-and-set of a run record on its version, plus every index that follows from it.
-# KEYS: run, due, batch (or placeholder), tenant, waiting (or placeholder)
+# A run parked with the poll sweeper is off the due list and on the polls list instead; any
+# other save takes it off the polls list. Polls made by steps and sweeps add to ``polls``.
+# KEYS: run, due, batch (or placeholder), tenant, waiting (or placeholder), polls
 # ARGV: expected version, new state, new doc, due ms ('' = not due), run id,
-#       waiting score ('' = none), now ms
+#       waiting score ('' = none), now ms, park ms ('' = not parked), polls to add
 SAVE_RUN = f"""
 local terminal = {TERMINAL}
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -20,6 +22,12 @@ else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 end
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[6], ARGV[5]) end
+if ARGV[8] == '' then
+  redis.call('ZREM', KEYS[6], ARGV[5])
+else
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[5])
+end
+if ARGV[9] ~= '0' then redis.call('HINCRBY', KEYS[1], 'polls', ARGV[9]) end
 if old_state ~= ARGV[2] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HINCRBY', KEYS[3], 'n:' .. old_state, -1)
   redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], 1)
@@ -32,6 +40,15 @@ if terminal[ARGV[2]] and redis.call('HGET', KEYS[4], 'active_run') == ARGV[5] th
   redis.call('HDEL', KEYS[4], 'active_run')
 end
 return 1
+"""
+
+# Claim the parked runs whose poll is due: each is pushed back to a claim deadline, so a
+# sweeper that dies mid-sweep leaves them to another one after that.
+# KEYS: polls. ARGV: now ms, claim deadline ms, max runs.
+CLAIM_POLLS = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, run_id in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], run_id) end
+return due
 """
 
 # Create a run unless the tenant has an active one (then return that, flagging a rerun).
@@ -119,11 +136,12 @@ return granted
 """
 
 # Give back a run's slot. KEYS: service slots, owner hash, endpoint slots 0..n-1. ARGV: run id
+# Returns 1 if the run held a slot, 0 if not (released before).
 RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-return 1
+return held
 """
 
 # Extend a run's lease if it still holds its slot. KEYS: service slots, endpoint slots.

@@ -20,6 +20,7 @@ class WorkerMetrics:
     backlog: Gauge
     remote_calls: Counter
     reconciled: Counter
+    sweeper_polls: Counter
 
 
 METRICS = WorkerMetrics(
@@ -47,11 +48,17 @@ METRICS = WorkerMetrics(
     ),
     backlog=Gauge(
         "retrainq_backlog",
-        "Steps and runs waiting: ready (runnable now), deferred, waiting_slot",
+        "Steps and runs waiting: ready (runnable now), deferred, waiting_slot, parked (polled "
+        "by the sweeper)",
         ["kind"],
     ),
     remote_calls=Counter(
         "retrainq_remote_calls_total", "Calls to Azure ML, by API and status", ["api", "status"]
     ),
     reconciled=Counter("retrainq_reconciled_total", "Overdue runs re-enqueued by the reconciler"),
+    sweeper_polls=Counter(
+        "retrainq_sweeper_polls_total",
+        "Parked runs the sweeper polled, by outcome (running, woken, gone)",
+        ["outcome"],
+    ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from datetime import timedelta
@@ -35,6 +36,7 @@ from worker.keys import Keys
 from worker.locks import Locks
 from worker.metrics import METRICS
 from worker.offboard import remove_remote
+from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import ADVANCE, OFFBOARD, StepQueue
 from worker.redisio import reply
 from worker.schedules import Schedules
@@ -43,6 +45,7 @@ from worker.settings import WorkerSettings
 from worker.slots import Slots
 from worker.steps import Stepper
 from worker.store import Store, now_ms
+from worker.sweeper import Sweeper
 
 log = structlog.get_logger("retrainq.worker")
 
@@ -137,6 +140,7 @@ def build_deps(
         for name, service in settings.training_services.items()
         for index, endpoint in enumerate(service.endpoints)
     }
+    parked = ParkedRuns(redis, keys)
     return Deps(
         settings=settings,
         store=Store(
@@ -168,6 +172,8 @@ def build_deps(
             STEP_RETRY,
             timeout_seconds=timeout,
         ),
+        parked=parked,
+        estimates=DurationEstimates(parked),
         bes=bes,
         failpoints=Failpoints(settings.failpoints, redis, keys),
     )
@@ -235,11 +241,18 @@ async def sample_gauges(ctx: dict[Any, Any]) -> None:
     METRICS.backlog.labels("ready").set(ready)
     METRICS.backlog.labels("deferred").set(deferred)
     METRICS.backlog.labels("waiting_slot").set(waiting)
+    METRICS.backlog.labels("parked").set(await deps.parked.parked_count())
     METRICS.bes_in_flight.set(in_flight)
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
-    """An arq worker configured from ``settings``."""
+    """An arq worker configured from ``settings``.
+
+    A ``burst`` worker exits once arq's queue is empty, so it polls BES jobs with deferred
+    arq jobs rather than the sweeper (parked runs are not on arq's queue).
+    """
+    if burst:
+        settings = settings.model_copy(update={"poll_sweeper": False})
 
     async def on_startup(ctx: dict[Any, Any]) -> None:
         redis = aioredis.Redis.from_url(
@@ -255,12 +268,27 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["arm_token"] = arm_token
         deps = build_deps(settings, redis, ctx["redis"], session, blobs, arm_token)
         ctx["stepper"] = Stepper(deps)
+        if settings.poll_sweeper:
+            sweeper = Sweeper(
+                deps,
+                deps.parked,
+                deps.estimates,
+                ctx["stepper"].dispatch,
+                batch=settings.sweep_batch,
+                concurrency=settings.sweep_concurrency,
+            )
+            ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
         log.info("worker.ready", services=sorted(settings.training_services))
 
     async def on_shutdown(ctx: dict[Any, Any]) -> None:
+        sweeping: asyncio.Task[None] | None = ctx.get("sweeper")
+        if sweeping is not None:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
         runner: web.AppRunner | None = ctx.get("health")
         if runner is not None:
             await runner.cleanup()

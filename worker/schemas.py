@@ -137,6 +137,7 @@ class Run(Record):
     bes_started: bool = False
     orphaned_submissions: int = 0
     polls: int = 0
+    bes_finished_seen: bool = False
     step_failures: int = 0
     cancel_requested: bool = False
     rerun_requested: bool = False

@@ -115,6 +115,13 @@ class WorkerSettings(RetrainqSettings):
     poll_min_seconds: float = Field(default=0.5, gt=0, le=60)
     poll_max_seconds: float = Field(default=90.0, gt=0, le=600)
     lease_seconds: int = Field(default=300, ge=10, le=3600)
+    poll_sweeper: bool = Field(
+        default=True,
+        description="poll running BES jobs from one sweeper loop per worker (false: one "
+        "deferred arq job per poll)",
+    )
+    sweep_batch: int = Field(default=256, ge=1, le=5000)
+    sweep_concurrency: int = Field(default=64, ge=1, le=1000)
     step_max_failures: int = Field(default=8, ge=1, le=100)
     bulk_every: int = Field(default=5, ge=0, le=1000)
     reconcile_grace_seconds: float = Field(default=5.0, ge=0.5, le=600)

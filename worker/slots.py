@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from worker import lua
 from worker.keys import Keys
@@ -102,11 +103,21 @@ class Slots:
         )
         return bool(renewed)
 
-    async def release(self, service: str, run_id: str) -> None:
-        """Give back the run's slot (idempotent)."""
+    async def renew_in(self, pipe: Pipeline, service: str, run_id: str, endpoint: int) -> None:
+        """Queue on ``pipe`` the renewal of the run's lease (a no-op if it holds no slot)."""
         if service not in self.services:
             return
-        await self._release(
+        await self._renew(  # queues the script on the pipeline
+            keys=[self.keys.slots(service), self.keys.endpoint_slots(service, endpoint)],
+            args=[run_id, now_ms() + self.lease_ms],
+            client=pipe,
+        )
+
+    async def release(self, service: str, run_id: str) -> bool:
+        """Give back the run's slot (idempotent); False when it held none."""
+        if service not in self.services:
+            return False
+        held = await self._release(
             keys=[
                 self.keys.slots(service),
                 self.keys.slot_endpoint(service),
@@ -114,6 +125,7 @@ class Slots:
             ],
             args=[run_id],
         )
+        return bool(held)
 
     async def throttle(self, service: str, seconds: float) -> None:
         """Pause dispatch of ``service`` for ``seconds`` after a 429/503."""

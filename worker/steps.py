@@ -31,9 +31,11 @@ from worker.errors import RunFailed
 from worker.evaluate import EvaluationError, Gate, decide, parse_evaluation_csv
 from worker.logs import bind_context, clear_context
 from worker.metrics import METRICS
+from worker.polling import poll_interval
 from worker.schemas import Run, RunState, utcnow
 from worker.settings import TrainingServiceConfig
 from worker.store import RunRequest, StaleRecord
+from worker.sweeper import training_age
 
 log = structlog.get_logger("retrainq.steps")
 
@@ -46,15 +48,6 @@ class Next:
 
     run: Run
     delay: float | None
-
-
-def poll_interval(age_seconds: float, minimum: float, maximum: float, jitter: float = 0.0) -> float:
-    """Seconds until the next status poll: fast for young jobs, slower as they age.
-
-    ``jitter`` (0 to 1, drawn by the caller) stretches the wait by up to 10 %, so jobs started
-    together (a bulk wave) drift apart instead of being polled in bursts.
-    """
-    return max(minimum, min(maximum, age_seconds * 0.2)) * (1.0 + 0.1 * jitter)
 
 
 def failure_backoff(failures: int, rng: random.Random, cap: float = 60.0) -> float:
@@ -149,7 +142,13 @@ class Stepper:
         return await handlers[run.state](run)
 
     async def _save(
-        self, run: Run, state: RunState, delay: float | None, **changes: object
+        self,
+        run: Run,
+        state: RunState,
+        delay: float | None,
+        *,
+        polls: int = 0,
+        **changes: object,
     ) -> Next:
         if state != run.state:
             changes.setdefault("step_failures", 0)
@@ -159,12 +158,31 @@ class Stepper:
         due_in: float | None = delay
         if delay == 0 or (delay is None and state.terminal):
             due_in = self.settings.job_timeout_seconds
-        saved = await self.deps.store.save_run(updated, state, due_in=due_in)
+        saved = await self.deps.store.save_run(updated, state, due_in=due_in, polls=polls)
         if state != run.state:
             self._observe_phase(run, saved)
             if not state.terminal:  # terminal states are logged once, with totals, on finish
                 log.info(f"run.{state.value}", previous=run.state.value)
         return Next(saved, delay)
+
+    async def _park(self, run: Run, delay: float, *, polls: int = 0, **changes: object) -> Next:
+        """Save a training run and leave its next poll, ``delay`` s away, to the sweeper.
+
+        Without the sweeper (``poll_sweeper`` off, or a ``--burst`` worker, which must see
+        its pending polls on the arq queue) the next poll is a deferred arq job instead.
+        """
+        if not self.settings.poll_sweeper:
+            return await self._save(run, RunState.TRAINING, delay, polls=polls, **changes)
+        if run.state is not RunState.TRAINING:
+            changes.setdefault("step_failures", 0)
+        updated = run.model_copy(update=changes)
+        saved = await self.deps.store.save_run(
+            updated, RunState.TRAINING, due_in=None, park_in=delay, polls=polls
+        )
+        if run.state is not RunState.TRAINING:
+            self._observe_phase(run, saved)
+            log.info("run.training", previous=run.state.value)
+        return Next(saved, WAIT)
 
     @staticmethod
     def _observe_phase(before: Run, after: Run) -> None:
@@ -270,9 +288,7 @@ class Stepper:
         await self.deps.failpoints.hit("bes.after_start", run.id)
         log.info("bes.started")
         METRICS.bes_started.labels(run.training_service).inc()
-        return await self._save(
-            run, RunState.TRAINING, self.settings.poll_min_seconds, bes_started=True
-        )
+        return await self._park(run, self.settings.poll_min_seconds, bes_started=True)
 
     def _job_request(self, run: Run) -> BesJobRequest:
         service = self._service(run)
@@ -303,23 +319,29 @@ class Stepper:
         return self.deps.blobs.read_sas(path, timedelta(seconds=self.settings.blob.sas_ttl_seconds))
 
     async def _training(self, run: Run) -> Next:
+        age = training_age(run)
+        if run.bes_finished_seen:
+            # The sweeper saw this job Finished (a final state) and woke the run.
+            log.info("bes.finished", polls=run.polls, seconds=round(age, 3))
+            return await self._save(run, RunState.EVALUATING, 0)
         client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
         status = await client.status(run.bes_job_id or "")
         await self.deps.failpoints.hit("bes.poll", run.id)
         await self.deps.slots.renew(run.training_service, run.id, run.bes_endpoint or 0)
         if status.state in (JobState.NOT_STARTED, JobState.RUNNING):
-            started = run.phases.get(RunState.TRAINING.value, run.updated_at)
-            age = (utcnow() - started).total_seconds()
             delay = poll_interval(
                 age,
                 self.settings.poll_min_seconds,
                 self.settings.poll_max_seconds,
                 self.rng.random(),
+                await self.deps.estimates.expected(run.training_service),
             )
-            return await self._save(run, run.state, delay, polls=run.polls + 1)
+            return await self._park(run, delay, polls=1)
         if status.state is JobState.FINISHED:
-            log.info("bes.finished", polls=run.polls + 1)
-            return await self._save(run, RunState.EVALUATING, 0, polls=run.polls + 1)
+            log.info("bes.finished", polls=run.polls + 1, seconds=round(age, 3))
+            if not self.settings.poll_sweeper:  # else the sweeper saw it first and recorded it
+                await self.deps.parked.record_duration(run.training_service, age)
+            return await self._save(run, RunState.EVALUATING, 0, polls=1)
         detail = status.details or "no details given"
         raise RunFailed(f"BES job {status.state.value}: {detail}", f"bes_{status.state.value}")
 
@@ -354,8 +376,10 @@ class Stepper:
     # --- slots and endings -----------------------------------------------------------------
 
     async def _release(self, run: Run) -> None:
-        await self.deps.slots.release(run.training_service, run.id)
-        await self.dispatch(run.training_service)
+        # A slot the sweeper already handed over needs no second dispatch (the periodic
+        # dispatcher fills any slot a crash left between release and hand-over).
+        if await self.deps.slots.release(run.training_service, run.id):
+            await self.dispatch(run.training_service)
 
     async def dispatch(self, service: str, *, keep: str | None = None) -> list[str]:
         """Hand free slots of ``service`` to waiting runs and enqueue their next step.

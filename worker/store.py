@@ -182,25 +182,41 @@ class Store(TenantRecords):
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with its flags, or None."""
-        doc, cancel, rerun = await reply(
-            self.redis.hmget(self.keys.run(run_id), ["doc", "cancel", "rerun"])
+        doc, cancel, rerun, polls, finished = await reply(
+            self.redis.hmget(
+                self.keys.run(run_id), ["doc", "cancel", "rerun", "polls", "finished_job"]
+            )
         )
         if doc is None:
             return None
         run = Run.model_validate_json(doc)
         run.cancel_requested = run.cancel_requested or cancel == "1"
         run.rerun_requested = run.rerun_requested or rerun == "1"
+        run.polls = int(polls or 0)
+        if finished is not None and finished == run.bes_job_id:
+            run.bes_finished_seen = True
         return run
 
     async def save_run(
-        self, run: Run, state: RunState, *, due_in: float | None, waiting_key: str | None = None
+        self,
+        run: Run,
+        state: RunState,
+        *,
+        due_in: float | None,
+        waiting_key: str | None = None,
+        park_in: float | None = None,
+        polls: int = 0,
     ) -> Run:
         """Write ``run`` in ``state`` if nobody changed it since it was read.
 
         ``due_in`` is the delay (s) of the run's next step, or None when no step is pending
-        (waiting for a slot or terminal). Raises ``StaleRecord`` when the CAS loses.
+        (waiting for a slot, parked with the poll sweeper, or terminal). ``park_in`` parks
+        the run with the sweeper, its next poll that many seconds from now; ``polls`` counts
+        status polls this step made. Raises ``StaleRecord`` when the CAS loses.
         """
-        saved = run.model_copy(update={"state": state, "version": run.version + 1})
+        saved = run.model_copy(
+            update={"state": state, "version": run.version + 1, "polls": run.polls + polls}
+        )
         saved.updated_at = utcnow()
         if state != run.state:
             saved.phases = {**run.phases, state.value: saved.updated_at}
@@ -213,6 +229,7 @@ class Store(TenantRecords):
                 self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch,
                 self.keys.tenant(run.tenant_id),
                 waiting_key or self.keys.no_batch,
+                self.keys.polls,
             ],
             args=[
                 str(run.version),
@@ -222,6 +239,8 @@ class Store(TenantRecords):
                 run.id,
                 str(now) if waiting_key else "",
                 str(now),
+                "" if park_in is None else str(now + int(park_in * 1000)),
+                str(polls),
             ],
         )
         if not ok:
@@ -248,9 +267,15 @@ class Store(TenantRecords):
         """Runs by id in one round trip (missing ones skipped)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.hget(self.keys.run(run_id), "doc")
-            docs = await pipe.execute()
-        return [Run.model_validate_json(doc) for doc in docs if doc is not None]
+                pipe.hmget(self.keys.run(run_id), ["doc", "polls"])
+            replies = await pipe.execute()
+        runs = []
+        for doc, polls in replies:
+            if doc is not None:
+                run = Run.model_validate_json(doc)
+                run.polls = int(polls or 0)
+                runs.append(run)
+        return runs
 
     async def due_runs(self, before_ms: int, limit: int = 1000) -> list[str]:
         """Non-terminal runs whose next step was due before ``before_ms``."""

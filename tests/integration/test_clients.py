@@ -227,8 +227,12 @@ async def test_classic_endpoint_lifecycle_serves_the_new_model(
     endpoints, service = remote.endpoints(), remote.service_id(SCORING)
     name = endpoint_name_for(f"acme-{uuid.uuid4().hex[:6]}")
     assert await endpoints.get_endpoint(service, name) is None
-    created = await endpoints.put_endpoint(service, name, description="acme")
-    again = await endpoints.put_endpoint(service, name, description="acme")
+    await endpoints.create_endpoint(service, name, description="acme")
+    created = await endpoints.get_endpoint(service, name)
+    await endpoints.create_endpoint(service, name, description="acme")
+    again = await endpoints.get_endpoint(service, name)
+    assert created is not None
+    assert again is not None
     assert created.name == again.name == name
     assert created.api_location == again.api_location
     assert created.primary_key.get_secret_value() == again.primary_key.get_secret_value()

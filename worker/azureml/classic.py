@@ -135,7 +135,7 @@ class EndpointsClient:
         except ValidationError as exc:
             raise invalid_response(exc, method="GET", url=url) from exc
 
-    async def put_endpoint(
+    async def create_endpoint(
         self,
         service_id: str,
         name: str,
@@ -143,8 +143,8 @@ class EndpointsClient:
         description: str = "",
         throttle_level: ThrottleLevel = "High",
         max_concurrent_calls: int = 20,
-    ) -> Endpoint:
-        """Create the endpoint, or accept it as is when it already exists; returns it."""
+    ) -> None:
+        """PUT the endpoint (created, or accepted as is when it exists), without reading it."""
         if not 1 <= max_concurrent_calls <= 200:
             raise ValueError("max_concurrent_calls must be between 1 and 200")
         url = self._url(service_id, _endpoint_name(name))
@@ -154,9 +154,6 @@ class EndpointsClient:
             "MaxConcurrentCalls": max_concurrent_calls,
         }
         await self._call("PUT", url, body)
-        # The documents do not promise a body on PUT; read the endpoint back for its keys.
-        reply = await self._call("GET", url)
-        return self._endpoint(reply, url)
 
     async def patch_model(
         self, service_id: str, name: str, resource_name: str, location: BlobLocation

@@ -1,0 +1,172 @@
+"""The poll sweeper: one loop per worker process polls every parked BES job that is due.
+
+A step that finds its BES job still running parks the run (``worker/parking.py``) instead of
+enqueueing a deferred arq job for its next poll. The sweeper claims due parked runs in
+batches, reads their status concurrently, and for each one either moves its next poll on
+(renewing its slot lease, in one pipelined round trip for the batch) or wakes its step with
+an arq job — when the job ended, when the status call failed (the step owns retries and
+throttling), or when the run was asked to cancel or passed its deadline. So a poll costs a
+status GET and a share of three round trips instead of an arq job and five.
+
+A job that ended no longer needs its BES slot: the sweeper releases it and hands it to the
+next waiting run at once, before the ended run's own step evaluates and deploys (that step
+releases again, which is a no-op). It also records how long finished jobs took, which shapes
+the poll schedule (``worker/polling.py``).
+
+Claims are leases: a sweeper that dies mid-batch leaves its runs to be claimed again once
+the claim expires, so a parked run is never forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+
+from worker.azureml.bes import JobState
+from worker.azureml.errors import AzureMLError
+from worker.deps import Deps, UnknownEndpoint
+from worker.metrics import METRICS
+from worker.parking import DurationEstimates, ParkedRuns
+from worker.polling import poll_interval
+from worker.schemas import Run, RunState, utcnow
+
+log = structlog.get_logger("retrainq.sweeper")
+
+# Longer than one sweep can take (status timeouts with one retry), shorter than a slot lease.
+CLAIM_SECONDS = 30.0
+IDLE_PAUSE_SECONDS = 0.1
+ERROR_PAUSE_SECONDS = 1.0
+
+
+class Outcome(StrEnum):
+    """What a sweep decided for one parked run."""
+
+    RUNNING = "running"  # poll again later
+    WOKEN = "woken"  # its step must run now
+    GONE = "gone"  # no longer a parked training run
+
+
+@dataclass(frozen=True)
+class Polled:
+    """One parked run after its poll: the outcome and, when running, the next poll's delay."""
+
+    run_id: str
+    outcome: Outcome
+    run: Run | None = None
+    delay: float = 0.0
+    ended: JobState | None = None
+
+
+class Sweeper:
+    """Polls the due parked runs of every training service, batch after batch."""
+
+    def __init__(
+        self,
+        deps: Deps,
+        parked: ParkedRuns,
+        estimates: DurationEstimates,
+        dispatch: Callable[[str], Awaitable[object]],
+        *,
+        batch: int = 256,
+        concurrency: int = 64,
+    ) -> None:
+        self.deps = deps
+        self.dispatch = dispatch
+        self.parked = parked
+        self.estimates = estimates
+        self.batch = batch
+        self.gate = asyncio.Semaphore(concurrency)
+        self.rng = random.Random()
+
+    async def run_forever(self) -> None:
+        """Sweep until cancelled; errors (a Redis outage) pause the loop instead of ending it."""
+        while True:
+            try:
+                swept = await self.sweep_once()
+            except Exception as exc:  # any failure pauses the loop; the claims expire
+                log.warning("sweeper.failed", error=str(exc))
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                continue
+            if swept < self.batch:
+                await asyncio.sleep(IDLE_PAUSE_SECONDS)
+
+    async def sweep_once(self) -> int:
+        """Poll one batch of due parked runs; returns how many were claimed."""
+        run_ids = await self.parked.claim_polls(self.batch, CLAIM_SECONDS)
+        if not run_ids:
+            return 0
+        runs = await self.parked.parked_runs(run_ids)
+        polled = await asyncio.gather(
+            *(self._poll(run_id, run) for run_id, run in zip(run_ids, runs, strict=True))
+        )
+        async with self.parked.redis.pipeline(transaction=False) as pipe:
+            for item in polled:
+                if item.outcome is Outcome.RUNNING and item.run is not None:
+                    self.parked.repark(pipe, item.run_id, item.delay)
+                    await self.deps.slots.renew_in(
+                        pipe, item.run.training_service, item.run_id, item.run.bes_endpoint or 0
+                    )
+                elif item.outcome is Outcome.GONE:
+                    self.parked.unpark(pipe, item.run_id)
+                elif item.ended is JobState.FINISHED and item.run and item.run.bes_job_id:
+                    self.parked.mark_finished(pipe, item.run_id, item.run.bes_job_id)
+            await pipe.execute()
+        await self._hand_over_slots(polled)
+        woken = [item.run for item in polled if item.outcome is Outcome.WOKEN and item.run]
+        # The claim stays on a woken run until its step re-parks or moves it: if this enqueue
+        # is lost, the run is polled and woken again when the claim expires.
+        await asyncio.gather(*(self.deps.queue.advance(run.id, run.version) for run in woken))
+        for item in polled:
+            METRICS.sweeper_polls.labels(item.outcome.value).inc()
+        return len(run_ids)
+
+    async def _poll(self, run_id: str, run: Run | None) -> Polled:
+        if run is None or run.state is not RunState.TRAINING or not run.bes_job_id:
+            return Polled(run_id, Outcome.GONE)
+        if run.cancel_requested or utcnow() > run.deadline_at:
+            return Polled(run_id, Outcome.WOKEN, run)
+        try:
+            client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
+            async with self.gate:
+                status = await client.status(run.bes_job_id)
+        except (AzureMLError, UnknownEndpoint) as exc:
+            log.debug("sweeper.poll_failed", run_id=run_id, error=str(exc))
+            return Polled(run_id, Outcome.WOKEN, run)
+        if status.state not in (JobState.NOT_STARTED, JobState.RUNNING):
+            return Polled(run_id, Outcome.WOKEN, run, ended=status.state)
+        return Polled(run_id, Outcome.RUNNING, run, await self.next_poll(run))
+
+    async def _hand_over_slots(self, polled: list[Polled]) -> None:
+        services: set[str] = set()
+        for item in polled:
+            run = item.run
+            if item.ended is None or run is None:
+                continue
+            await self.deps.slots.release(run.training_service, run.id)
+            services.add(run.training_service)
+            if item.ended is JobState.FINISHED:
+                await self.parked.record_duration(run.training_service, training_age(run))
+        for service in services:
+            await self.dispatch(service)
+
+    async def next_poll(self, run: Run) -> float:
+        """Seconds until the next poll of a run whose BES job is still running."""
+        settings = self.deps.settings
+        return poll_interval(
+            training_age(run),
+            settings.poll_min_seconds,
+            settings.poll_max_seconds,
+            self.rng.random(),
+            await self.estimates.expected(run.training_service),
+        )
+
+
+def training_age(run: Run) -> float:
+    """Seconds since the run's BES job was started (since it entered ``training``)."""
+    started = run.phases.get(RunState.TRAINING.value, run.updated_at)
+    return (utcnow() - started).total_seconds()
