@@ -89,7 +89,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         run_timeout=timedelta(seconds=settings.run_timeout_seconds),
     )
     app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
-    app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE])
+    app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE], app[SETTINGS].training_services)
     yield
     await pool.aclose()
     await client.aclose()

@@ -128,6 +128,7 @@ async def create_batch(request: web.Request) -> web.Response:
         tenants,
         reason=body.reason,
         concurrency=request.app[SETTINGS].enqueue_concurrency,
+        services=request.app[SETTINGS].training_services,
     )
     API_METRICS.runs_enqueued.labels(Lane.BULK.value).inc(started.created)
     accepted = BatchAccepted(

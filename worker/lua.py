@@ -52,8 +52,11 @@ return due
 """
 
 # Create a run unless the tenant has an active one (then return that, flagging a rerun).
-# KEYS: tenant, run, due, tenant runs, batch (or placeholder), batch runs (or placeholder)
-# ARGV: run id, doc, now ms, rerun flag ('1'/'0'), run key prefix, in-batch flag ('1'/'0')
+# A run created waiting goes straight into its waiting set, with no step pending.
+# KEYS: tenant, run, due, tenant runs, batch (or placeholder), batch runs (or placeholder),
+#       waiting set (or placeholder)
+# ARGV: run id, doc, now ms, rerun flag ('1'/'0'), run key prefix, in-batch flag ('1'/'0'),
+#       created-waiting flag ('1'/'0')
 CREATE_RUN = f"""
 local terminal = {TERMINAL}
 if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return {{-1, ''}} end
@@ -65,12 +68,18 @@ if active then
     return {{0, active}}
   end
 end
-redis.call('HSET', KEYS[2], 'doc', ARGV[2], 'state', 'queued', 'version', 0)
+local state = 'queued'
+if ARGV[7] == '1' then state = 'waiting_slot' end
+redis.call('HSET', KEYS[2], 'doc', ARGV[2], 'state', state, 'version', 0)
 redis.call('HSET', KEYS[1], 'active_run', ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if ARGV[7] == '1' then
+  redis.call('ZADD', KEYS[7], 'NX', ARGV[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+end
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 if ARGV[6] == '1' then
-  redis.call('HINCRBY', KEYS[5], 'n:queued', 1)
+  redis.call('HINCRBY', KEYS[5], 'n:' .. state, 1)
   redis.call('RPUSH', KEYS[6], ARGV[1])
 end
 return {{1, ARGV[1]}}

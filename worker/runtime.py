@@ -278,7 +278,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 concurrency=settings.sweep_concurrency,
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
-        ctx["schedules"] = Schedules(redis, deps.store, deps.queue)
+        ctx["schedules"] = Schedules(redis, deps.store, deps.queue, settings.training_services)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
         log.info("worker.ready", services=sorted(settings.training_services))

@@ -9,6 +9,7 @@ keyed by ``schedule:<name>:<slot>`` so a re-fired slot finds the run it already 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -22,6 +23,7 @@ from worker.cron import CronExpression, next_fire
 from worker.queue import StepQueue
 from worker.redisio import reply
 from worker.schemas import TENANT_ID_PATTERN, Lane
+from worker.settings import TrainingServiceConfig
 from worker.store import RunRequest, Store, TenantNotFound
 
 log = structlog.get_logger("retrainq.schedules")
@@ -54,11 +56,18 @@ def _ms(moment: datetime) -> int:
 class Schedules:
     """Stores schedules and fires the due ones."""
 
-    def __init__(self, redis: aioredis.Redis, store: Store, queue: StepQueue) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: Store,
+        queue: StepQueue,
+        services: Mapping[str, TrainingServiceConfig] | None = None,
+    ) -> None:
         self.redis = redis
         self.store = store
         self.keys = store.keys
         self.queue = queue
+        self.services = services
         self._claim = redis.register_script(lua.CLAIM_SCHEDULE)
 
     async def put(self, schedule: Schedule, now: datetime | None = None) -> datetime:
@@ -192,7 +201,12 @@ class Schedules:
             if not t.deleted and schedule.target_kind in (None, t.target.kind)
         ]
         started = await start_batch(
-            self.store, self.queue, tenants, reason=reason, batch_id=batch_id
+            self.store,
+            self.queue,
+            tenants,
+            reason=reason,
+            batch_id=batch_id,
+            services=self.services,
         )
         log.info(
             "schedule.fired",

@@ -247,10 +247,15 @@ class Stepper:
         endpoint = await self.deps.slots.held_endpoint(run.training_service, run.id)
         if endpoint is None:
             # Not granted yet: make sure it waits (idempotent) and let the dispatcher decide.
+            # A grant to this very run continues here: a step enqueued for it now would share
+            # this running step's arq job id and be dropped.
             await self.deps.slots.ensure_waiting(run.training_service, run.lane, run.id)
             await self.deps.store.not_due(run.id)
-            await self.dispatch(run.training_service)
-            return Next(run, WAIT)
+            if run.id not in await self.dispatch(run.training_service, keep=run.id):
+                return Next(run, WAIT)
+            endpoint = await self.deps.slots.held_endpoint(run.training_service, run.id)
+            if endpoint is None:
+                return Next(run, WAIT)
         return await self._save(run, RunState.SUBMITTING, 0, bes_endpoint=endpoint)
 
     def _service(self, run: Run) -> TrainingServiceConfig:

@@ -90,9 +90,14 @@ class Store(TenantRecords):
 
     # --- runs ------------------------------------------------------------------------------
 
-    def _new_run(self, tenant: Tenant, request: RunRequest, seq: int) -> Run:
+    def _new_run(
+        self, tenant: Tenant, request: RunRequest, seq: int, *, waiting: bool = False
+    ) -> Run:
         run_id = new_id()
         created = utcnow()
+        phases = {RunState.QUEUED.value: created}
+        if waiting:
+            phases[RunState.WAITING_SLOT.value] = created
         return Run(
             id=run_id,
             tenant_id=tenant.id,
@@ -111,7 +116,8 @@ class Store(TenantRecords):
             ),
             created_at=created,
             deadline_at=created + self.run_timeout,
-            phases={RunState.QUEUED.value: created},
+            state=RunState.WAITING_SLOT if waiting else RunState.QUEUED,
+            phases=phases,
         )
 
     async def create_run(self, request: RunRequest, tenant: Tenant | None = None) -> RunCreated:
@@ -122,19 +128,24 @@ class Store(TenantRecords):
         seq = int(await reply(self.redis.hincrby(self.keys.tenant(tenant.id), "seq", 1)))
         run = self._new_run(tenant, request, seq)
         outcome = await self._create_run(
-            keys=self._create_keys(tenant.id, run.id, request.batch_id),
+            keys=self._create_keys(run),
             args=self._create_args(run, request),
         )
         return self._created(request.tenant_id, outcome)
 
-    def _create_keys(self, tenant_id: str, run_id: str, batch_id: str | None) -> list[str]:
+    def _create_keys(self, run: Run) -> list[str]:
+        batch_id = run.batch_id
+        waiting = run.state is RunState.WAITING_SLOT
         return [
-            self.keys.tenant(tenant_id),
-            self.keys.run(run_id),
+            self.keys.tenant(run.tenant_id),
+            self.keys.run(run.id),
             self.keys.due,
-            self.keys.tenant_runs(tenant_id),
+            self.keys.tenant_runs(run.tenant_id),
             self.keys.batch(batch_id) if batch_id else self.keys.no_batch,
             self.keys.batch_runs(batch_id) if batch_id else self.keys.no_batch,
+            self.keys.waiting(run.training_service, run.lane.value)
+            if waiting
+            else self.keys.no_batch,
         ]
 
     def _create_args(self, run: Run, request: RunRequest) -> list[str | int]:
@@ -145,6 +156,7 @@ class Store(TenantRecords):
             "1" if request.rerun_if_active else "0",
             self.keys.run_prefix(),
             "1" if request.batch_id else "0",
+            "1" if run.state is RunState.WAITING_SLOT else "0",
         ]
 
     @staticmethod
@@ -155,15 +167,22 @@ class Store(TenantRecords):
         return RunCreated(run_id=run_id, created=status == 1)
 
     async def create_runs(
-        self, tenants: Sequence[Tenant], template: RunRequest
+        self,
+        tenants: Sequence[Tenant],
+        template: RunRequest,
+        waiting: Sequence[bool] | None = None,
     ) -> list[RunCreated]:
-        """Runs for many tenants in pipelined round trips (bulk retrains)."""
+        """Runs for many tenants in pipelined round trips (bulk retrains).
+
+        Where ``waiting`` says so, a run is created waiting for a BES slot (no first step).
+        """
+        waits = list(waiting) if waiting is not None else [False] * len(tenants)
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
                 pipe.hincrby(self.keys.tenant(tenant.id), "seq", 1)
             seqs = await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant, seq in zip(tenants, seqs, strict=True):
+            for tenant, seq, wait in zip(tenants, seqs, waits, strict=True):
                 request = RunRequest(
                     tenant_id=tenant.id,
                     lane=template.lane,
@@ -171,9 +190,9 @@ class Store(TenantRecords):
                     reason=template.reason,
                     rerun_if_active=template.rerun_if_active,
                 )
-                run = self._new_run(tenant, request, int(seq))
+                run = self._new_run(tenant, request, int(seq), waiting=wait)
                 await self._create_run(
-                    keys=self._create_keys(tenant.id, run.id, template.batch_id),
+                    keys=self._create_keys(run),
                     args=self._create_args(run, request),
                     client=pipe,
                 )
