@@ -51,7 +51,7 @@ from worker.blobs import BlobStore
 from worker.keys import Keys
 from worker.schemas import ClassicTarget, Run, RunState, Tenant
 from worker.serialization import deserialize, serialize
-from worker.settings import RedisConfig
+from worker.settings import RedisConfig, TrainingServiceConfig
 from worker.store import Store
 
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -214,6 +214,15 @@ class BenchStack:
                 )
             )
         return self
+
+    def training_services(self) -> dict[str, TrainingServiceConfig]:
+        """The training services the workers of this stack are configured with."""
+        raw = json.loads(self.base_env()["RETRAINQ_TRAINING_SERVICES"])
+        return {name: TrainingServiceConfig.model_validate(c) for name, c in raw.items()}
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds used so far by each process of the stack, by name."""
+        return {p.name: cpu_seconds(p.pid) for p in self.processes}
 
     def base_env(self) -> dict[str, str]:
         """Settings shared by the API and workers of this stack."""

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +47,7 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             http, "PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": args.duration}
         )
         cpu_before = {w.pid: cpu_seconds(w.pid) for w in stack.workers}
+        stack_before = stack.cpu_by_process()
         calls_before = await command_calls(redis)
         started_at = datetime.now(UTC)
         began = time.perf_counter()
@@ -58,6 +61,10 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             for w, before in zip(stack.workers, cpu_before.values(), strict=True)
         )
         stats = await stack.training_stats(http)
+        stack_cpu = {
+            name: round(cpu - stack_before.get(name, 0.0), 2)
+            for name, cpu in stack.cpu_by_process().items()
+        }
     run_ids: list[str] = []
     while len(run_ids) < args.tenants:
         page = await store.batch_run_ids(batch["batch_id"], len(run_ids), 1000)
@@ -66,6 +73,9 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
         run_ids += page
     runs = await store.get_runs(run_ids)
     await redis.aclose()
+    timeline = [
+        {k: round((t - started_at).total_seconds(), 3) for k, t in r.phases.items()} for r in runs
+    ]
     finished = [r.phases["succeeded"] for r in runs if "succeeded" in r.phases]
     last_deploy = (max(finished) - started_at).total_seconds()
     ideal = math.ceil(args.tenants / cap) * args.duration
@@ -85,9 +95,11 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
         "emulator_max_concurrent_running": stats["max_concurrent_running"],
         "emulator_jobs_started": stats["jobs_started"],
         "worker_cpu_s": round(cpu, 2),
+        "cpu_s_by_process": stack_cpu,
         "redis_commands_per_run": round(calls / args.tenants, 1),
         "bes_polls_per_run": round(sum(r.polls for r in runs) / max(1, len(runs)), 1),
         "seconds_in_state": phase_seconds(runs),
+        "timeline": timeline,
     }
 
 
@@ -101,6 +113,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--quick", action="store_true", help="200 tenants, cap 40 (1 endpoint)")
+    parser.add_argument("--timeline", help="write each run's phase times (s from the POST) here")
     args = parser.parse_args()
     if args.quick:
         args.tenants, args.endpoints, args.duration = 200, 1, 2.0
@@ -109,6 +122,9 @@ def main() -> None:
     ) as stack:
         stack.start_workers(args.workers)
         figures = asyncio.run(measure(stack, args))
+    timeline = figures.pop("timeline")
+    if args.timeline:
+        Path(args.timeline).write_text(json.dumps(timeline))
     emit("B1 fleet makespan", figures)
 
 

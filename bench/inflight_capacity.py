@@ -61,7 +61,9 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             tenants = await store.get_tenants(ids)
             idle_rss = rss_mb(worker.pid)
             began = time.perf_counter()
-            await start_batch(store, StepQueue(pool, QUEUE), tenants)
+            await start_batch(
+                store, StepQueue(pool, QUEUE), tenants, services=stack.training_services()
+            )
             fill: list[tuple[float, int]] = []
             while True:
                 running = (await stack.training_stats(http))["running_now"]

@@ -57,7 +57,9 @@ async def retrainq_rate(stack: BenchStack, runs: int) -> dict[str, Any]:
             cpu_before = {pid: cpu_seconds(pid) for pid in [*pids, *others.values()]}
             calls_before = await command_calls(redis)
             began = time.perf_counter()
-            started = await start_batch(store, StepQueue(pool, QUEUE), tenants)
+            started = await start_batch(
+                store, StepQueue(pool, QUEUE), tenants, services=stack.training_services()
+            )
             counters = await wait_batch(store, started.batch.id, runs, within=600, every=0.05)
             elapsed = time.perf_counter() - began
             cpu = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}

@@ -110,7 +110,12 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]
             ids = await stack.onboard(store, "seq", args.tenants)
             tenants = await store.get_tenants(ids)
             began = time.perf_counter()
-            started = await start_batch(store, StepQueue(pool, "retrainq:queue"), tenants)
+            started = await start_batch(
+                store,
+                StepQueue(pool, "retrainq:queue"),
+                tenants,
+                services=stack.training_services(),
+            )
             counters = await wait_batch(store, started.batch.id, args.tenants, within=1200)
             ours = time.perf_counter() - began
             stats = await stack.training_stats(http)
