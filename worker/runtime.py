@@ -71,14 +71,46 @@ class ResilientWorker(Worker):
     as ``WatchError`` even with retries configured (arq handles a genuine WatchError itself).
     Steps cut short this way re-run when their in-progress key expires or are re-enqueued by
     the reconciler.
+
+    arq's ``start_jobs`` takes a job slot (a permit of ``sem`` and one of ``job_counter``) for
+    each job before its Redis calls, and gives it back only on its own error paths or when the
+    job's task ends. An error that escapes in between leaves the slot taken for good, so every
+    outage that hits a job start would cost the worker one of its ``max_jobs`` slots; after
+    ``max_jobs`` such outages it would run nothing. So after the pause the worker gives back
+    the slots that no job task holds.
     """
 
     async def _poll_iteration(self) -> None:
+        """One arq poll; on a Redis error, pause and give back the job slots it left taken."""
         try:
             await super()._poll_iteration()
         except (RedisConnectionError, RedisTimeoutError, WatchError) as exc:
             log.warning("worker.redis_unavailable", error=str(exc))
             await asyncio.sleep(REDIS_OUTAGE_PAUSE)
+            await self._recover_slots()
+
+    async def _recover_slots(self) -> None:
+        """Give back every job slot taken beyond those the unfinished job tasks hold."""
+        lost = self.job_counter - await self._slots_held()
+        for _ in range(lost):
+            self.job_counter -= 1
+            self.sem.release()
+        if lost > 0:
+            log.warning("worker.slots_recovered", slots=lost, max_jobs=self.max_jobs)
+
+    async def _slots_held(self) -> int:
+        """How many job tasks still hold their slot."""
+        tasks = list(self.tasks.values())
+        ended = [task.done() for task in tasks]
+        # A task gives its slot back in a done callback that runs a loop turn after it ends, so
+        # a task seen done may not have given it back yet. Wait for a turn in which no task
+        # ends: then every ended task has given back its slot. Tasks end once, so this stops.
+        while True:
+            await asyncio.sleep(0)
+            now = [task.done() for task in tasks]
+            if now == ended:
+                return ended.count(False)
+            ended = now
 
 
 def _api_of(url: str) -> str:
