@@ -25,7 +25,7 @@ POINTS = {
     "bes.after_submit": "BES submit answered, job id not recorded yet",
     "bes.after_record": "job id recorded, job not started yet",
     "bes.after_start": "job started, training state not recorded yet",
-    "bes.poll": "status read while training, poll not recorded yet",
+    "bes.poll": "status read while training (by a step or the sweeper), poll not recorded yet",
     "evaluate.after_read": "evaluation CSV read, gate decision not recorded yet",
     "deploy.after_patch": "classic endpoint PATCHed, deployment not recorded yet",
     "deploy.after_arm_put": "ARM web service PUT/PATCHed, deploy_submitted not recorded yet",

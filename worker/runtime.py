@@ -308,6 +308,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 ctx["stepper"].dispatch,
                 batch=settings.sweep_batch,
                 concurrency=settings.sweep_concurrency,
+                claim_seconds=settings.sweep_claim_seconds,
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue, settings.training_services)

@@ -122,6 +122,7 @@ class WorkerSettings(RetrainqSettings):
     )
     sweep_batch: int = Field(default=256, ge=1, le=5000)
     sweep_concurrency: int = Field(default=64, ge=1, le=1000)
+    sweep_claim_seconds: float = Field(default=20.0, ge=1, le=300)
     step_max_failures: int = Field(default=8, ge=1, le=100)
     bulk_every: int = Field(default=5, ge=0, le=1000)
     reconcile_grace_seconds: float = Field(default=5.0, ge=0.5, le=600)

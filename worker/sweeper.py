@@ -13,8 +13,9 @@ next waiting run at once, before the ended run's own step evaluates and deploys 
 releases again, which is a no-op). It also records how long finished jobs took, which shapes
 the poll schedule (``worker/polling.py``).
 
-Claims are leases: a sweeper that dies mid-batch leaves its runs to be claimed again once
-the claim expires, so a parked run is never forgotten.
+Claims are leases (``sweep_claim_seconds``, longer than a sweep normally takes): a sweeper
+that dies mid-batch leaves its runs to be claimed again once the claim expires, so a parked
+run is never forgotten. A sweep that outlasts its claim only costs a repeated poll.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from worker.schemas import Run, RunState, utcnow
 
 log = structlog.get_logger("retrainq.sweeper")
 
-# Longer than one sweep can take (status timeouts with one retry), shorter than a slot lease.
-CLAIM_SECONDS = 30.0
 IDLE_PAUSE_SECONDS = 0.1
 ERROR_PAUSE_SECONDS = 1.0
 
@@ -74,12 +73,14 @@ class Sweeper:
         *,
         batch: int = 256,
         concurrency: int = 64,
+        claim_seconds: float = 20.0,
     ) -> None:
         self.deps = deps
         self.dispatch = dispatch
         self.parked = parked
         self.estimates = estimates
         self.batch = batch
+        self.claim_seconds = claim_seconds
         self.gate = asyncio.Semaphore(concurrency)
         self.rng = random.Random()
 
@@ -97,7 +98,7 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """Poll one batch of due parked runs; returns how many were claimed."""
-        run_ids = await self.parked.claim_polls(self.batch, CLAIM_SECONDS)
+        run_ids = await self.parked.claim_polls(self.batch, self.claim_seconds)
         if not run_ids:
             return 0
         runs = await self.parked.parked_runs(run_ids)
@@ -137,6 +138,7 @@ class Sweeper:
         except (AzureMLError, UnknownEndpoint) as exc:
             log.debug("sweeper.poll_failed", run_id=run_id, error=str(exc))
             return Polled(run_id, Outcome.WOKEN, run)
+        await self.deps.failpoints.hit("bes.poll", run_id)
         if status.state not in (JobState.NOT_STARTED, JobState.RUNNING):
             return Polled(run_id, Outcome.WOKEN, run, ended=status.state)
         return Polled(run_id, Outcome.RUNNING, run, await self.next_poll(run))

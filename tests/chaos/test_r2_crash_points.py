@@ -113,6 +113,7 @@ async def test_r2_a_crash_at_every_named_point_costs_no_duplicate_effect(
             RETRAINQ_FAILPOINTS=json.dumps([group.point]),
             RETRAINQ_JOB_TIMEOUT_SECONDS="5",
             RETRAINQ_RECONCILE_GRACE_SECONDS="1",
+            RETRAINQ_SWEEP_CLAIM_SECONDS="2",
         )
     started = time.monotonic()
     supervisor = asyncio.create_task(supervise(groups))
