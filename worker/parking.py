@@ -21,6 +21,8 @@ from worker.redisio import reply
 from worker.schemas import Run
 from worker.store import now_ms
 
+DURATIONS_KEPT = 64
+
 
 class ParkedRuns:
     """Redis side of parked runs (the polls set) and of recent BES job durations."""
@@ -75,13 +77,17 @@ class ParkedRuns:
         """How many runs are parked with the poll sweeper."""
         return int(await reply(self.redis.zcard(self.keys.polls)))
 
-    async def record_duration(self, service: str, seconds: float, keep: int = 64) -> None:
-        """Remember how long a finished BES job of ``service`` took (the last ``keep``)."""
-        key = self.keys.durations(service)
+    async def record_duration(self, service: str, seconds: float) -> None:
+        """Remember how long a finished BES job of ``service`` took (the last few dozen)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(key, f"{seconds:.3f}")
-            pipe.ltrim(key, 0, keep - 1)
+            self.record_duration_in(pipe, service, seconds)
             await pipe.execute()
+
+    def record_duration_in(self, pipe: Pipeline, service: str, seconds: float) -> None:
+        """Queue on ``pipe`` the duration of a finished BES job of ``service``."""
+        key = self.keys.durations(service)
+        pipe.lpush(key, f"{seconds:.3f}")
+        pipe.ltrim(key, 0, DURATIONS_KEPT - 1)
 
     async def durations(self, service: str) -> list[float]:
         """Recent BES job durations (s) of ``service``, newest first."""

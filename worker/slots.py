@@ -113,18 +113,26 @@ class Slots:
             client=pipe,
         )
 
+    async def release_in(self, pipe: Pipeline, service: str, run_id: str) -> None:
+        """Queue on ``pipe`` the release of the run's slot (idempotent)."""
+        if service not in self.services:
+            return
+        await self._release(  # queues the script on the pipeline
+            keys=self._release_keys(service), args=[run_id], client=pipe
+        )
+
+    def _release_keys(self, service: str) -> list[str]:
+        return [
+            self.keys.slots(service),
+            self.keys.slot_endpoint(service),
+            *self._endpoint_keys(service),
+        ]
+
     async def release(self, service: str, run_id: str) -> bool:
         """Give back the run's slot (idempotent); False when it held none."""
         if service not in self.services:
             return False
-        held = await self._release(
-            keys=[
-                self.keys.slots(service),
-                self.keys.slot_endpoint(service),
-                *self._endpoint_keys(service),
-            ],
-            args=[run_id],
-        )
+        held = await self._release(keys=self._release_keys(service), args=[run_id])
         return bool(held)
 
     async def throttle(self, service: str, seconds: float) -> None:

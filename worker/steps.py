@@ -405,7 +405,9 @@ class Stepper:
 
     async def _finished(self, run: Run) -> None:
         """Tail work of an ended run; safe to repeat (the reconciler re-runs it after a crash)."""
-        await self._release(run)
+        if RunState.DEPLOYING.value not in run.phases:
+            # A run that reached deploying gave its slot back before (or never had one).
+            await self._release(run)
         METRICS.runs.labels(run.state.value).inc()
         elapsed = (run.updated_at - run.created_at).total_seconds()
         METRICS.run_seconds.labels(run.state.value).observe(elapsed)

@@ -8,10 +8,10 @@ an arq job — when the job ended, when the status call failed (the step owns re
 throttling), or when the run was asked to cancel or passed its deadline. So a poll costs a
 status GET and a share of three round trips instead of an arq job and five.
 
-A job that ended no longer needs its BES slot: the sweeper releases it and hands it to the
-next waiting run at once, before the ended run's own step evaluates and deploys (that step
-releases again, which is a no-op). It also records how long finished jobs took, which shapes
-the poll schedule (``worker/polling.py``).
+A job that ended no longer needs its BES slot: the sweeper releases it (in the same pipelined
+round trip) and hands it to the next waiting run at once, before the ended run's own step
+evaluates and deploys (that step releases again, which is a no-op). It also records how long
+finished jobs took, which shapes the poll schedule (``worker/polling.py``).
 
 Claims are leases (``sweep_claim_seconds``, longer than a sweep normally takes): a sweeper
 that dies mid-batch leaves its runs to be claimed again once the claim expires, so a parked
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
+from redis.asyncio.client import Pipeline
 
 from worker.azureml.bes import JobState
 from worker.azureml.errors import AzureMLError
@@ -105,19 +106,15 @@ class Sweeper:
         polled = await asyncio.gather(
             *(self._poll(run_id, run) for run_id, run in zip(run_ids, runs, strict=True))
         )
+        freed: set[str] = set()
         async with self.parked.redis.pipeline(transaction=False) as pipe:
             for item in polled:
-                if item.outcome is Outcome.RUNNING and item.run is not None:
-                    self.parked.repark(pipe, item.run_id, item.delay)
-                    await self.deps.slots.renew_in(
-                        pipe, item.run.training_service, item.run_id, item.run.bes_endpoint or 0
-                    )
-                elif item.outcome is Outcome.GONE:
-                    self.parked.unpark(pipe, item.run_id)
-                elif item.ended is JobState.FINISHED and item.run and item.run.bes_job_id:
-                    self.parked.mark_finished(pipe, item.run_id, item.run.bes_job_id)
+                await self._record(pipe, item, freed)
             await pipe.execute()
-        await self._hand_over_slots(polled)
+        # Slots of ended jobs were given back above: hand them to waiting runs now, before
+        # the ended runs' own steps evaluate and deploy.
+        for service in freed:
+            await self.dispatch(service)
         woken = [item.run for item in polled if item.outcome is Outcome.WOKEN and item.run]
         # The claim stays on a woken run until its step re-parks or moves it: if this enqueue
         # is lost, the run is polled and woken again when the claim expires.
@@ -143,18 +140,21 @@ class Sweeper:
             return Polled(run_id, Outcome.WOKEN, run, ended=status.state)
         return Polled(run_id, Outcome.RUNNING, run, await self.next_poll(run))
 
-    async def _hand_over_slots(self, polled: list[Polled]) -> None:
-        services: set[str] = set()
-        for item in polled:
-            run = item.run
-            if item.ended is None or run is None:
-                continue
-            await self.deps.slots.release(run.training_service, run.id)
-            services.add(run.training_service)
-            if item.ended is JobState.FINISHED:
-                await self.parked.record_duration(run.training_service, training_age(run))
-        for service in services:
-            await self.dispatch(service)
+    async def _record(self, pipe: Pipeline, item: Polled, freed: set[str]) -> None:
+        """Queue on ``pipe`` what a poll decided; adds the services whose slot was freed."""
+        run = item.run
+        if item.outcome is Outcome.GONE or run is None:
+            self.parked.unpark(pipe, item.run_id)
+        elif item.outcome is Outcome.RUNNING:
+            self.parked.repark(pipe, run.id, item.delay)
+            endpoint = run.bes_endpoint or 0
+            await self.deps.slots.renew_in(pipe, run.training_service, run.id, endpoint)
+        elif item.ended is not None:
+            await self.deps.slots.release_in(pipe, run.training_service, run.id)
+            freed.add(run.training_service)
+            if item.ended is JobState.FINISHED and run.bes_job_id:
+                self.parked.mark_finished(pipe, run.id, run.bes_job_id)
+                self.parked.record_duration_in(pipe, run.training_service, training_age(run))
 
     async def next_poll(self, run: Run) -> float:
         """Seconds until the next poll of a run whose BES job is still running."""
