@@ -39,7 +39,7 @@ async def wait_all_waiting(store: Store, batch_id: str, within: float) -> float:
     began = time.perf_counter()
     while True:
         found = await store.get_batch(batch_id)
-        if found is not None and found[1].get("n:queued", 1) == 0:
+        if found is not None and found[1].get("n:queued", 0) == 0:
             return time.perf_counter() - began
         if time.perf_counter() - began > within:
             raise TimeoutError(f"bulk runs still queued after {within}s: {found}")
