@@ -119,6 +119,15 @@ async def test_r3_runs_of_a_killed_worker_move_on_within_30_seconds(
     assert figures["p95"] <= TARGET_P95, figures
 
 
+async def claims(fleet: Fleet) -> dict[str, float]:
+    """Parked runs held by a sweeper's claim (next poll 5 s or more ahead), with their score."""
+    horizon = int(time.time() * 1000) + 5000
+    found = await fleet.redis.zrangebyscore(
+        fleet.store.keys.polls, horizon, "+inf", withscores=True
+    )
+    return {(m.decode() if isinstance(m, bytes) else m): score for m, score in found}
+
+
 async def poll_counts(fleet: Fleet, run_ids: list[str]) -> dict[str, int]:
     """Status polls recorded so far, per run."""
     return {r.id: r.polls for r in await fleet.store.get_runs(run_ids)}
@@ -156,14 +165,14 @@ async def test_r3_parked_runs_a_killed_sweeper_held_are_polled_within_30_seconds
         before = await poll_counts(fleet, run_ids)
         victim.signal(signal.SIGKILL)
         killed_at = time.monotonic()
-        # A sweep takes ~1 s (slowed status calls): claims still held 3 s after the kill are
-        # the victim's. Parked runs are otherwise due within the 1 s poll maximum.
+        # Parked runs are due within the 1 s poll maximum, so a score 5 s or more ahead is a
+        # claim. A sweep takes ~1 s (slowed status calls): a claim that has not moved in the
+        # 2 s between two looks is the victim's; the survivor's are polled and moved on.
         await asyncio.sleep(3)
-        horizon = int(time.time() * 1000) + 5000
-        held = {
-            m.decode() if isinstance(m, bytes) else m
-            for m in await fleet.redis.zrangebyscore(fleet.store.keys.polls, horizon, "+inf")
-        }
+        first = await claims(fleet)
+        await asyncio.sleep(2)
+        second = await claims(fleet)
+        held = {run_id for run_id, score in first.items() if second.get(run_id) == score}
         moved: dict[str, float] = {}
         while time.monotonic() - killed_at < 90 and len(moved) < len(held):
             now = time.monotonic() - killed_at
