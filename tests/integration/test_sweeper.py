@@ -22,7 +22,7 @@ async def _parked(fleet: Fleet) -> list[str]:
 
 
 async def test_running_jobs_are_parked_and_polled_without_arq_jobs(fleet: Fleet) -> None:
-    """While 6 jobs train, each run is parked, arq's queue is empty, and polls are counted."""
+    """While 6 jobs train, each run is parked, no step is on arq's queue, polls are counted."""
     await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 4})
     tenants = [await fleet.onboard(f"p{i}") for i in range(6)]
     fleet.start_workers(1)
@@ -33,7 +33,8 @@ async def test_running_jobs_are_parked_and_polled_without_arq_jobs(fleet: Fleet)
 
     await until(all_parked, within=20)
     await until(lambda: _polled_twice(fleet, run_ids), within=20)
-    assert await fleet.pool.zcard("retrainq:queue") == 0
+    queued = [j.decode() for j in await fleet.pool.zrange("retrainq:queue", 0, -1)]
+    assert [j for j in queued if j.startswith("advance:")] == []  # crons may come and go
     runs = await fleet.wait_terminal(run_ids, within=60)
     assert [r.state for r in runs] == [RunState.SUCCEEDED] * 6, [r.error for r in runs]
     assert all(r.polls >= 2 for r in runs), [r.polls for r in runs]
