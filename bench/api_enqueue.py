@@ -10,7 +10,8 @@ loopback from this process:
 - batch: one POST /v1/batches listing ``--batch`` tenant ids, timed to its 202; then the same
   with ``all: true``.
 
-No worker runs: runs stay queued. Usage:
+No worker runs: single retrains stay queued; the batch's runs (tenants with data, of the one
+training service the API is configured with) are created waiting for a slot. Usage:
 ``.venv/bin/python bench/api_enqueue.py [--retrains 5000] [--concurrency 32] [--batch 10000]``.
 Prints a JSON document with the figures.
 """
@@ -157,6 +158,10 @@ def main() -> None:
         "RETRAINQ_LOG__LEVEL": "WARNING",
         # No blob storage is needed for enqueueing; the API only warns that it is absent.
         "RETRAINQ_BLOB__CONNECTION_STRING": "UseDevelopmentStorage=true",
+        # The API knows the training service (as a deployed one does); no worker calls it here.
+        "RETRAINQ_TRAINING_SERVICES": json.dumps(
+            {"default": {"endpoints": [{"url": "http://127.0.0.1:9/bes", "api_key": "unused"}]}}
+        ),
     }
     api = ManagedProcess(
         "api",
