@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from producer.processes import ManagedProcess
 from tests.chaos.support import CHAOS_WORKER_SETTINGS, percentile, report, sizes
 from tests.integration.fleet import Fleet, until
 from worker.schemas import Lane
@@ -41,6 +42,19 @@ async def in_progress_runs(fleet: Fleet) -> set[str]:
     """Runs with an arq step in progress on some worker right now."""
     keys = [k async for k in fleet.redis.scan_iter(f"{IN_PROGRESS}advance:*", count=1000)]
     return {k.split(":")[3] for k in keys}
+
+
+async def start_long_slow_runs(
+    fleet: Fleet, size: Size, prefix: str, settings: dict[str, str]
+) -> tuple[list[ManagedProcess], list[str]]:
+    """Workers, and one bulk run per tenant: 10-minute BES jobs whose status takes 1 s."""
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
+    await fleet.emulator("PUT", "/_emulator/faults", {"bes_status": {"latency_seconds": 1.0}})
+    tenant_ids = [f"{prefix}-{i:03d}" for i in range(size.tenants)]
+    for tenant_id in tenant_ids:
+        await fleet.onboard(tenant_id, rows=120)
+    workers = fleet.start_workers(size.workers, **settings)
+    return workers, [await fleet.retrain(t, Lane.BULK) for t in tenant_ids]
 
 
 async def versions(fleet: Fleet, run_ids: list[str]) -> dict[str, int]:
@@ -69,13 +83,7 @@ async def test_r3_runs_of_a_killed_worker_move_on_within_30_seconds(
         "RETRAINQ_JOB_TIMEOUT_SECONDS": job_timeout,
         "RETRAINQ_POLL_SWEEPER": "false",
     }
-    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
-    await fleet.emulator("PUT", "/_emulator/faults", {"bes_status": {"latency_seconds": 1.0}})
-    tenant_ids = [f"r3-{i:03d}" for i in range(size.tenants)]
-    for tenant_id in tenant_ids:
-        await fleet.onboard(tenant_id, rows=120)
-    workers = fleet.start_workers(size.workers, **settings)
-    run_ids = [await fleet.retrain(t, Lane.BULK) for t in tenant_ids]
+    workers, run_ids = await start_long_slow_runs(fleet, size, "r3", settings)
 
     async def all_training() -> bool:
         runs = await fleet.store.get_runs(run_ids)
@@ -146,13 +154,7 @@ async def test_r3_parked_runs_a_killed_sweeper_held_are_polled_within_30_seconds
     fleet: Fleet, size: Size
 ) -> None:
     """p95 of kill -> next poll of the runs the victim's sweeper had claimed is at most 30 s."""
-    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
-    await fleet.emulator("PUT", "/_emulator/faults", {"bes_status": {"latency_seconds": 1.0}})
-    tenant_ids = [f"r3p-{i:03d}" for i in range(size.tenants)]
-    for tenant_id in tenant_ids:
-        await fleet.onboard(tenant_id, rows=120)
-    workers = fleet.start_workers(size.workers, **CHAOS_WORKER_SETTINGS)
-    run_ids = [await fleet.retrain(t, Lane.BULK) for t in tenant_ids]
+    workers, run_ids = await start_long_slow_runs(fleet, size, "r3p", CHAOS_WORKER_SETTINGS)
 
     async def all_parked() -> bool:
         return int(await fleet.redis.zcard(fleet.store.keys.polls)) >= min(size.tenants, 40)

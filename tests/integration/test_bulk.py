@@ -38,6 +38,14 @@ async def pool(redis_url: str) -> AsyncIterator[ArqRedis]:
     await pool.aclose()
 
 
+async def stored(redis: aioredis.Redis, tenants: list[Tenant]) -> Store:
+    """A store on the test Redis holding ``tenants``."""
+    store = Store(redis, Keys("t"))
+    for t in tenants:
+        await store.create_tenant(t)
+    return store
+
+
 def tenant(tenant_id: str, *, data: bool = True, service: str = "default") -> Tenant:
     """A classic-target tenant, with training data unless told otherwise."""
     return Tenant(
@@ -52,10 +60,8 @@ async def test_runs_with_data_wait_for_a_slot_and_one_step_wakes_the_dispatcher(
     redis: aioredis.Redis, pool: ArqRedis
 ) -> None:
     """300 ready tenants: 300 runs waiting in the bulk lane, one arq job, no due runs."""
-    store = Store(redis, Keys("t"))
     tenants = [tenant(f"t{i:03d}") for i in range(300)]
-    for t in tenants:
-        await store.create_tenant(t)
+    store = await stored(redis, tenants)
     started = await start_batch(store, StepQueue(pool, QUEUE), tenants, services=SERVICES)
 
     assert started.created == 300
@@ -77,10 +83,8 @@ async def test_runs_that_must_be_checked_get_a_first_step(
     redis: aioredis.Redis, pool: ArqRedis
 ) -> None:
     """No data, or a service the settings do not know: queued, with a step each, to fail."""
-    store = Store(redis, Keys("t"))
     tenants = [tenant("nodata", data=False), tenant("elsewhere", service="other"), tenant("ok")]
-    for t in tenants:
-        await store.create_tenant(t)
+    store = await stored(redis, tenants)
     started = await start_batch(store, StepQueue(pool, QUEUE), tenants, services=SERVICES)
 
     runs = {
@@ -97,10 +101,8 @@ async def test_without_the_services_every_run_gets_a_first_step(
     redis: aioredis.Redis, pool: ArqRedis
 ) -> None:
     """A caller that does not know the training services gets the checked path for all."""
-    store = Store(redis, Keys("t"))
     tenants = [tenant(f"t{i}") for i in range(5)]
-    for t in tenants:
-        await store.create_tenant(t)
+    store = await stored(redis, tenants)
     started = await start_batch(store, StepQueue(pool, QUEUE), tenants)
 
     runs = await store.get_runs(await store.batch_run_ids(started.batch.id))
