@@ -9,7 +9,6 @@ change it; the sweeper only counts polls, keeps slot leases alive and wakes the 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -18,7 +17,6 @@ from worker import lua
 from worker.keys import Keys
 from worker.polling import expected_duration
 from worker.redisio import reply
-from worker.schemas import Run
 from worker.store import now_ms
 
 DURATIONS_KEPT = 64
@@ -39,23 +37,6 @@ class ParkedRuns:
             keys=[self.keys.polls], args=[now, now + int(claim_seconds * 1000), limit]
         )
         return ids
-
-    async def parked_runs(self, run_ids: Sequence[str]) -> list[Run | None]:
-        """The claimed runs (None where gone), with their cancel flag and poll count."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for run_id in run_ids:
-                pipe.hmget(self.keys.run(run_id), ["doc", "cancel", "polls"])
-            replies = await pipe.execute()
-        runs: list[Run | None] = []
-        for doc, cancel, polls in replies:
-            if doc is None:
-                runs.append(None)
-                continue
-            run = Run.model_validate_json(doc)
-            run.cancel_requested = run.cancel_requested or cancel == "1"
-            run.polls = int(polls or 0)
-            runs.append(run)
-        return runs
 
     def repark(self, pipe: Pipeline, run_id: str, poll_in: float) -> None:
         """Queue on ``pipe``: the run's next poll in ``poll_in`` s, one more poll counted.

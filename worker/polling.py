@@ -10,6 +10,9 @@ around that time, so a finished job is noticed within a few percent of its durat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+
+from worker.schemas import Run, RunState, utcnow
 
 # The estimate is a low quantile of recent durations, so most jobs end after it.
 ESTIMATE_QUANTILE = 0.2
@@ -19,6 +22,12 @@ NEAR_END = 0.9
 # ... and from then on every this fraction of the job's age (never faster than NEAR_END_MIN s).
 NEAR_END_STEP = 0.05
 NEAR_END_MIN = 0.1
+
+
+def training_age(run: Run, now: datetime | None = None) -> float:
+    """Seconds since the run's BES job was started (since it entered ``training``)."""
+    started = run.phases.get(RunState.TRAINING.value, run.updated_at)
+    return ((now or utcnow()) - started).total_seconds()
 
 
 def expected_duration(samples: Sequence[float]) -> float | None:

@@ -303,8 +303,6 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         if settings.poll_sweeper:
             sweeper = Sweeper(
                 deps,
-                deps.parked,
-                deps.estimates,
                 ctx["stepper"].dispatch,
                 batch=settings.sweep_batch,
                 concurrency=settings.sweep_concurrency,

@@ -97,10 +97,7 @@ class Slots:
     async def renew(self, service: str, run_id: str, endpoint: int) -> bool:
         """Extend the run's lease; False when it no longer holds the slot."""
         expiry = now_ms() + self.lease_ms
-        renewed = await self._renew(
-            keys=[self.keys.slots(service), self.keys.endpoint_slots(service, endpoint)],
-            args=[run_id, expiry],
-        )
+        renewed = await self._renew(keys=self._renew_keys(service, endpoint), args=[run_id, expiry])
         return bool(renewed)
 
     async def renew_in(self, pipe: Pipeline, service: str, run_id: str, endpoint: int) -> None:
@@ -108,10 +105,13 @@ class Slots:
         if service not in self.services:
             return
         await self._renew(  # queues the script on the pipeline
-            keys=[self.keys.slots(service), self.keys.endpoint_slots(service, endpoint)],
+            keys=self._renew_keys(service, endpoint),
             args=[run_id, now_ms() + self.lease_ms],
             client=pipe,
         )
+
+    def _renew_keys(self, service: str, endpoint: int) -> list[str]:
+        return [self.keys.slots(service), self.keys.endpoint_slots(service, endpoint)]
 
     async def release_in(self, pipe: Pipeline, service: str, run_id: str) -> None:
         """Queue on ``pipe`` the release of the run's slot (idempotent)."""

@@ -31,11 +31,10 @@ from worker.errors import RunFailed
 from worker.evaluate import EvaluationError, Gate, decide, parse_evaluation_csv
 from worker.logs import bind_context, clear_context
 from worker.metrics import METRICS
-from worker.polling import poll_interval
+from worker.polling import poll_interval, training_age
 from worker.schemas import Run, RunState, utcnow
 from worker.settings import TrainingServiceConfig
 from worker.store import RunRequest, StaleRecord
-from worker.sweeper import training_age
 
 log = structlog.get_logger("retrainq.steps")
 

@@ -44,6 +44,26 @@ __all__ = [
 ]
 
 
+# A run's hash: its record (``doc``) and the fields others write beside it without a CAS: the
+# cancel and rerun flags (API), the poll count (steps and the sweeper) and the id of a BES
+# job the sweeper saw ``Finished``.
+RUN_FIELDS = ["doc", "cancel", "rerun", "polls", "finished_job"]
+
+
+def _run_of(fields: Sequence[str | None]) -> Run | None:
+    doc, cancel, rerun, polls, finished = fields
+    if doc is None:
+        return None
+    run = Run.model_validate_json(doc)
+    run.cancel_requested = run.cancel_requested or cancel == "1"
+    run.rerun_requested = run.rerun_requested or rerun == "1"
+    run.polls = int(polls or 0)
+    run.bes_finished_seen = run.bes_finished_seen or (
+        finished is not None and finished == run.bes_job_id
+    )
+    return run
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds (scores of Redis sorted sets)."""
     return int(time.time() * 1000)
@@ -201,20 +221,7 @@ class Store(TenantRecords):
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with its flags, or None."""
-        doc, cancel, rerun, polls, finished = await reply(
-            self.redis.hmget(
-                self.keys.run(run_id), ["doc", "cancel", "rerun", "polls", "finished_job"]
-            )
-        )
-        if doc is None:
-            return None
-        run = Run.model_validate_json(doc)
-        run.cancel_requested = run.cancel_requested or cancel == "1"
-        run.rerun_requested = run.rerun_requested or rerun == "1"
-        run.polls = int(polls or 0)
-        if finished is not None and finished == run.bes_job_id:
-            run.bes_finished_seen = True
-        return run
+        return _run_of(await reply(self.redis.hmget(self.keys.run(run_id), RUN_FIELDS)))
 
     async def save_run(
         self,
@@ -286,15 +293,9 @@ class Store(TenantRecords):
         """Runs by id in one round trip (missing ones skipped)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.hmget(self.keys.run(run_id), ["doc", "polls"])
+                pipe.hmget(self.keys.run(run_id), RUN_FIELDS)
             replies = await pipe.execute()
-        runs = []
-        for doc, polls in replies:
-            if doc is not None:
-                run = Run.model_validate_json(doc)
-                run.polls = int(polls or 0)
-                runs.append(run)
-        return runs
+        return [run for run in map(_run_of, replies) if run is not None]
 
     async def due_runs(self, before_ms: int, limit: int = 1000) -> list[str]:
         """Non-terminal runs whose next step was due before ``before_ms``."""

@@ -33,8 +33,7 @@ from worker.azureml.bes import JobState
 from worker.azureml.errors import AzureMLError
 from worker.deps import Deps, UnknownEndpoint
 from worker.metrics import METRICS
-from worker.parking import DurationEstimates, ParkedRuns
-from worker.polling import poll_interval
+from worker.polling import poll_interval, training_age
 from worker.schemas import Run, RunState, utcnow
 
 log = structlog.get_logger("retrainq.sweeper")
@@ -68,8 +67,6 @@ class Sweeper:
     def __init__(
         self,
         deps: Deps,
-        parked: ParkedRuns,
-        estimates: DurationEstimates,
         dispatch: Callable[[str], Awaitable[object]],
         *,
         batch: int = 256,
@@ -78,8 +75,8 @@ class Sweeper:
     ) -> None:
         self.deps = deps
         self.dispatch = dispatch
-        self.parked = parked
-        self.estimates = estimates
+        self.parked = deps.parked
+        self.estimates = deps.estimates
         self.batch = batch
         self.claim_seconds = claim_seconds
         self.gate = asyncio.Semaphore(concurrency)
@@ -102,10 +99,8 @@ class Sweeper:
         run_ids = await self.parked.claim_polls(self.batch, self.claim_seconds)
         if not run_ids:
             return 0
-        runs = await self.parked.parked_runs(run_ids)
-        polled = await asyncio.gather(
-            *(self._poll(run_id, run) for run_id, run in zip(run_ids, runs, strict=True))
-        )
+        runs = {run.id: run for run in await self.deps.store.get_runs(run_ids)}
+        polled = await asyncio.gather(*(self._poll(run_id, runs.get(run_id)) for run_id in run_ids))
         freed: set[str] = set()
         async with self.parked.redis.pipeline(transaction=False) as pipe:
             for item in polled:
@@ -166,9 +161,3 @@ class Sweeper:
             self.rng.random(),
             await self.estimates.expected(run.training_service),
         )
-
-
-def training_age(run: Run) -> float:
-    """Seconds since the run's BES job was started (since it entered ``training``)."""
-    started = run.phases.get(RunState.TRAINING.value, run.updated_at)
-    return (utcnow() - started).total_seconds()
