@@ -75,10 +75,14 @@ async def test_a_killed_worker_s_runs_are_resumed_by_the_other_without_duplicate
 
 
 async def test_runs_survive_arq_losing_every_queued_job(fleet: Fleet) -> None:
-    """The reconciler re-enqueues runs from their records when arq's queue is wiped."""
+    """The reconciler re-enqueues runs from their records when arq's queue is wiped.
+
+    Polls are arq steps here (sweeper off), so the training runs' next steps are on the
+    queue when it is wiped; with the sweeper they would be parked outside it.
+    """
     tenants = [await fleet.onboard(f"l{i:02d}", rows=120) for i in range(10)]
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 2})
-    fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="1")
+    fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="1", RETRAINQ_POLL_SWEEPER="false")
     run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
 
     async def jobs_running() -> bool:
