@@ -58,6 +58,7 @@ demo: install
 	$(BIN)/retrainq demo
 
 bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/run_all.py --quick
 
 clean: down

@@ -1,0 +1,141 @@
+"""PNG plots of benchmark results, for the curves in docs/BENCHMARKS.md.
+
+Needs matplotlib, which only the benchmarks use: ``make bench`` installs it (the ``bench``
+extra). Each subcommand reads what a benchmark script wrote and writes one PNG:
+
+- ``b1 TIMELINE.json OUT.png [--cap 200 --duration 5]``: from ``fleet_makespan.py --timeline``,
+  BES jobs running and runs deployed over time, against the ideal waves.
+- ``b3 RESULTS.jsonl OUT.png``: CPU share of one core over the window, one line per B3 result
+  line (``inflight_capacity.py`` output) in the file.
+- ``b6 RESULTS.jsonl OUT.png``: each onboarding's latency, one series per B6 result line
+  (``onboarding_during_bulk.py`` output), against the 2 s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after use(): the backend is chosen before pyplot loads
+from matplotlib.ticker import MaxNLocator
+
+Timeline = list[dict[str, float]]
+
+
+def result_lines(path: Path, bench: str) -> Iterator[dict[str, Any]]:
+    """The JSON result lines of one benchmark in a file of mixed output."""
+    for line in path.read_text().splitlines():
+        if line.startswith("{") and f'"bench": "{bench}' in line:
+            yield json.loads(line)
+
+
+def count_between(timeline: Timeline, start: str, end: str, t: float) -> int:
+    """How many runs were past ``start`` and not yet past ``end`` at time ``t``."""
+    return sum(1 for run in timeline if run.get(start, math.inf) <= t < run.get(end, math.inf))
+
+
+def ideal_deployed(t: float, runs: int, cap: int, duration: float) -> int:
+    """Runs done at time ``t`` if every wave of ``cap`` jobs took exactly ``duration``."""
+    return min(runs, int(t // duration) * cap)
+
+
+def b1(timeline_path: Path, out: Path, cap: int, duration: float) -> None:
+    """BES jobs running and runs deployed over time, against the ideal."""
+    timeline: Timeline = json.loads(timeline_path.read_text())
+    end = max(run.get("succeeded", 0.0) for run in timeline)
+    ticks = [i * 0.1 for i in range(int(end / 0.1) + 2)]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    running = [count_between(timeline, "training", "evaluating", t) for t in ticks]
+    top.plot(ticks, running, label="runs in training (job started, its end not yet handled)")
+    top.axhline(cap, color="black", linestyle="--", linewidth=1, label=f"cap {cap}")
+    top.set_ylabel("jobs")
+    top.legend(loc="lower center")
+    done = [count_between(timeline, "succeeded", "never", t) for t in ticks]
+    ideal = [ideal_deployed(t, len(timeline), cap, duration) for t in ticks]
+    bottom.plot(ticks, done, label=f"runs deployed (makespan {end:.1f} s)")
+    bottom.plot(ticks, ideal, color="black", linestyle="--", linewidth=1, label="ideal waves")
+    bottom.set_xlabel("seconds since POST /v1/batches")
+    bottom.set_ylabel("runs")
+    bottom.legend(loc="upper left")
+    figure.suptitle(f"B1: {len(timeline):,} tenants, cap {cap}, {duration:g} s jobs")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+
+
+def b3(results: Path, out: Path) -> None:
+    """CPU share of one core over the measuring window, one line per B3 result."""
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for result in result_lines(results, "B3 "):
+        poll_max = result["args"]["poll_max"]
+        polling = "default polling" if poll_max is None else f"poll_max {poll_max:g} s"
+        samples = result["samples"]
+        axes.plot(
+            [s["t"] for s in samples],
+            [s["cpu_share"] for s in samples],
+            label=f"{polling}: {result['jobs_in_flight']:,} jobs in flight",
+        )
+    axes.axhline(0.20, color="black", linestyle="--", linewidth=1, label="target 0.20")
+    axes.set_xlabel("seconds into the window")
+    axes.set_ylabel("CPU share of one core")
+    axes.set_ylim(bottom=0)
+    axes.legend()
+    axes.set_title("B3: one worker, BES jobs in flight")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+
+
+def b6(results: Path, out: Path) -> None:
+    """Latency of each onboarding, one series per B6 result."""
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    highest = 2.0
+    for result in result_lines(results, "B6 "):
+        latencies = result["latencies_s"]
+        reserve = result["args"]["reserve"]
+        p99 = result["post_to_bes_started_s"]["p99"]
+        highest = max([highest, *latencies])
+        axes.plot(
+            range(1, len(latencies) + 1),
+            latencies,
+            marker="o",
+            label=f"interactive_reserve {reserve}: p99 {p99:.2f} s",
+        )
+    axes.axhline(2.0, color="black", linestyle="--", linewidth=1, label="target p99 2 s")
+    axes.set_xlabel("onboarding (in order)")
+    axes.set_ylabel("POST /v1/tenants -> BES job started (s)")
+    axes.set_ylim(0, highest * 1.45)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend(loc="upper right")
+    axes.set_title("B6: onboardings during a 10,000-tenant bulk retrain")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+
+
+def main() -> None:
+    """Parse the subcommand and draw its PNG."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="figure", required=True)
+    for name in ("b1", "b3", "b6"):
+        command = sub.add_parser(name)
+        command.add_argument("source", type=Path)
+        command.add_argument("out", type=Path)
+        if name == "b1":
+            command.add_argument("--cap", type=int, default=200)
+            command.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    if args.figure == "b1":
+        b1(args.source, args.out, args.cap, args.duration)
+    elif args.figure == "b3":
+        b3(args.source, args.out)
+    else:
+        b6(args.source, args.out)
+
+
+if __name__ == "__main__":
+    main()
