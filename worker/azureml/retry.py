@@ -57,6 +57,9 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0)
 
+# Jitter only: seeded once per process, not per call (seeding reads os.urandom).
+_JITTER = random.Random()
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -73,7 +76,7 @@ async def with_retries(
     Non-idempotent calls (BES submit) get exactly one try: a transient failure may have
     committed remotely, and only the caller can tell whether to try again.
     """
-    chance = rng or random.Random()
+    chance = rng or _JITTER
     attempt = 1
     while True:
         try:
