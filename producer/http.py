@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from producer.auth import check_tenant_access, principal
@@ -27,8 +28,25 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
+def require_media_type(request: web.Request, accepted: Callable[[str], bool], wanted: str) -> None:
+    """415 when the request names a Content-Type ``accepted`` refuses; none given is accepted."""
+    if hdrs.CONTENT_TYPE not in request.headers:
+        return
+    if not accepted(request.content_type):
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"Content-Type {request.content_type!r}: send {wanted}",
+        )
+
+
+def is_json(media_type: str) -> bool:
+    """``application/json`` or a ``+json`` type."""
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    """The request body parsed as ``model``: 413 when too large, 422 when invalid."""
+    """The JSON body as ``model``: 413 when too large, 415 when not JSON, 422 when invalid."""
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, "Content Too Large", f"the JSON body may hold at most {limit} bytes")
@@ -37,6 +55,7 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
         if optional:
             return model()
         raise Problem(422, "Unprocessable Content", "body: a JSON object is required")
+    require_media_type(request, is_json, "application/json")
     return model.model_validate_json(raw)
 
 

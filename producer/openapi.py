@@ -225,6 +225,8 @@ def build_openapi() -> dict[str, Any]:
     b = _Builder()
     upload_body = {
         "required": True,
+        "description": "The CSV, labelled text/csv (text/plain, application/csv and "
+        "application/octet-stream are read as CSV too; other types answer 415).",
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
     upload = b.op(

@@ -35,6 +35,7 @@ async def retrain(request: web.Request) -> web.Response:
     """``POST /v1/tenants/{tenant_id}/retrains``: 202 with the new or the active run."""
     tenant = await visible_tenant(request)
     body = await read_body(request, RetrainRequest, optional=True)
+    _require_training_data(request, tenant)
     store = request.app[STORE]
     key = request.headers.get("Idempotency-Key")
     if key is not None:
@@ -61,6 +62,18 @@ async def retrain(request: web.Request) -> web.Response:
             if run is not None:
                 accepted = RunAccepted(run=run, coalesced=False)
     return json_response(accepted, 202)
+
+
+def _require_training_data(request: web.Request, tenant: Tenant) -> None:
+    """409 when the run could only fail: no data uploaded and none read by the service itself."""
+    service = request.app[SETTINGS].training_services.get(tenant.training_service)
+    if tenant.data_path is None and service is not None and service.data_parameter is None:
+        raise Problem(
+            409,
+            "Conflict",
+            f"tenant {tenant.id!r} has no training data yet: "
+            f"upload it with PUT /v1/tenants/{tenant.id}/data first",
+        )
 
 
 async def _has_newer_data(store: Store, tenant: Tenant) -> bool:

@@ -6,6 +6,7 @@ import csv
 
 from aiohttp import web
 
+from producer.http import require_media_type
 from producer.problems import Problem
 
 HEAD_BYTES = 64 * 1024
@@ -53,8 +54,22 @@ def inspect_csv(head: bytes, *, complete: bool) -> list[str]:
     return header
 
 
+# What clients label a CSV with: curl and most HTTP libraries send octet-stream for a file,
+# browsers on some systems send the spreadsheet type for a .csv.
+CSV_MEDIA_TYPES = frozenset(
+    {
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/octet-stream",
+        "application/vnd.ms-excel",
+    }
+)
+
+
 async def read_upload(request: web.Request, limit: int) -> bytes:
-    """The request body read in chunks; 413 as soon as it passes ``limit`` bytes."""
+    """The CSV body read in chunks: 415 when labelled otherwise, 413 past ``limit`` bytes."""
+    require_media_type(request, CSV_MEDIA_TYPES.__contains__, "text/csv")
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, "Content Too Large", f"uploads may hold at most {limit} bytes")
     data = bytearray()

@@ -4,6 +4,7 @@ and 503 (not a hang, not a 500) when Redis is unreachable or silent."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from producer.api import create_app
 from producer.processes import free_port
-from tests.integration.conftest_api import ADMIN, classic_target, make_settings, onboard
+from tests.integration.conftest_api import ADMIN, CSV, classic_target, make_settings, onboard
 
 
 async def test_json_body_over_limit_is_413(
@@ -53,12 +54,53 @@ async def test_invalid_onboarding_is_422(api: TestClient, body: object, where: s
 
 async def test_invalid_json_and_query_are_422(api: TestClient) -> None:
     """Malformed JSON and out-of-range paging answer 422."""
-    assert (await api.post("/v1/tenants", data=b"{nope", headers=ADMIN)).status == 422
+    as_json = {**ADMIN, "Content-Type": "application/json"}
+    assert (await api.post("/v1/tenants", data=b"{nope", headers=as_json)).status == 422
     assert (await api.get("/v1/tenants?limit=0", headers=ADMIN)).status == 422
     assert (await api.get("/v1/tenants?limit=x", headers=ADMIN)).status == 422
     await onboard(api, "acme")
     extra = await api.post("/v1/tenants/acme/retrains", json={"force": True}, headers=ADMIN)
     assert extra.status == 422
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+async def test_json_routes_refuse_other_media_types_with_415(
+    api: TestClient, content_type: str
+) -> None:
+    """A JSON body labelled as something else answers 415 and creates nothing."""
+    body = json.dumps({"id": "acme", "target": classic_target()}).encode()
+    headers = {**ADMIN, "Content-Type": content_type}
+    refused = await api.post("/v1/tenants", data=body, headers=headers)
+    assert (refused.status, refused.content_type) == (415, "application/problem+json")
+    assert "application/json" in (await refused.json())["detail"]
+    assert (await api.get("/v1/tenants/acme", headers=ADMIN)).status == 404
+    labelled = {**ADMIN, "Content-Type": "application/json; charset=utf-8"}
+    assert (await api.post("/v1/tenants", data=body, headers=labelled)).status == 201
+
+
+async def test_json_body_without_content_type_is_read_as_json(api: TestClient) -> None:
+    """No Content-Type at all is taken as JSON (only a wrong label is refused)."""
+    body = json.dumps({"id": "acme", "target": classic_target()}).encode()
+    unlabelled = await api.post(
+        "/v1/tenants", data=body, headers=ADMIN, skip_auto_headers=["Content-Type"]
+    )
+    assert unlabelled.status == 201, await unlabelled.text()
+
+
+async def test_uploads_refuse_non_csv_media_types_with_415(api: TestClient) -> None:
+    """Training data labelled JSON or multipart answers 415 and stores no data version."""
+    await onboard(api, "acme")
+    for content_type in ("application/json", "multipart/form-data; boundary=x"):
+        headers = {**ADMIN, "Content-Type": content_type}
+        refused = await api.put("/v1/tenants/acme/data", data=CSV, headers=headers)
+        assert (refused.status, refused.content_type) == (415, "application/problem+json")
+    tenant = await (await api.get("/v1/tenants/acme", headers=ADMIN)).json()
+    assert tenant["data_version"] == 0
+    for content_type in ("text/csv", "text/plain", "application/octet-stream"):
+        headers = {**ADMIN, "Content-Type": content_type}
+        assert (await api.put("/v1/tenants/acme/data", data=CSV, headers=headers)).status == 200
 
 
 async def test_unknown_route_and_method_are_problems(api: TestClient) -> None:

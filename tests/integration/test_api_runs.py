@@ -7,9 +7,10 @@ import asyncio
 import time
 
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.integration.conftest_api import ADMIN, CSV, bearer, onboard
+from producer.api import create_app
+from tests.integration.conftest_api import ADMIN, CSV, bearer, make_settings, onboard
 from worker.queue import advance_job_id
 from worker.schemas import ClassicTarget, NewServiceTarget, Run, RunState, Tenant
 from worker.store import Store
@@ -38,6 +39,25 @@ async def test_retrain_creates_run_then_coalesces(api: TestClient, redis: aiored
     assert second["coalesced"] is True
     assert second["run"]["id"] == body["run"]["id"]
     assert second["run"]["rerun_requested"] is False
+
+
+async def test_retrain_without_training_data_is_409(
+    redis: aioredis.Redis, redis_url: str, blob_connection_string: str
+) -> None:
+    """A retrain that could only fail for want of data is refused up front; none is queued."""
+    service = {"endpoints": []}
+    settings = make_settings(
+        redis_url, blob_connection_string, training_services={"default": service}
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        await onboard(client, "acme", train=False)
+        refused = await client.post("/v1/tenants/acme/retrains", headers=ADMIN)
+        assert (refused.status, refused.content_type) == (409, "application/problem+json")
+        assert "/v1/tenants/acme/data" in (await refused.json())["detail"]
+        assert await Store(redis).tenant_run_ids("acme", 0, 10) == []
+        assert (await client.put("/v1/tenants/acme/data", data=CSV, headers=ADMIN)).status == 200
+        accepted = await client.post("/v1/tenants/acme/retrains", headers=ADMIN)
+        assert accepted.status == 202
 
 
 async def test_retrain_after_new_data_flags_a_rerun(api: TestClient) -> None:
