@@ -116,6 +116,17 @@ def configure_logging(settings: EmulatorSettings) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse turns the error into usage)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (flags override ``RETRAINQ_EMULATOR_*`` settings)."""
     parser = argparse.ArgumentParser(
@@ -134,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     gen = commands.add_parser("gen-data", help="write one tenant's dataset as CSV")
     gen.add_argument("--tenant", required=True, help="tenant id (the pattern depends on it)")
-    gen.add_argument("--rows", type=int, default=2000)
+    gen.add_argument("--rows", type=positive_int, default=2000, help="data rows (default 2000)")
     gen.add_argument("--seed", type=int, default=0, dest="data_seed")
     gen.add_argument("--drift", action="store_true", help="the drifted version of the data")
     gen.add_argument("--kind", choices=["bike_rental", "churn"], default="bike_rental")
@@ -155,16 +166,24 @@ def _settings(args: argparse.Namespace) -> EmulatorSettings:
     return EmulatorSettings(**{k: v for k, v in given.items() if v is not None})
 
 
+def _gen_data(args: argparse.Namespace) -> int:
+    text = dataset_csv(args.kind, args.tenant, args.rows, args.data_seed, args.drift)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text)
+    except OSError as exc:  # exit 2 like an unreadable --config: a path the user gave is unusable
+        print(f"retrainq-emulator: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retrainq-emulator``."""
     args = build_parser().parse_args(argv)
     if args.command == "gen-data":
-        text = dataset_csv(args.kind, args.tenant, args.rows, args.data_seed, args.drift)
-        if args.out is None:
-            sys.stdout.write(text)
-        else:
-            args.out.write_text(text)
-        return 0
+        return _gen_data(args)
     try:
         settings = _settings(args)
         config = load_config(settings.config) if settings.config else default_config()

@@ -17,11 +17,12 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from yarl import URL
 
 from producer import render
 from producer.client import ApiClient, ApiError
 from producer.devstack import DEFAULT_STATE_DIR
-from producer.schemas import BatchCreate, TenantCreate
+from producer.schemas import BatchAccepted, BatchCreate, TenantCreate
 from producer.settings import CliSettings
 from worker.schemas import ClassicTarget, NewServiceTarget, Target
 
@@ -33,14 +34,48 @@ class CommandError(Exception):
     """A command cannot run as asked (bad arguments, missing settings or files)."""
 
 
+def _given(value: str | None, flag: str) -> bool:
+    """Whether ``flag`` was given; given but blank is an error, not a fall back to settings."""
+    if value is None:
+        return False
+    if not value.strip():
+        raise CommandError(f"{flag} is empty")
+    return True
+
+
+def check_api_url(url: str) -> None:
+    """Raise a CommandError unless ``url`` is ``http(s)://host[:port][/path]``."""
+    try:
+        parsed = URL(url)
+        valid = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except ValueError:  # yarl rejects some malformed URLs (bad port, broken IPv6) outright
+        valid = False
+    if not valid:
+        raise CommandError(f"invalid API URL {url!r}: expected http(s)://host[:port]")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each invalid field: ``id: String should match pattern '...'; ...``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{path}: {error['msg']}" if path else error["msg"])
+    return f"invalid {exc.title}: {'; '.join(problems)}"
+
+
 def cli_settings(args: argparse.Namespace, state_dir: Path = DEFAULT_STATE_DIR) -> CliSettings:
     """Settings from flags, then the environment, ``.env`` and the dev stack's ``.stack/env``."""
     overrides: dict[str, object] = {}
-    if args.api_url:
+    if _given(args.api_url, "--api-url"):
         overrides["api_url"] = args.api_url
-    if args.api_key:
+    if _given(args.api_key, "--api-key"):
         overrides["api_key"] = SecretStr(args.api_key)
-    settings = CliSettings(_env_file=(".env", state_dir / "env")).model_copy(update=overrides)
+    try:
+        settings = CliSettings(_env_file=(".env", state_dir / "env"))
+    except ValidationError as exc:  # a bad RETRAINQ_* variable in the environment or an env file
+        raise CommandError(describe_validation_error(exc)) from exc
+    settings = settings.model_copy(update=overrides)
+    check_api_url(settings.api_url)
     if not settings.api_key.get_secret_value():
         raise CommandError(
             "no API key: pass --api-key, set RETRAINQ_API_KEY, or start 'retrainq dev up'"
@@ -64,9 +99,13 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
         except ApiError as exc:
             print(f"retrainq: {exc}", file=sys.stderr)
             return 2 if exc.status == 0 else 1
-        except (TimeoutError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise CommandError(first) from exc
+        except ValidationError as exc:
+            raise CommandError(describe_validation_error(exc)) from exc
+        except TimeoutError as exc:
+            raise CommandError(
+                f"timed out after {args.timeout_seconds:g}s waiting for the API at "
+                f"{settings.api_url}"
+            ) from exc
 
     return run
 
@@ -97,6 +136,13 @@ async def tenants_create(client: ApiClient, console: Console, args: argparse.Nam
     console.print(f"api key   {created.api_key}  (shown once; store it now)", highlight=False)
     if created.run is not None:
         console.print(f"first run {created.run.id} ({created.run.state.value})", highlight=False)
+    elif not args.no_train:
+        tenant = created.tenant.id
+        console.print(
+            "no first run: the tenant has no training data yet; upload it with "
+            f"'retrainq data upload {tenant} FILE', then 'retrainq retrain {tenant}'",
+            highlight=False,
+        )
     return 0
 
 
@@ -151,26 +197,42 @@ async def rollback(client: ApiClient, console: Console, args: argparse.Namespace
 
 
 async def bulk(client: ApiClient, console: Console, args: argparse.Namespace) -> int:
-    """Start a bulk retrain; prints the batch id (alone on stdout unless --json)."""
+    """Start a bulk retrain; prints the batch id (alone on stdout unless --json).
+
+    Exits 1 when the batch started nothing: no run queued and no tenant already running.
+    """
+    if args.kind and not args.all:
+        raise CommandError("--kind needs --all")
     if args.all == bool(args.tenants):
         raise CommandError("give tenant ids or --all (not both)")
-    if args.kind and not args.all:
-        raise CommandError("--kind filters --all only")
     body = BatchCreate(
         tenant_ids=args.tenants or None, all=args.all, target_kind=args.kind, reason=args.reason
     )
     accepted = await client.create_batch(body)
     if args.json:
         render.show_json(console, accepted)
-        return 0
-    console.print(accepted.batch_id, highlight=False)
-    notes = [f"{accepted.total} runs queued"]
+    else:
+        console.print(accepted.batch_id, highlight=False)
+    started_nothing = accepted.total == 0 and accepted.coalesced == 0
+    if started_nothing or not args.json:
+        print(batch_notes(accepted), file=sys.stderr)
+    return 1 if started_nothing else 0
+
+
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
+
+
+def batch_notes(accepted: BatchAccepted) -> str:
+    """What a bulk retrain started, in one line: ``2 runs queued; 1 tenant already running ...``."""
+    notes = [_count(accepted.total, "run", "runs") + " queued"]
     if accepted.coalesced:
-        notes.append(f"{accepted.coalesced} tenants already running (coalesced)")
+        notes.append(
+            _count(accepted.coalesced, "tenant", "tenants") + " already running (coalesced)"
+        )
     if accepted.not_found:
         notes.append(f"unknown tenants: {', '.join(accepted.not_found[:10])}")
-    print("; ".join(notes), file=sys.stderr)
-    return 0
+    return "; ".join(notes)
 
 
 async def watch(client: ApiClient, console: Console, args: argparse.Namespace) -> int:

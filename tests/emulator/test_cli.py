@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from emulator.config import default_config
 from emulator.datagen import bike_rental_csv
@@ -73,6 +74,25 @@ def test_gen_data_is_deterministic_per_tenant(tmp_path: Path) -> None:
     drifted = run("gen-data", "--tenant", "loc1", "--rows", "50", "--seed", "3", "--drift").stdout
     other = run("gen-data", "--tenant", "loc2", "--rows", "50", "--seed", "3").stdout
     assert len({out.read_text(), drifted, other}) == 3
+
+
+@pytest.mark.parametrize("rows", ["0", "-5", "many"])
+def test_gen_data_rows_must_be_a_positive_whole_number(tmp_path: Path, rows: str) -> None:
+    """--rows below 1 or not a number is a usage error (exit 2) and writes no file."""
+    out = tmp_path / "x.csv"
+    result = run("gen-data", "--tenant", "x", "--rows", rows, "--out", str(out))
+    assert result.returncode == 2
+    assert "argument --rows:" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("out", ["missing/dir/x.csv", "."])
+def test_gen_data_unwritable_out_is_a_one_line_error(tmp_path: Path, out: str) -> None:
+    """A --out that cannot be written exits 2 with one line on stderr, not a traceback."""
+    result = run("gen-data", "--tenant", "x", "--rows", "10", "--out", str(tmp_path / out))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"retrainq-emulator: cannot write {tmp_path / out}: ")
 
 
 async def test_subprocess_serves_config_and_logs_json(
