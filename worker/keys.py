@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A tenant's runs key is its tenant key plus this (Lua scripts build it from a tenant id).
+TENANT_RUNS_SUFFIX = ":runs"
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -22,7 +25,7 @@ class Keys:
 
     def tenant_runs(self, tenant_id: str) -> str:
         """Sorted set of a tenant's run ids by creation time."""
-        return f"{self.prefix}:tenant:{tenant_id}:runs"
+        return f"{self.tenant(tenant_id)}{TENANT_RUNS_SUFFIX}"
 
     def tenant_models(self, tenant_id: str) -> str:
         """List of a tenant's deployed models (JSON), newest first."""
@@ -31,6 +34,10 @@ class Keys:
     def run(self, run_id: str) -> str:
         """Hash: ``doc`` (Run JSON), ``state``, ``version``, flags ``cancel`` and ``rerun``."""
         return f"{self.prefix}:run:{run_id}"
+
+    def tenant_prefix(self) -> str:
+        """Prefix of tenant keys (for Lua scripts that look up a tenant by id)."""
+        return f"{self.prefix}:tenant:"
 
     def run_prefix(self) -> str:
         """Prefix of run keys (for Lua scripts that look up a run by id)."""

@@ -184,3 +184,40 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
+
+# Read what the fleet view counts of a page of tenants, inside Redis: one call per page
+# instead of three commands per tenant. Offboarded tenants are left out.
+# KEYS: tenants zset. ARGV: offset, count, runs created since (ms), tenant key prefix,
+#       run key prefix, suffix of a tenant's runs key.
+# Returns {tenants, recent}: tenants is flat (kind, '1' if a model is deployed else '0',
+# latest run's state or ''); recent is flat (state, created ms) of the tenants' runs created
+# since ARGV[3] whose records still exist.
+FLEET_PAGE = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
+local tenants, recent = {}, {}
+for _, id in ipairs(ids) do
+  local doc = redis.call('HGET', ARGV[4] .. id, 'doc')
+  if doc then
+    local tenant = cjson.decode(doc)
+    if tenant.deleted ~= true then
+      local deployed = '0'
+      if tenant.deployed ~= nil and tenant.deployed ~= cjson.null then deployed = '1' end
+      local runs = ARGV[4] .. id .. ARGV[6]
+      local latest = redis.call('ZREVRANGE', runs, 0, 0)[1]
+      local state = latest and redis.call('HGET', ARGV[5] .. latest, 'state') or ''
+      table.insert(tenants, tenant.target.kind)
+      table.insert(tenants, deployed)
+      table.insert(tenants, state)
+      local since = redis.call('ZRANGEBYSCORE', runs, ARGV[3], '+inf', 'WITHSCORES')
+      for i = 1, #since, 2 do
+        local run_state = redis.call('HGET', ARGV[5] .. since[i], 'state')
+        if run_state then
+          table.insert(recent, run_state)
+          table.insert(recent, since[i + 1])
+        end
+      end
+    end
+  end
+end
+return {tenants, recent}
+"""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from worker import lua
-from worker.keys import Keys
+from worker.keys import TENANT_RUNS_SUFFIX, Keys
 from worker.redisio import reply
 from worker.schemas import DeployedModel, Tenant
 
@@ -28,6 +29,23 @@ class TenantExists(StoreError):
     """A tenant with this id exists already."""
 
 
+@dataclass(frozen=True)
+class TenantBrief:
+    """What the fleet view counts of one tenant."""
+
+    kind: str
+    deployed: bool
+    latest_state: str | None  # of the tenant's latest run, None without one (or expired)
+
+
+@dataclass(frozen=True)
+class FleetPage:
+    """A page of tenants as the fleet view counts them, and their recent runs."""
+
+    tenants: list[TenantBrief]
+    recent: list[tuple[str, int]]  # (state, created ms) of runs created since the cut-off
+
+
 class TenantRecords:
     """Tenant records; ``Store`` adds runs and batches on top."""
 
@@ -35,6 +53,7 @@ class TenantRecords:
         self.redis = redis
         self.keys = keys
         self._save_doc = redis.register_script(lua.SAVE_DOC)
+        self._fleet_page = redis.register_script(lua.FLEET_PAGE)
 
     async def create_tenant(self, tenant: Tenant) -> None:
         """Store a new tenant; raises ``TenantExists`` if the id is taken."""
@@ -95,6 +114,26 @@ class TenantRecords:
                 pipe.hget(self.keys.tenant(tenant_id), "doc")
             docs = await pipe.execute()
         return [Tenant.model_validate_json(doc) for doc in docs if doc is not None]
+
+    async def fleet_page(self, offset: int, count: int, since_ms: int) -> FleetPage:
+        """Tenants ``offset`` to ``offset + count`` by creation time (offboarded ones left out),
+        read inside Redis in one call, with their runs created since ``since_ms``."""
+        args: list[str | int] = [
+            offset,
+            count,
+            since_ms,
+            self.keys.tenant_prefix(),
+            self.keys.run_prefix(),
+            TENANT_RUNS_SUFFIX,
+        ]
+        flat, recent = await self._fleet_page(keys=[self.keys.tenants], args=args)
+        tenants = [
+            TenantBrief(kind, deployed == "1", state or None)
+            for kind, deployed, state in zip(flat[0::3], flat[1::3], flat[2::3], strict=True)
+        ]
+        pairs = zip(recent[0::2], recent[1::2], strict=True)
+        runs = [(state, int(float(created))) for state, created in pairs]
+        return FleetPage(tenants, runs)
 
     async def record_deployment(self, tenant_id: str, model: DeployedModel) -> bool:
         """Make ``model`` the tenant's deployed model if it is newer than the current one."""

@@ -1,4 +1,5 @@
-"""Run and tenant records in a real Redis: coalescing, compare-and-set, batch counters."""
+"""Run and tenant records in a real Redis: coalescing, compare-and-set, batch counters and
+the fleet view's page of tenants."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from worker.keys import Keys
-from worker.schemas import Batch, ClassicTarget, DeployedModel, Lane, RunState, Tenant, utcnow
-from worker.store import RunRequest, StaleRecord, Store, TenantExists, TenantNotFound
+from worker.schemas import (
+    Batch,
+    ClassicTarget,
+    DeployedModel,
+    Lane,
+    NewServiceTarget,
+    RunState,
+    Tenant,
+    utcnow,
+)
+from worker.store import RunRequest, StaleRecord, Store, TenantExists, TenantNotFound, now_ms
 
 
 def tenant(tenant_id: str) -> Tenant:
@@ -120,3 +130,64 @@ async def test_an_older_model_never_replaces_a_newer_deployment(store: Store) ->
     assert current.deployed is not None
     assert current.deployed.run_id == "r2"
     assert [m.run_id for m in await store.model_history("acme")] == ["r2"]
+
+
+async def _deploy(store: Store, tenant_id: str) -> None:
+    model = DeployedModel(run_id="r0", seq=1, model_path="m0", deployed_at=utcnow())
+    assert await store.record_deployment(tenant_id, model)
+
+
+async def _run_ending(store: Store, tenant_id: str, state: RunState | None) -> str:
+    """A new run of the tenant, moved to ``state`` (left queued when None)."""
+    created = await store.create_run(RunRequest(tenant_id=tenant_id))
+    run = await store.get_run(created.run_id)
+    assert run is not None
+    if state is not None:
+        await store.save_run(run, state, due_in=None)
+    return created.run_id
+
+
+async def test_fleet_page_reads_each_tenants_model_and_latest_run_inside_redis(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """Kind, deployed model and latest run state of every tenant on the page, offboarded
+    tenants left out, and the recent runs whose records still exist."""
+    for tenant_id in ("fresh", "serving", "kept", "busy", "gone", "expired"):
+        await store.create_tenant(tenant(tenant_id))
+    await store.update_tenant(
+        "busy", lambda t: t.model_copy(update={"target": NewServiceTarget(template_service="s")})
+    )
+    for tenant_id in ("serving", "kept", "expired"):
+        await _deploy(store, tenant_id)
+    await _run_ending(store, "serving", RunState.SUCCEEDED)
+    await _run_ending(store, "kept", RunState.SUCCEEDED)
+    await _run_ending(store, "kept", RunState.REJECTED)
+    await _run_ending(store, "busy", None)
+    await _run_ending(store, "gone", None)
+    await store.update_tenant("gone", lambda t: t.model_copy(update={"deleted": True}))
+    lost = await _run_ending(store, "expired", RunState.FAILED)
+    await redis.delete(Keys("t").run(lost))
+
+    page = await store.fleet_page(0, 100, since_ms=0)
+
+    briefs = {(brief.kind, brief.deployed, brief.latest_state) for brief in page.tenants}
+    assert len(page.tenants) == 5
+    assert briefs == {
+        ("classic", False, None),
+        ("classic", True, "succeeded"),
+        ("classic", True, "rejected"),
+        ("new", False, "queued"),
+        ("classic", True, None),
+    }
+    assert sorted(state for state, _ in page.recent) == [
+        "queued",
+        "rejected",
+        "succeeded",
+        "succeeded",
+    ]
+    assert all(created > 0 for _, created in page.recent)
+    later = await store.fleet_page(0, 100, since_ms=now_ms() + 60_000)
+    assert later.recent == []
+    first, rest = await store.fleet_page(0, 2, 0), await store.fleet_page(2, 100, 0)
+    assert len(first.tenants) == 2
+    assert len(first.tenants) + len(rest.tenants) == 5
