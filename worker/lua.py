@@ -97,8 +97,8 @@ return 1
 # Hand free BES slots of one training service to waiting runs, interactive lane first.
 # KEYS: service slots, waiting interactive, waiting bulk, owner hash, due, grant counter,
 #       throttle, endpoint slots 0..n-1
-# ARGV: now ms, lease ms, service cap, endpoint cap, bulk every N grants, max grants,
-#       slots only the interactive lane may take (the reserve)
+# ARGV: now ms, lease ms, service cap, bulk every N grants, max grants,
+#       slots only the interactive lane may take (the reserve), cap of endpoint 0..n-1
 DISPATCH = """
 if redis.call('EXISTS', KEYS[7]) == 1 then return {} end
 local now = tonumber(ARGV[1])
@@ -109,16 +109,15 @@ local endpoints = #KEYS - 7
 for i = 1, endpoints do redis.call('ZREMRANGEBYSCORE', KEYS[7 + i], '-inf', now) end
 local granted = {}
 local cap = tonumber(ARGV[3])
-local ep_cap = tonumber(ARGV[4])
-local bulk_every = tonumber(ARGV[5])
-local reserve = tonumber(ARGV[7])
-for _ = 1, tonumber(ARGV[6]) do
+local bulk_every = tonumber(ARGV[4])
+local reserve = tonumber(ARGV[6])
+for _ = 1, tonumber(ARGV[5]) do
   local in_use = redis.call('ZCARD', KEYS[1])
   if in_use >= cap then break end
   local best, best_count = nil, nil
   for i = 1, endpoints do
     local count = redis.call('ZCARD', KEYS[7 + i])
-    if count < ep_cap and (best_count == nil or count < best_count) then
+    if count < tonumber(ARGV[6 + i]) and (best_count == nil or count < best_count) then
       best, best_count = i, count
     end
   end

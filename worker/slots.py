@@ -61,7 +61,6 @@ class Slots:
         config = self.services[service]
         if not config.endpoints:
             return []
-        endpoint_cap = min(e.max_concurrent_jobs for e in config.endpoints)
         raw = await self._dispatch(
             keys=[
                 self.keys.slots(service),
@@ -77,10 +76,10 @@ class Slots:
                 now_ms(),
                 self.lease_ms,
                 config.max_running,
-                endpoint_cap,
                 self.bulk_every,
                 max_grants,
                 config.interactive_reserve,
+                *(endpoint.max_concurrent_jobs for endpoint in config.endpoints),
             ],
         )
         return [Grant(str(raw[i]), int(raw[i + 1])) for i in range(0, len(raw), 2)]

@@ -56,6 +56,18 @@ async def test_grants_are_spread_over_endpoints_within_their_cap(redis: aioredis
     assert per_endpoint == [2, 2, 2]
 
 
+async def test_each_endpoint_keeps_its_own_cap(redis: aioredis.Redis) -> None:
+    """Endpoints of 4, 1 and 2 jobs take 4, 1 and 2 runs: no endpoint is held to another's."""
+    config = service(3, 4, 100)
+    for endpoint, cap in zip(config.endpoints, (4, 1, 2), strict=True):
+        endpoint.max_concurrent_jobs = cap
+    slots = Slots(redis, Keys("t"), {"svc": config})
+    await wait(slots, Lane.BULK, [f"r{i}" for i in range(10)])
+    granted = await slots.dispatch("svc")
+    per_endpoint = [sum(1 for g in granted if g.endpoint == i) for i in range(3)]
+    assert per_endpoint == [4, 1, 2]
+
+
 async def test_interactive_runs_go_first_but_bulk_is_not_starved(redis: aioredis.Redis) -> None:
     """Interactive runs waiting behind bulk ones are granted first; every 5th grant is bulk."""
     slots = Slots(redis, Keys("t"), {"svc": service(1, 100, 10)}, bulk_every=5)
