@@ -56,6 +56,7 @@ STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
 # through it (backoff capped at 1 s, about 15 s in all) instead of failing the step at once.
 REDIS_RETRY_ON: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
 REDIS_OUTAGE_PAUSE = 1.0
+GAUGE_INTERVAL_SECONDS = 5.0
 
 
 def redis_retry() -> RedisRetry:
@@ -254,8 +255,23 @@ async def fire_schedules(ctx: dict[Any, Any]) -> int:
     return await schedules.fire_due()
 
 
+async def sample_gauges_forever(ctx: dict[Any, Any]) -> None:
+    """Sample the gauges every few seconds until cancelled, in every worker.
+
+    Not an arq cron job: arq runs each cron tick on one worker of the fleet, and a gauge
+    left unsampled keeps its last value, so the workers' exports would disagree and an old
+    backlog could hold the autoscaler up. Errors (a Redis outage) skip a sample.
+    """
+    while True:
+        try:
+            await sample_gauges(ctx)
+        except Exception as exc:  # a failed sample is skipped; the next one may succeed
+            log.warning("gauges.failed", error=str(exc))
+        await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
+
+
 async def sample_gauges(ctx: dict[Any, Any]) -> None:
-    """arq cron: backlog and slot gauges (the ready backlog drives autoscaling)."""
+    """Backlog and slot gauges (the ready backlog drives autoscaling)."""
     stepper: Stepper = ctx["stepper"]
     deps = stepper.deps
     queue = deps.settings.redis.queue_name
@@ -309,17 +325,19 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 claim_seconds=settings.sweep_claim_seconds,
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
+        ctx["gauges"] = asyncio.create_task(sample_gauges_forever(ctx), name="gauges")
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue, settings.training_services)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
         log.info("worker.ready", services=sorted(settings.training_services))
 
     async def on_shutdown(ctx: dict[Any, Any]) -> None:
-        sweeping: asyncio.Task[None] | None = ctx.get("sweeper")
-        if sweeping is not None:
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
+        for name in ("sweeper", "gauges"):
+            loop: asyncio.Task[None] | None = ctx.get(name)
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         runner: web.AppRunner | None = ctx.get("health")
         if runner is not None:
             await runner.cleanup()
@@ -345,9 +363,6 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             ),
             cron(
                 cast(WorkerCoroutine, fire_schedules), second=set(range(0, 60, 10)), timeout=timeout
-            ),
-            cron(
-                cast(WorkerCoroutine, sample_gauges), second=set(range(0, 60, 5)), timeout=timeout
             ),
         ],
         redis_settings=dataclasses.replace(

@@ -1,17 +1,22 @@
-"""What operators see: cancellation, step log context, worker health and metrics."""
+"""What operators see: cancellation, step log context, worker health and metrics, and the
+backlog gauges every worker samples."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
 
-from tests.integration.fleet import Fleet, until
+from tests.integration.fleet import QUEUE, Fleet, until
 from worker.schemas import RunState
 from worker.store import RunRequest
 
 pytestmark = pytest.mark.timeout(180)
+
+DEFERRED_GAUGE = 'retrainq_backlog{kind="deferred"}'
+PROBES = 50  # far more than the cron jobs arq keeps deferred
 
 
 async def test_cancelling_a_training_run_deletes_its_bes_job(fleet: Fleet) -> None:
@@ -135,3 +140,31 @@ async def test_a_requested_rerun_survives_a_crash_right_after_the_run_ended(flee
 
 async def _not_due(fleet: Fleet, run_id: str) -> bool:
     return not await fleet.store.is_due(run_id)
+
+
+async def test_every_worker_samples_the_backlog_gauges_itself(fleet: Fleet) -> None:
+    """Both workers export the same, current backlog within one sampling period (5 s), so
+    the autoscaler's max() never reads an old value from a worker that sampled long ago."""
+    workers = fleet.start_workers(2)
+
+    async def deferred_backlogs() -> list[float]:
+        values = []
+        for worker in workers:
+            async with fleet.http.get(f"http://127.0.0.1:{worker.port}/metrics") as reply:
+                text = await reply.text()
+            line = next((row for row in text.splitlines() if row.startswith(DEFERRED_GAUGE)), None)
+            values.append(float(line.split()[-1]) if line else -1.0)
+        return values
+
+    async def all_at_least(low: float) -> bool:
+        return min(await deferred_backlogs()) >= low
+
+    async def all_below(high: float) -> bool:
+        return max(await deferred_backlogs()) < high
+
+    await until(lambda: all_below(PROBES), within=30)  # both workers up and sampling
+    far = int((time.time() + 3600) * 1000)
+    await fleet.redis.zadd(QUEUE, {f"probe-{i}": far for i in range(PROBES)})
+    await until(lambda: all_at_least(PROBES), within=6, every=0.2)
+    await fleet.redis.zrem(QUEUE, *(f"probe-{i}" for i in range(PROBES)))
+    await until(lambda: all_below(PROBES), within=6, every=0.2)
