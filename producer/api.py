@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from arq.connections import ArqRedis
+from pydantic import ValidationError
 
 from producer import routes_fleet, routes_runs, routes_schedules, routes_tenants
 from producer.auth import auth_middleware
@@ -26,6 +27,7 @@ from worker.logs import configure_logging
 from worker.queue import StepQueue
 from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
+from worker.settings import describe_validation_error
 from worker.store import Store
 
 __all__ = ["REDIS", "SETTINGS", "create_app", "main"]
@@ -136,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (default from RETRAINQ_PORT)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = ApiSettings(**overrides)
+    try:
+        settings = ApiSettings(**overrides)
+    except ValidationError as exc:
+        print(f"retrainq-api: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log)
     log.info("api.starting", host=settings.host, port=settings.port)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)

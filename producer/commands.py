@@ -25,6 +25,7 @@ from producer.devstack import DEFAULT_STATE_DIR
 from producer.schemas import BatchAccepted, BatchCreate, TenantCreate
 from producer.settings import CliSettings
 from worker.schemas import ClassicTarget, NewServiceTarget, Target
+from worker.settings import describe_validation_error
 
 Command = Callable[[ApiClient, Console, argparse.Namespace], Awaitable[int]]
 FAILED_STATES = ("failed", "cancelled")
@@ -52,15 +53,6 @@ def check_api_url(url: str) -> None:
         valid = False
     if not valid:
         raise CommandError(f"invalid API URL {url!r}: expected http(s)://host[:port]")
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each invalid field: ``id: String should match pattern '...'; ...``."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in error["loc"])
-        problems.append(f"{path}: {error['msg']}" if path else error["msg"])
-    return f"invalid {exc.title}: {'; '.join(problems)}"
 
 
 def cli_settings(args: argparse.Namespace, state_dir: Path = DEFAULT_STATE_DIR) -> CliSettings:

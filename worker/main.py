@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 import structlog
+from pydantic import ValidationError
 
 from worker.logs import configure_logging
 from worker.runtime import build_worker
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, describe_validation_error
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["health_port"] = args.health_port
     if args.max_jobs is not None:
         overrides["max_jobs"] = args.max_jobs
-    settings = WorkerSettings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    try:
+        settings = WorkerSettings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    except ValidationError as exc:
+        print(f"retrainq-worker: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log)
     log.info("worker.starting", pod=settings.pod_name, max_jobs=settings.max_jobs)
     worker = build_worker(settings, burst=args.burst)

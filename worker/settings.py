@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogFormat = Literal["auto", "json", "console"]
@@ -69,6 +69,15 @@ class TrainingServiceConfig(BaseModel):
         max_length=4096,
         description="columns a training CSV must have (checked on upload); empty: any",
     )
+
+    @model_validator(mode="after")
+    def _reserve_leaves_bulk_a_slot(self) -> TrainingServiceConfig:
+        if self.interactive_reserve >= self.max_running:
+            raise ValueError(
+                f"interactive_reserve ({self.interactive_reserve}) must be below max_running "
+                f"({self.max_running}): bulk runs would never start"
+            )
+        return self
 
 
 class RetrainqSettings(BaseSettings):
@@ -132,3 +141,27 @@ class WorkerSettings(RetrainqSettings):
     pod_name: str = "worker"
     failpoints: list[str] = Field(default_factory=list, max_length=16)  # chaos tests only
     azureml: AzureMLConfig = AzureMLConfig()
+
+    @model_validator(mode="after")
+    def _polls_renew_leases_in_time(self) -> WorkerSettings:
+        if self.poll_min_seconds > self.poll_max_seconds:
+            raise ValueError(
+                f"poll_min_seconds ({self.poll_min_seconds:g}) must not exceed "
+                f"poll_max_seconds ({self.poll_max_seconds:g})"
+            )
+        if self.lease_seconds < 2 * self.poll_max_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds}) must be at least twice "
+                f"poll_max_seconds ({self.poll_max_seconds:g}): each poll renews a BES slot's "
+                "lease, and a lease that expires between polls hands the slot out twice"
+            )
+        return self
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each invalid field: ``id: String should match pattern '...'; ...``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{path}: {error['msg']}" if path else error["msg"])
+    return f"invalid {exc.title}: {'; '.join(problems)}"

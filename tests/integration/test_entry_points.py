@@ -1,8 +1,10 @@
-"""Every console script runs and prints its help."""
+"""Every console script runs and prints its help; a bad setting stops it in one line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +21,32 @@ def test_help_exits_zero(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "variable", "value", "named"),
+    [
+        ("retrainq-worker", "RETRAINQ_MAX_JOBS", "0", "max_jobs"),
+        ("retrainq-worker", "RETRAINQ_LEASE_SECONDS", "60", "lease_seconds (60)"),
+        ("retrainq-api", "RETRAINQ_PORT", "-1", "port"),
+        (
+            "retrainq-api",
+            "RETRAINQ_TRAINING_SERVICES",
+            '{"default": {"max_running": 4, "interactive_reserve": 4}}',
+            "interactive_reserve (4)",
+        ),
+    ],
+)
+def test_invalid_settings_are_one_line_and_exit_2(
+    script: str, variable: str, value: str, named: str, tmp_path: Path
+) -> None:
+    """A bad setting stops the process before it starts, naming the setting, no traceback."""
+    env = {**os.environ, variable: value}
+    done = subprocess.run(
+        [console_script(script)], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{script}: invalid ")
+    assert named in lines[0]
