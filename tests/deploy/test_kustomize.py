@@ -1,5 +1,6 @@
 """Kustomize manifests: every overlay renders, passes the Kubernetes schemas, and keeps the
-promises the code relies on (grace period, per-pod health key, probes, KEDA on ready backlog)."""
+promises the code relies on (grace period, per-pod health key, probes, KEDA on ready backlog,
+Prometheus Operator scrape targets, workload identity in prod)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from kubernetes_validate import utils as kv
 from producer.settings import ApiSettings
 from tests.deploy.support import (
     ALL_SETTINGS,
+    CRD_SCHEMAS,
     KUBERNETES_VERSION,
     OVERLAYS,
-    SCALEDOBJECT_SCHEMA,
     Doc,
     console_scripts,
     find,
@@ -24,9 +25,9 @@ from tests.deploy.support import (
     settings_env_names,
 )
 from worker.metrics import METRICS
-from worker.settings import WorkerSettings
+from worker.settings import AzureMLConfig, WorkerSettings
 
-CRD_GROUPS = ("keda.sh/",)
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 DEPLOYMENTS = {
     "base": {"retrainq-api", "retrainq-worker"},
     "overlays/dev": {"retrainq-api", "retrainq-worker", "retrainq-emulator", "redis", "azurite"},
@@ -43,9 +44,10 @@ def kubernetes_errors(doc: Doc) -> str | None:
     return None
 
 
-def scaledobject_errors(doc: Doc) -> list[str]:
-    """Violations of deploy/schemas/scaledobject.schema.json."""
-    validator = jsonschema.Draft202012Validator(load_json(SCALEDOBJECT_SCHEMA))
+def custom_resource_errors(doc: Doc) -> list[str]:
+    """Violations of the project schema of the document's kind (deploy/schemas/)."""
+    assert doc["kind"] in CRD_SCHEMAS, f"no schema for custom resource {doc['kind']}"
+    validator = jsonschema.Draft202012Validator(load_json(CRD_SCHEMAS[doc["kind"]]))
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
 
 
@@ -106,26 +108,88 @@ def test_every_builtin_resource_passes_strict_kubernetes_schemas(
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
-def test_scaledobject_matches_the_project_schema(
+def test_custom_resources_match_the_project_schemas(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
-    """The KEDA ScaledObject validates against deploy/schemas/scaledobject.schema.json."""
+    """The KEDA ScaledObject and the two PodMonitors validate against deploy/schemas/."""
     crds = [d for d in rendered[overlay] if d["apiVersion"].startswith(CRD_GROUPS)]
-    assert [d["kind"] for d in crds] == ["ScaledObject"], "the only CRD is the ScaledObject"
-    assert scaledobject_errors(crds[0]) == []
+    assert sorted(d["kind"] for d in crds) == ["PodMonitor", "PodMonitor", "ScaledObject"]
+    errors = [
+        f"{d['kind']}/{d['metadata']['name']} {e}" for d in crds for e in custom_resource_errors(d)
+    ]
+    assert errors == []
 
 
 def test_validators_reject_broken_documents(rendered: dict[str, list[Doc]]) -> None:
-    """The checks have teeth: a typo'd Deployment field and a numeric KEDA threshold fail."""
+    """The checks have teeth: a typo'd Deployment field, a numeric KEDA threshold, a redis
+    trigger, a typo'd PodMonitor endpoint field and a port number instead of a name fail."""
     worker = copy.deepcopy(one(rendered["base"], "Deployment", "retrainq-worker"))
     worker["spec"]["template"]["spec"]["terminationGracePeriod"] = 60
     assert kubernetes_errors(worker) is not None
     scaled = copy.deepcopy(one(rendered["base"], "ScaledObject", "retrainq-worker"))
     scaled["spec"]["triggers"][0]["metadata"]["threshold"] = 200
-    assert scaledobject_errors(scaled)
+    assert custom_resource_errors(scaled)
     scaled = copy.deepcopy(one(rendered["base"], "ScaledObject", "retrainq-worker"))
     scaled["spec"]["triggers"][0]["type"] = "redis"
-    assert scaledobject_errors(scaled)
+    assert custom_resource_errors(scaled)
+    monitor = copy.deepcopy(one(rendered["base"], "PodMonitor", "retrainq-worker"))
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = "15s"
+    assert custom_resource_errors(monitor)
+    monitor = copy.deepcopy(one(rendered["base"], "PodMonitor", "retrainq-worker"))
+    monitor["spec"]["podMetricsEndpoints"][0]["port"] = 9100
+    assert custom_resource_errors(monitor)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
+def test_pod_monitors_scrape_each_metrics_port(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    """The Prometheus Operator scrapes /metrics of the worker pods on RETRAINQ_HEALTH_PORT (the
+    KEDA trigger's gauge) and of the API pods on RETRAINQ_PORT, by container port name."""
+    docs = rendered[overlay]
+    ports = {
+        "retrainq-worker": config_value(
+            docs, "RETRAINQ_HEALTH_PORT", WorkerSettings.model_fields["health_port"].default
+        ),
+        "retrainq-api": config_value(
+            docs, "RETRAINQ_PORT", ApiSettings.model_fields["port"].default
+        ),
+    }
+    for name, port in ports.items():
+        monitor = one(docs, "PodMonitor", name)
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        pods = [
+            d
+            for d in find(docs, "Deployment")
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert [d["metadata"]["name"] for d in pods] == [name]
+        assert monitor["metadata"].get("namespace") == pods[0]["metadata"].get("namespace")
+        endpoints = monitor["spec"]["podMetricsEndpoints"]
+        assert [e.get("path", "/metrics") for e in endpoints] == ["/metrics"]
+        assert port_number(container(pods[0]), endpoints[0]["port"]) == int(port)
+
+
+def test_prod_workers_get_arm_tokens_from_workload_identity(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    """prod: ARM_AUTH is azure_identity, and the worker pods carry the workload identity label
+    and run as a ServiceAccount annotated with a client id; base and dev keep the default
+    ServiceAccount and the static token (the emulator accepts it)."""
+    docs = rendered["overlays/prod"]
+    auth = config_value(docs, "RETRAINQ_AZUREML__ARM_AUTH", "static")
+    assert AzureMLConfig(arm_auth=auth).arm_auth == "azure_identity"
+    worker = one(docs, "Deployment", "retrainq-worker")
+    template = worker["spec"]["template"]
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    account = one(docs, "ServiceAccount", template["spec"]["serviceAccountName"])
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"]
+    assert account["metadata"]["namespace"] == worker["metadata"]["namespace"]
+    for overlay in ("base", "overlays/dev"):
+        other = rendered[overlay]
+        pod = one(other, "Deployment", "retrainq-worker")["spec"]["template"]["spec"]
+        assert "serviceAccountName" not in pod, overlay
+        assert config_value(other, "RETRAINQ_AZUREML__ARM_AUTH", "static") == "static", overlay
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
@@ -150,10 +214,11 @@ def test_keda_scales_the_worker_on_the_ready_backlog(
 
 
 def test_dev_runs_without_keda_and_prod_ships_no_secret(rendered: dict[str, list[Doc]]) -> None:
-    """dev has one worker and no ScaledObject; prod never applies the placeholder Secret and
-    dev's Secret carries no placeholder."""
+    """dev has one worker and no ScaledObject or PodMonitor; prod never applies the placeholder
+    Secret and dev's Secret carries no placeholder."""
     dev, prod = rendered["overlays/dev"], rendered["overlays/prod"]
     assert find(dev, "ScaledObject") == []
+    assert find(dev, "PodMonitor") == [], "dev has no Prometheus Operator"
     assert one(dev, "Deployment", "retrainq-worker")["spec"]["replicas"] == 1
     assert one(dev, "Deployment", "retrainq-api")["spec"]["replicas"] == 1
     assert find(prod, "Secret") == []
