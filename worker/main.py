@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import structlog
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
+from worker.blobs import BlobStoreError
 from worker.logs import configure_logging
 from worker.runtime import build_worker
 from worker.settings import WorkerSettings, describe_validation_error
@@ -38,7 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log)
     log.info("worker.starting", pod=settings.pod_name, max_jobs=settings.max_jobs)
     worker = build_worker(settings, burst=args.burst)
-    worker.run()
+    try:
+        worker.run()
+    except (RedisError, BlobStoreError, OSError) as exc:
+        # Redis or blob storage unreachable at start (arq tries Redis 5 times, 1 s apart) or
+        # lost beyond the retries: one line, exit 1, and the supervisor starts it again.
+        log.error("worker.failed", error=str(exc), error_type=type(exc).__name__)
+        return 1
     return 0
 
 

@@ -1,14 +1,16 @@
-"""Every console script runs and prints its help; a bad setting stops it in one line."""
+"""Every console script runs and prints its help; a bad setting, or a Redis it cannot reach,
+stops it with one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from producer.processes import console_script
+from producer.processes import console_script, free_port
 
 
 @pytest.mark.parametrize(
@@ -50,3 +52,28 @@ def test_invalid_settings_are_one_line_and_exit_2(
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"{script}: invalid ")
     assert named in lines[0]
+
+
+def test_a_worker_that_cannot_reach_redis_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    """After arq's connection retries the worker logs one error line and exits 1."""
+    env = {
+        **os.environ,
+        "RETRAINQ_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+        "RETRAINQ_LOG__FORMAT": "json",
+    }
+    done = subprocess.run(
+        [console_script("retrainq-worker")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last = json.loads(done.stderr.strip().splitlines()[-1])
+    assert (last["event"], last["level"], last["error_type"]) == (
+        "worker.failed",
+        "error",
+        "ConnectionError",
+    )
