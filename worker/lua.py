@@ -161,6 +161,19 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
+# Keep the slot of a run whose BES job is running: renew its lease, or take the slot back if
+# the lease ran out (the job still counts against the caps, even above them for a while).
+# KEYS: service slots, endpoint slots, owner hash. ARGV: run id, new expiry ms, endpoint.
+# Returns 0 when renewed, 1 when taken back.
+HOLD = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= false
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if held then return 0 end
+return 1
+"""
+
 # Take or keep a per-tenant deploy lock. KEYS: lock. ARGV: owner, ttl ms.
 LOCK = """
 local holder = redis.call('GET', KEYS[1])

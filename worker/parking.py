@@ -54,6 +54,13 @@ class ParkedRuns:
         """Queue on ``pipe``: forget a parked run that is gone or no longer training."""
         pipe.zrem(self.keys.polls, run_id)
 
+    async def overdue(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Parked runs whose poll was due before ``before_ms`` and that no sweeper claimed."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            self.keys.polls, "-inf", before_ms, start=0, num=limit
+        )
+        return ids
+
     async def parked_count(self) -> int:
         """How many runs are parked with the poll sweeper."""
         return int(await reply(self.redis.zcard(self.keys.polls)))

@@ -57,6 +57,7 @@ STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
 REDIS_RETRY_ON: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
 REDIS_OUTAGE_PAUSE = 1.0
 GAUGE_INTERVAL_SECONDS = 5.0
+STALLED_PARKED_CLAIMS = 3
 
 
 def redis_retry() -> RedisRetry:
@@ -234,6 +235,11 @@ async def reconcile(ctx: dict[Any, Any]) -> int:
     deps = stepper.deps
     grace = deps.settings.reconcile_grace_seconds
     overdue = await deps.store.due_runs(now_ms() - int(grace * 1000))
+    # Parked runs are the sweepers' to poll. One left overdue for several claim periods has
+    # no sweeper (every worker runs with poll_sweeper off, say after a rollback, or only
+    # burst workers are left): a step polls it instead, and goes on polling it as a step.
+    stalled_ms = int(STALLED_PARKED_CLAIMS * deps.settings.sweep_claim_seconds * 1000)
+    overdue += await deps.parked.overdue(now_ms() - stalled_ms)
     enqueued = 0
     for run_id in overdue:
         version = await deps.store.run_version(run_id)

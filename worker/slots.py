@@ -45,6 +45,7 @@ class Slots:
         self.lease_ms = lease_seconds * 1000
         self.bulk_every = bulk_every
         self._dispatch = redis.register_script(lua.DISPATCH)
+        self._hold = redis.register_script(lua.HOLD)
         self._release = redis.register_script(lua.RELEASE)
         self._renew = redis.register_script(lua.RENEW)
 
@@ -98,6 +99,13 @@ class Slots:
         expiry = now_ms() + self.lease_ms
         renewed = await self._renew(keys=self._renew_keys(service, endpoint), args=[run_id, expiry])
         return bool(renewed)
+
+    async def hold(self, service: str, run_id: str, endpoint: int) -> bool:
+        """Renew the lease of a run whose BES job runs; True when the slot had to be taken
+        back (its lease ran out, and the slot may have gone to another run meanwhile)."""
+        keys = [*self._renew_keys(service, endpoint), self.keys.slot_endpoint(service)]
+        taken_back = await self._hold(keys=keys, args=[run_id, now_ms() + self.lease_ms, endpoint])
+        return bool(taken_back)
 
     async def renew_in(self, pipe: Pipeline, service: str, run_id: str, endpoint: int) -> None:
         """Queue on ``pipe`` the renewal of the run's lease (a no-op if it holds no slot)."""

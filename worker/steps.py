@@ -26,7 +26,7 @@ from worker.azureml.errors import (
 from worker.azureml.locations import BlobLocation, BlobReference
 from worker.blobs import BlobStoreError
 from worker.deploy import Deployer
-from worker.deps import Deps
+from worker.deps import Deps, UnknownEndpoint
 from worker.errors import RunFailed
 from worker.evaluate import EvaluationError, Gate, decide, parse_evaluation_csv
 from worker.logs import bind_context, clear_context
@@ -111,6 +111,8 @@ class Stepper:
             return await self._dispatch_state(run)
         except RunFailed as exc:
             return await self._fail(run, exc.reason, exc.code)
+        except UnknownEndpoint as exc:  # the run's endpoint or service left the configuration
+            return await self._fail(run, str(exc), "config")
         except ThrottledError as exc:
             await self.deps.slots.throttle(
                 run.training_service, exc.retry_after or self.settings.throttle_pause_seconds
@@ -214,11 +216,11 @@ class Stepper:
         return await self._save(run, RunState.CANCELLED, WAIT, error="cancelled on request")
 
     async def _delete_job(self, run: Run) -> None:
-        client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
         try:
+            client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
             await client.delete(run.bes_job_id or "")
             log.info("bes.deleted")
-        except AzureMLError as exc:
+        except (AzureMLError, UnknownEndpoint) as exc:
             log.warning("bes.delete_failed", error=str(exc))
 
     # --- states ----------------------------------------------------------------------------
@@ -329,9 +331,12 @@ class Stepper:
             log.info("bes.finished", polls=run.polls, seconds=round(age, 3))
             return await self._save(run, RunState.EVALUATING, 0)
         client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
+        # The job runs, so it holds a slot: renewed before the poll, which may fail for a
+        # while; taken back if the lease ran out meanwhile and the slot went to another run.
+        if await self.deps.slots.hold(run.training_service, run.id, run.bes_endpoint or 0):
+            log.warning("slot.retaken", endpoint=run.bes_endpoint or 0)
         status = await client.status(run.bes_job_id or "")
         await self.deps.failpoints.hit("bes.poll", run.id)
-        await self.deps.slots.renew(run.training_service, run.id, run.bes_endpoint or 0)
         if status.state in (JobState.NOT_STARTED, JobState.RUNNING):
             delay = poll_interval(
                 age,

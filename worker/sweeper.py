@@ -121,7 +121,9 @@ class Sweeper:
     async def _poll(self, run_id: str, run: Run | None) -> Polled:
         if run is None or run.state is not RunState.TRAINING or not run.bes_job_id:
             return Polled(run_id, Outcome.GONE)
-        if run.cancel_requested or utcnow() > run.deadline_at:
+        if run.cancel_requested or utcnow() > run.deadline_at or run.bes_finished_seen:
+            # Seen Finished already: its slot and duration were handled then, and a claim
+            # that outlasted the wake only needs the wake again, not another poll.
             return Polled(run_id, Outcome.WOKEN, run)
         try:
             client = self.deps.bes_client(run.training_service, run.bes_endpoint or 0)
@@ -140,8 +142,11 @@ class Sweeper:
         run = item.run
         if item.outcome is Outcome.GONE or run is None:
             self.parked.unpark(pipe, item.run_id)
-        elif item.outcome is Outcome.RUNNING:
-            self.parked.repark(pipe, run.id, item.delay)
+        elif item.outcome is Outcome.RUNNING or (item.ended is None and not run.bes_finished_seen):
+            # Running, or woken with its job in an unknown state (a failed poll, a cancel, the
+            # deadline): the job still holds its slot until a step has dealt with it.
+            if item.outcome is Outcome.RUNNING:
+                self.parked.repark(pipe, run.id, item.delay)
             endpoint = run.bes_endpoint or 0
             await self.deps.slots.renew_in(pipe, run.training_service, run.id, endpoint)
         elif item.ended is not None:

@@ -110,3 +110,23 @@ async def test_the_interactive_reserve_is_kept_free_of_bulk_runs(redis: aioredis
     await wait(slots, Lane.INTERACTIVE, ["urgent1", "urgent2", "urgent3"])
     assert [g.run_id for g in await slots.dispatch("svc")] == ["urgent1", "urgent2"]
     assert await slots.in_use("svc") == 5
+
+
+async def test_a_running_job_takes_its_slot_back_after_its_lease_ran_out(
+    redis: aioredis.Redis,
+) -> None:
+    """hold() renews a held slot; after the lease ran out and the slot went to another run,
+    it takes the slot back, so the running job counts against the cap again."""
+    slots = Slots(redis, Keys("t"), {"svc": service(1, 1, 1)}, lease_seconds=10)
+    slots.lease_ms = 50  # a short lease keeps the test fast
+    await wait(slots, Lane.BULK, ["a", "b", "c"])
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["a"]
+    assert not await slots.hold("svc", "a", 0)  # held: renewed
+    await asyncio.sleep(0.1)
+    assert [g.run_id for g in await slots.dispatch("svc")] == ["b"]  # a's lease ran out
+    slots.lease_ms = 10_000
+    assert await slots.hold("svc", "a", 0)  # taken back
+    assert await slots.held_endpoint("svc", "a") == 0
+    assert await slots.in_use("svc") == 2  # above the cap of 1 until one of them ends
+    assert await slots.dispatch("svc") == []  # so nobody else starts meanwhile
+    assert await slots.release("svc", "a")

@@ -92,3 +92,84 @@ async def test_cancelling_a_parked_run_ends_it_and_unparks_it(fleet: Fleet) -> N
     assert await _parked(fleet) == []
     stats = await fleet.training_stats()
     assert stats["running_now"] == 0
+
+
+async def test_parked_runs_are_polled_by_steps_when_no_worker_sweeps(fleet: Fleet) -> None:
+    """Runs parked by a sweeper, then only workers without one (a rollback of poll_sweeper):
+    the reconciler hands the stalled runs to steps, and they finish."""
+    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 3})
+    tenants = [await fleet.onboard(f"o{i}") for i in range(3)]
+    (sweeping,) = fleet.start_workers(1)
+    run_ids = [await fleet.retrain(t.id) for t in tenants]
+
+    async def all_parked() -> bool:
+        return sorted(await _parked(fleet)) == sorted(run_ids)
+
+    await until(all_parked, within=20)
+    sweeping.stop()
+    fleet.start_workers(1, RETRAINQ_POLL_SWEEPER="false", RETRAINQ_SWEEP_CLAIM_SECONDS="1")
+    runs = await fleet.wait_terminal(run_ids, within=40)
+    assert [r.state for r in runs] == [RunState.SUCCEEDED] * 3, [r.error for r in runs]
+    assert await _parked(fleet) == []
+
+
+async def test_a_run_on_an_endpoint_no_longer_configured_fails_instead_of_hanging(
+    fleet: Fleet,
+) -> None:
+    """A training run whose BES endpoint left the configuration ends failed ('config')."""
+    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 120})
+    tenant = await fleet.onboard("moved")
+    (worker,) = fleet.start_workers(1)
+    run_id = await fleet.retrain(tenant.id)
+
+    async def parked() -> bool:
+        return await _parked(fleet) == [run_id]
+
+    await until(parked, within=20)
+    worker.stop()
+    run = await fleet.store.get_run(run_id)
+    assert run is not None
+    moved = run.model_copy(update={"bes_endpoint": 7})  # the service has one endpoint
+    await fleet.store.save_run(moved, RunState.TRAINING, due_in=None, park_in=0)
+    fleet.start_workers(1)
+    (ended,) = await fleet.wait_terminal([run_id], within=30)
+    assert (ended.state, ended.error_code) == (RunState.FAILED, "config"), ended.error
+    assert "endpoint 7" in (ended.error or "")
+    assert await _parked(fleet) == []
+
+
+async def test_a_run_seen_finished_is_woken_again_without_another_poll(fleet: Fleet) -> None:
+    """A sweeper saw the job Finished and recorded its duration, but the wake was lost and
+    the claim ran out: the next sweep only wakes the run (no second poll, no second duration)."""
+    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 2})
+    tenant = await fleet.onboard("seen")
+    (worker,) = fleet.start_workers(1)
+    run_id = await fleet.retrain(tenant.id)
+
+    async def parked() -> bool:
+        return await _parked(fleet) == [run_id]
+
+    await until(parked, within=20)
+    worker.stop()
+
+    async def job_finished() -> bool:
+        return int((await fleet.training_stats())["jobs_finished"]) == 1
+
+    await until(job_finished, within=20)
+    run = await fleet.store.get_run(run_id)
+    assert run is not None
+    assert run.bes_job_id is not None
+    parking = ParkedRuns(fleet.redis, fleet.store.keys)
+    recorded = len(await parking.durations(run.training_service))
+    async with fleet.redis.pipeline(transaction=False) as pipe:  # what that sweeper wrote
+        parking.mark_finished(pipe, run_id, run.bes_job_id)
+        parking.record_duration_in(pipe, run.training_service, 2.0)
+        await pipe.execute()
+    (restarted,) = fleet.start_workers(1)
+    (ended,) = await fleet.wait_terminal([run_id], within=30)
+    assert ended.state is RunState.SUCCEEDED, ended.error
+    assert len(await parking.durations(run.training_service)) == recorded + 1
+    async with fleet.http.get(f"http://127.0.0.1:{restarted.port}/metrics") as reply:
+        metrics = await reply.text()
+    assert 'retrainq_remote_calls_total{api="management"' in metrics  # it deployed
+    assert 'api="bes"' not in metrics  # and never asked BES again
