@@ -6,7 +6,8 @@ TERMINAL = "{succeeded=true, rejected=true, failed=true, cancelled=true}"
 
 # Compare-and-set of a run record on its version, plus every index that follows from it.
 # A run parked with the poll sweeper is off the due list and on the polls list instead; any
-# other save takes it off the polls list. Polls made by steps and sweeps add to ``polls``.
+# other save takes it off the polls list. A run flagged for cancel stays due (now) until a
+# step ends it. Polls made by steps and sweeps add to ``polls``.
 # KEYS: run, due, batch (or placeholder), tenant, waiting (or placeholder), polls
 # ARGV: expected version, new state, new doc, due ms ('' = not due), run id,
 #       waiting score ('' = none), now ms, park ms ('' = not parked), polls to add
@@ -16,10 +17,15 @@ local version = redis.call('HGET', KEYS[1], 'version')
 if version ~= ARGV[1] then return 0 end
 local old_state = redis.call('HGET', KEYS[1], 'state')
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'state', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
-if ARGV[4] == '' then
+local due = ARGV[4]
+-- A cancel asked while the saving step ran (it read the run before): due now, not dropped.
+if not terminal[ARGV[2]] and redis.call('HEXISTS', KEYS[1], 'cancel') == 1 then
+  due = ARGV[7]
+end
+if due == '' then
   redis.call('ZREM', KEYS[2], ARGV[5])
 else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[2], due, ARGV[5])
 end
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[6], ARGV[5]) end
 if ARGV[8] == '' then

@@ -191,3 +191,28 @@ async def test_fleet_page_reads_each_tenants_model_and_latest_run_inside_redis(
     first, rest = await store.fleet_page(0, 2, 0), await store.fleet_page(2, 100, 0)
     assert len(first.tenants) == 2
     assert len(first.tenants) + len(rest.tenants) == 5
+
+
+async def test_a_cancel_asked_during_a_step_keeps_the_run_due(store: Store) -> None:
+    """A step that read the run before a cancel and saves it waiting or parked leaves it due
+    (now), so the cancel is not put off until the run's next poll or slot."""
+    await store.create_tenant(tenant("acme"))
+    created = await store.create_run(RunRequest(tenant_id="acme"))
+    read = await store.get_run(created.run_id)
+    assert read is not None
+    assert await store.request_cancel(created.run_id)
+    waiting = await store.save_run(read, RunState.WAITING_SLOT, due_in=None)
+    assert await store.is_due(created.run_id)
+    await store.save_run(waiting, RunState.TRAINING, due_in=None, park_in=60)
+    assert await store.is_due(created.run_id)
+    assert (await store.due_runs(now_ms() + 1)) == [created.run_id]
+
+
+async def test_a_run_without_a_cancel_leaves_the_due_list_when_it_waits(store: Store) -> None:
+    """The usual case: a run saved waiting or parked has no pending step."""
+    await store.create_tenant(tenant("acme"))
+    created = await store.create_run(RunRequest(tenant_id="acme"))
+    run = await store.get_run(created.run_id)
+    assert run is not None
+    await store.save_run(run, RunState.WAITING_SLOT, due_in=None)
+    assert not await store.is_due(created.run_id)
