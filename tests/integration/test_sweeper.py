@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from producer.processes import ManagedProcess
 from tests.integration.fleet import Fleet, until
 from worker.parking import ParkedRuns
 from worker.schemas import RunState
@@ -19,6 +20,23 @@ async def _parked(fleet: Fleet) -> list[str]:
         for i in await fleet.redis.zrange(fleet.store.keys.polls, 0, -1)
     ]
     return ids
+
+
+async def _parked_run(
+    fleet: Fleet, tenant_id: str, job_seconds: float
+) -> tuple[str, ManagedProcess]:
+    """One tenant's run, trained by one new worker, once it is parked: (run id, worker)."""
+    settings = {"instant": True, "min_job_seconds": job_seconds}
+    await fleet.emulator("PUT", "/_emulator/settings", settings)
+    tenant = await fleet.onboard(tenant_id)
+    (worker,) = fleet.start_workers(1)
+    run_id = await fleet.retrain(tenant.id)
+
+    async def parked() -> bool:
+        return await _parked(fleet) == [run_id]
+
+    await until(parked, within=20)
+    return run_id, worker
 
 
 async def test_running_jobs_are_parked_and_polled_without_arq_jobs(fleet: Fleet) -> None:
@@ -77,15 +95,7 @@ async def test_runs_claimed_by_a_sweeper_that_died_are_polled_after_the_claim(
 
 async def test_cancelling_a_parked_run_ends_it_and_unparks_it(fleet: Fleet) -> None:
     """A cancel request reaches a parked run: cancelled, BES job cancelled, off the polls set."""
-    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 120})
-    tenant = await fleet.onboard("parked-cancel")
-    fleet.start_workers(1)
-    run_id = await fleet.retrain(tenant.id)
-
-    async def parked() -> bool:
-        return await _parked(fleet) == [run_id]
-
-    await until(parked, within=20)
+    run_id, _ = await _parked_run(fleet, "parked-cancel", 120)
     assert await fleet.store.request_cancel(run_id)
     runs = await fleet.wait_terminal([run_id], within=30)
     assert runs[0].state is RunState.CANCELLED
@@ -117,15 +127,7 @@ async def test_a_run_on_an_endpoint_no_longer_configured_fails_instead_of_hangin
     fleet: Fleet,
 ) -> None:
     """A training run whose BES endpoint left the configuration ends failed ('config')."""
-    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 120})
-    tenant = await fleet.onboard("moved")
-    (worker,) = fleet.start_workers(1)
-    run_id = await fleet.retrain(tenant.id)
-
-    async def parked() -> bool:
-        return await _parked(fleet) == [run_id]
-
-    await until(parked, within=20)
+    run_id, worker = await _parked_run(fleet, "moved", 120)
     worker.stop()
     run = await fleet.store.get_run(run_id)
     assert run is not None
@@ -141,15 +143,7 @@ async def test_a_run_on_an_endpoint_no_longer_configured_fails_instead_of_hangin
 async def test_a_run_seen_finished_is_woken_again_without_another_poll(fleet: Fleet) -> None:
     """A sweeper saw the job Finished and recorded its duration, but the wake was lost and
     the claim ran out: the next sweep only wakes the run (no second poll, no second duration)."""
-    await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 2})
-    tenant = await fleet.onboard("seen")
-    (worker,) = fleet.start_workers(1)
-    run_id = await fleet.retrain(tenant.id)
-
-    async def parked() -> bool:
-        return await _parked(fleet) == [run_id]
-
-    await until(parked, within=20)
+    run_id, worker = await _parked_run(fleet, "seen", 2)
     worker.stop()
 
     async def job_finished() -> bool:
