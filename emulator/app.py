@@ -179,6 +179,17 @@ def _gen_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: Exception) -> str:
+    """An error on one line; a validation error names each field: ``port: Input should ...``."""
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{path}: {error['msg']}" if path else error["msg"])
+    return "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retrainq-emulator``."""
     args = build_parser().parse_args(argv)
@@ -188,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         config = load_config(settings.config) if settings.config else default_config()
     except (ValidationError, OSError, ValueError) as exc:
-        print(f"retrainq-emulator: invalid configuration: {exc}", file=sys.stderr)
+        print(f"retrainq-emulator: invalid configuration: {_one_line(exc)}", file=sys.stderr)
         return 2
     if args.print_config:
         doc = config.model_dump(mode="json")

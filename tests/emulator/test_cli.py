@@ -59,6 +59,16 @@ def test_config_file(tmp_path: Path) -> None:
     result = run("--config", str(path))
     assert result.returncode == 2
     assert "invalid configuration" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_invalid_settings_are_one_line() -> None:
+    """A setting out of range stops the emulator with one line naming it (exit 2)."""
+    result = run("--port", "-1", "--print-config")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("retrainq-emulator: invalid configuration: port: ")
 
 
 def test_gen_data_is_deterministic_per_tenant(tmp_path: Path) -> None:
