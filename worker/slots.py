@@ -94,12 +94,6 @@ class Slots:
         value = await reply(self.redis.hget(self.keys.slot_endpoint(service), run_id))
         return None if value is None else int(value)
 
-    async def renew(self, service: str, run_id: str, endpoint: int) -> bool:
-        """Extend the run's lease; False when it no longer holds the slot."""
-        expiry = now_ms() + self.lease_ms
-        renewed = await self._renew(keys=self._renew_keys(service, endpoint), args=[run_id, expiry])
-        return bool(renewed)
-
     async def hold(self, service: str, run_id: str, endpoint: int) -> bool:
         """Renew the lease of a run whose BES job runs; True when the slot had to be taken
         back (its lease ran out, and the slot may have gone to another run meanwhile)."""
