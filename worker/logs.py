@@ -4,6 +4,11 @@
 stdlib lines of arq and aiohttp — passes through ``redact_secrets`` before it is rendered, so
 account keys, SAS signatures, connection strings, bearer tokens and API keys never reach the
 output, whatever code logged them.
+
+Every event is one line: the multi-line HTTP traces of the Azure SDK become one
+``http.request`` or ``http.response`` event with the headers as a field, and line breaks in
+other values are folded. Third-party HTTP clients log only warnings and errors unless the
+level is ``DEBUG``.
 """
 
 from __future__ import annotations
@@ -73,6 +78,68 @@ def _redact_value(name: str, value: Any) -> Any:
     return value
 
 
+# Loggers of HTTP client libraries: at INFO the Azure SDK logs every request and response.
+HTTP_LIBRARY_LOGGERS = ("azure", "urllib3", "msal", "httpx", "httpcore")
+
+# "Request URL: 'https://...'" or "Response status: 206"; header lines are "    'name': 'value'".
+_TRACE_FIELD = re.compile(r"^(Request|Response) ([A-Za-z ]+?):\s*(.*)$")
+_TRACE_HEADER = re.compile(r"^\s+'(?P<name>[^']*)': '(?P<value>.*)'$")
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
+
+
+def parse_http_trace(text: str) -> dict[str, Any] | None:
+    """Fields of one multi-line Azure SDK HTTP trace, or ``None`` if ``text`` is not one."""
+    lines = text.splitlines()
+    first = _TRACE_FIELD.match(lines[0]) if lines else None
+    if first is None:
+        return None
+    fields: dict[str, Any] = {"event": f"http.{first.group(1).lower()}"}
+    headers: dict[str, str] = {}
+    notes: list[str] = []
+    for line in lines:
+        header = _TRACE_HEADER.match(line)
+        field = _TRACE_FIELD.match(line)
+        if header is not None:
+            headers[header["name"]] = header["value"]
+        elif field is not None:
+            name = field.group(2).lower().replace(" ", "_")
+            value = _unquote(field.group(3))
+            if name == "status" and value.isdigit():
+                fields[name] = int(value)
+            elif name != "headers":
+                fields[name] = value
+        elif line.strip():
+            notes.append(line.strip())
+    fields["headers"] = headers
+    if notes:
+        fields["note"] = " ".join(notes)
+    return fields
+
+
+def _fold(text: str) -> str:
+    return " | ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def one_line(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: make every event a single line.
+
+    An Azure SDK HTTP trace becomes structured fields; any other value with line breaks has
+    its lines joined with `` | ``. Tracebacks are rendered later and keep their lines.
+    """
+    event = event_dict.get("event")
+    if isinstance(event, str) and "\n" in event:
+        trace = parse_http_trace(event)
+        if trace is not None:
+            event_dict.update(trace)
+    for name, value in event_dict.items():
+        if isinstance(value, str) and "\n" in value:
+            event_dict[name] = _fold(value)
+    return event_dict
+
+
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask secrets in every field (by name and by content)."""
     for name in list(event_dict):
@@ -95,6 +162,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        one_line,
         redact_secrets,
     ]
 
@@ -149,6 +217,9 @@ def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
+    http_level = logging.DEBUG if config.level == "DEBUG" else logging.WARNING
+    for name in HTTP_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(http_level)
 
 
 def bind_context(**fields: Any) -> None:

@@ -84,3 +84,57 @@ def test_exception_text_is_redacted(log_output: io.StringIO) -> None:
 def test_redact_text(text: str, expected: str) -> None:
     """The text patterns mask only the secret part."""
     assert redact_text(text) == expected
+
+
+REQUEST_TRACE = (
+    "Request URL: 'http://127.0.0.1:10000/devstoreaccount1/c/m.ilearner?sig=REDACTED'\n"
+    "Request method: 'GET'\n"
+    "Request headers:\n"
+    "    'x-ms-range': 'bytes=0-33554431'\n"
+    "    'Authorization': 'SharedKey devstoreaccount1:c2VjcmV0'\n"
+    "No body was attached to the request"
+)
+RESPONSE_TRACE = "Response status: 206\nResponse headers:\n    'Content-Length': '1024'"
+HTTP_TRACE_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+
+
+def lines_of(buffer: io.StringIO) -> list[dict[str, object]]:
+    """Every rendered line as JSON (fails if a line is not a whole JSON event)."""
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_http_library_traces_below_warning_are_off_by_default() -> None:
+    """At INFO the Azure SDK's per-request traces are dropped; its warnings still show."""
+    buffer = io.StringIO()
+    configure_logging(LogConfig(format="json", level="INFO"), buffer)
+    logging.getLogger(HTTP_TRACE_LOGGER).info(REQUEST_TRACE)
+    logging.getLogger("urllib3.connectionpool").info("Starting new HTTPS connection")
+    logging.getLogger("azure.storage.blob").warning("retrying")
+    assert [e["event"] for e in lines_of(buffer)] == ["retrying"]
+
+
+def test_an_http_trace_at_debug_is_one_event_with_redacted_headers() -> None:
+    """At DEBUG each request and response is one line with method, url, status and headers."""
+    buffer = io.StringIO()
+    configure_logging(LogConfig(format="json", level="DEBUG"), buffer)
+    logging.getLogger(HTTP_TRACE_LOGGER).info(REQUEST_TRACE)
+    logging.getLogger(HTTP_TRACE_LOGGER).info(RESPONSE_TRACE)
+    request, response = lines_of(buffer)
+    assert request["event"] == "http.request"
+    assert request["method"] == "GET"
+    assert str(request["url"]).startswith("http://127.0.0.1:10000/devstoreaccount1/c/")
+    assert request["headers"] == {"x-ms-range": "bytes=0-33554431", "Authorization": "***"}
+    assert request["note"] == "No body was attached to the request"
+    assert response["event"] == "http.response"
+    assert response["status"] == 206
+    assert response["headers"] == {"Content-Length": "1024"}
+    assert "c2VjcmV0" not in buffer.getvalue()
+
+
+def test_line_breaks_in_other_values_are_folded(log_output: io.StringIO) -> None:
+    """A multi-line error message is kept, its lines joined on one line."""
+    structlog.get_logger("t").warning("blob.failed", error="Not found\nErrorCode:BlobNotFound")
+    logging.getLogger("arq.worker").warning("first line\n  second line")
+    step, stdlib = lines_of(log_output)
+    assert step["error"] == "Not found | ErrorCode:BlobNotFound"
+    assert stdlib["event"] == "first line | second line"
