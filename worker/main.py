@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from worker.blobs import BlobStoreError
+from worker.datapath_audit import check_data_paths
 from worker.logs import configure_logging
 from worker.runtime import build_worker
 from worker.settings import WorkerSettings, describe_validation_error
@@ -22,6 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one worker process until SIGTERM/SIGINT (or until idle with ``--burst``)."""
     parser = argparse.ArgumentParser(
         prog="retrainq-worker", description="Advance retrain runs: BES jobs, gate, deploy."
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "check-data-paths"],
+        default="run",
+        help="run (default): serve steps; check-data-paths: list tenants whose data_path "
+        "lies outside their own prefix and exit (1 if any)",
     )
     parser.add_argument("--health-port", type=int, help="port of /healthz and /metrics")
     parser.add_argument("--max-jobs", type=int, help="concurrent steps in this process")
@@ -37,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"retrainq-worker: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
+    if args.command == "check-data-paths":
+        return _check_data_paths(settings)
     configure_logging(settings.log)
     log.info("worker.starting", pod=settings.pod_name, max_jobs=settings.max_jobs)
     worker = build_worker(settings, burst=args.burst)
@@ -48,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("worker.failed", error=str(exc), error_type=type(exc).__name__)
         return 1
     return 0
+
+
+def _check_data_paths(settings: WorkerSettings) -> int:
+    url = settings.redis.url.get_secret_value()
+    try:
+        return asyncio.run(
+            check_data_paths(url, settings.redis.prefix, settings.shared_data_prefixes, sys.stdout)
+        )
+    except (RedisError, OSError) as exc:
+        print(f"retrainq-worker: Redis unreachable ({type(exc).__name__})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ point and passed down; nothing below the entry points reads ``os.environ``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.datapaths import validate_shared_prefix
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -96,6 +98,11 @@ class RetrainqSettings(BaseSettings):
     training_services: dict[str, TrainingServiceConfig] = Field(default_factory=dict)
     run_timeout_seconds: int = Field(
         default=6 * 3600, ge=5, description="a run not ended this long after creation fails"
+    )
+    shared_data_prefixes: list[Annotated[str, AfterValidator(validate_shared_prefix)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="blob prefixes (ending '/') admins may point any tenant's data_path at",
     )
 
 
