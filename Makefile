@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: install browser-deps lint format test demo up down status bench clean chaos
 
 install: $(STAMP) $(AZURITE)
-	@$(BIN)/python -c "from producer.processes import ensure_redis_server as e; e()" \
+	@$(BIN)/python -c "from producer.devtools.processes import ensure_redis_server as e; e()" \
 		|| (echo "redis-server is required (see above)"; exit 1)
 
 $(STAMP): pyproject.toml constraints.txt

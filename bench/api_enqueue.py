@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from producer.processes import (
+from producer.devtools.processes import (
     ManagedProcess,
     console_script,
     ensure_redis_server,

@@ -34,9 +34,9 @@ from pydantic import SecretStr
 
 from emulator import datagen
 from emulator.config import default_config
-from producer.devstack import fetch_emulator_config
-from producer.emulated import predictive_service_ids, worker_env
-from producer.processes import (
+from producer.devtools.devstack import fetch_emulator_config
+from producer.devtools.emulated import predictive_service_ids, worker_env
+from producer.devtools.processes import (
     ManagedProcess,
     azurite_argv,
     azurite_connection_string,

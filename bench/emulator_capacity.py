@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from emulator.datagen import bike_rental_rows
-from producer.processes import (
+from producer.devtools.processes import (
     ManagedProcess,
     azurite_argv,
     azurite_connection_string,

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from common import ADMIN_HEADERS, SHARED_DATA, BenchStack, emit, post_batch, summary
 
-from producer.emulated import training_services
+from producer.devtools.emulated import training_services
 from worker.store import Store
 
 

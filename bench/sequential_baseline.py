@@ -24,7 +24,7 @@ import aiohttp
 from arq.connections import RedisSettings, create_pool
 from common import RESOURCE, SHARED_DATA, BenchStack, emit, wait_batch
 
-from producer.emulated import predictive_service_ids
+from producer.devtools.emulated import predictive_service_ids
 from worker.bulk import start_batch
 from worker.queue import StepQueue
 from worker.serialization import deserialize, serialize

@@ -1,1 +1,2 @@
-"""retrainq producer: the enqueue HTTP API and the command-line client."""
+"""retrainq producer: the enqueue API (``api``), its command-line client (``cli``), the local
+stack and demo (``devtools``), and the wire contract they share (``schemas``)."""

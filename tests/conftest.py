@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from producer.processes import (
+from producer.devtools.processes import (
     ManagedProcess,
     azurite_argv,
     azurite_connection_string,

@@ -19,10 +19,10 @@ from playwright.async_api import Browser, async_playwright
 from pydantic import SecretStr
 from rich.console import Console
 
-from producer.client import ApiClient
-from producer.demo import Demo
-from producer.devstack import DevStack
-from producer.processes import PROJECT_ROOT
+from producer.cli.client import ApiClient
+from producer.devtools.demo import Demo
+from producer.devtools.devstack import DevStack
+from producer.devtools.processes import PROJECT_ROOT
 from tests.integration.conftest_api import api, api_settings
 from worker.settings import WorkerSettings
 

@@ -14,9 +14,9 @@ from playwright.async_api import Browser, Dialog, Page, Response, expect
 
 from emulator import datagen
 from emulator.training import parse_csv
-from producer.client import ApiClient
-from producer.demo import FEATURES, Demo
-from producer.processes import console_script
+from producer.cli.client import ApiClient
+from producer.devtools.demo import FEATURES, Demo
+from producer.devtools.processes import console_script
 from producer.schemas import TenantCreate
 from tests.browser.conftest import SCREENSHOTS, VIEWPORT, Stack
 from worker.evaluate import Gate

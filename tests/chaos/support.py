@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 from tests.integration.fleet import Fleet, started_twice
 from worker.schemas import ClassicTarget, Run, RunState
 from worker.settings import WorkerSettings

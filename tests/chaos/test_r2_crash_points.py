@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from producer.processes import ServiceError
+from producer.devtools.processes import ServiceError
 from tests.chaos.support import errors_of, report, serves_latest_model, sizes
 from tests.integration.fleet import Fleet
 from worker.failpoints import CRASH_EXIT_CODE, POINTS

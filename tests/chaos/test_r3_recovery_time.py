@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 from tests.chaos.support import CHAOS_WORKER_SETTINGS, percentile, report, sizes
 from tests.integration.fleet import Fleet, until
 from worker.schemas import Lane

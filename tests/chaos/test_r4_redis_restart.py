@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 import redis.exceptions
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 from tests.chaos.support import CHAOS_WORKER_SETTINGS, audit, report, sizes, wait_all_terminal
 from tests.integration.fleet import Fleet
 from worker.schemas import Lane

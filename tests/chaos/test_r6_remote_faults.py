@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from producer.emulated import worker_env
+from producer.devtools.emulated import worker_env
 from tests.chaos.proxy import FaultProxy, ProxyFaults
 from tests.chaos.support import CHAOS_WORKER_SETTINGS, audit, errors_of, report, sizes
 from tests.integration.fleet import Fleet

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from emulator.config import EmulatorSettings
-from producer.settings import ApiSettings, CliSettings
+from producer.api.settings import ApiSettings
+from producer.cli.settings import CliSettings
 from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import re
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
-from producer.metrics import API_METRICS
+from producer.api.metrics import API_METRICS
 from tests.deploy.support import (
     ALL_SETTINGS,
     COMPONENT_SETTINGS,

@@ -11,7 +11,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 from kubernetes_validate import utils as kv
 
-from producer.settings import ApiSettings
+from producer.api.settings import ApiSettings
 from tests.deploy.support import (
     ALL_SETTINGS,
     CRD_SCHEMAS,

@@ -15,7 +15,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from emulator.app import create_app
 from emulator.config import EmulatorConfig, EmulatorSettings, WebServiceConfig, default_config
-from producer.processes import free_port
+from producer.devtools.processes import free_port
 
 TRAINING = "Bike Rental Training"
 SCORING = "Bike Rental Scoring"

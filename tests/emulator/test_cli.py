@@ -12,7 +12,7 @@ import pytest
 
 from emulator.config import default_config
 from emulator.datagen import bike_rental_csv
-from producer.processes import ManagedProcess, console_script
+from producer.devtools.processes import ManagedProcess, console_script
 
 BIN = console_script("retrainq-emulator")
 

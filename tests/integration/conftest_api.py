@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from producer.api import create_app
-from producer.settings import ApiSettings
+from producer.api.app import create_app
+from producer.api.settings import ApiSettings
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

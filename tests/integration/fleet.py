@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from emulator import datagen
 from emulator.training import ModelSpec, input_columns, parse_csv, train
-from producer.emulated import predictive_service_ids, worker_env
-from producer.processes import ManagedProcess, console_script, free_port
+from producer.devtools.emulated import predictive_service_ids, worker_env
+from producer.devtools.processes import ManagedProcess, console_script, free_port
 from worker.blobs import BlobStore, training_data_path
 from worker.keys import Keys
 from worker.queue import StepQueue

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import create_app
-from producer.processes import free_port
+from producer.api.app import create_app
+from producer.devtools.processes import free_port
 from tests.integration.conftest_api import ADMIN, CSV, classic_target, make_settings, onboard
 
 

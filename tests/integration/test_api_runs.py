@@ -9,7 +9,7 @@ import time
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import create_app
+from producer.api.app import create_app
 from tests.integration.conftest_api import ADMIN, CSV, bearer, make_settings, onboard
 from worker.queue import advance_job_id
 from worker.schemas import ClassicTarget, NewServiceTarget, Run, RunState, Tenant

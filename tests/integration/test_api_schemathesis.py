@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from producer.processes import ManagedProcess, console_script, free_port
+from producer.devtools.processes import ManagedProcess, console_script, free_port
 from tests.integration.conftest_api import ADMIN_KEY
 
 CHECKS = ",".join(

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import create_app
-from producer.settings import ApiSettings
+from producer.api.app import create_app
+from producer.api.settings import ApiSettings
 from tests.integration.conftest_api import (
     ADMIN,
     CSV,

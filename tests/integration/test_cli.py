@@ -12,10 +12,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from producer.cli import main
-from producer.commands import CommandError, cli_settings
-from producer.devstack import write_env_file
-from producer.processes import free_port
+from producer.cli.commands import CommandError, cli_settings
+from producer.cli.main import main
+from producer.devtools.devstack import write_env_file
+from producer.devtools.processes import free_port
 from tests.integration.conftest_api import ADMIN_KEY, CSV
 from worker.schemas import TENANT_ID_PATTERN, RunState
 from worker.store import Store

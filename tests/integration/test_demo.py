@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.processes import console_script, pid_alive
+from producer.devtools.processes import console_script, pid_alive
 
 pytestmark = pytest.mark.timeout(240)
 

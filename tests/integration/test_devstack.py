@@ -5,8 +5,8 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from producer.devstack import DevStack, read_env_file
-from producer.processes import pid_alive, port_open
+from producer.devtools.devstack import DevStack, read_env_file
+from producer.devtools.processes import pid_alive, port_open
 
 
 def test_up_then_down_leaves_no_process_and_no_port(tmp_path: Path) -> None:

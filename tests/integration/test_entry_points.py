@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.processes import console_script, free_port
+from producer.devtools.processes import console_script, free_port
 
 
 @pytest.mark.parametrize(

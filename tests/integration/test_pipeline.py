@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from producer.emulated import training_services
+from producer.devtools.emulated import training_services
 from tests.integration.fleet import Fleet, dump, sample_rows, started_twice, until
 from worker.evaluate import Gate
 from worker.schemas import Lane, RunState

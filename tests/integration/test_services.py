@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from azure.storage.blob.aio import BlobServiceClient
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 
 
 async def test_redis_restart_keeps_acknowledged_writes(

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 from tests.integration.fleet import Fleet, until
 from worker.parking import ParkedRuns
 from worker.schemas import RunState

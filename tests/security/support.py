@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from producer.processes import ManagedProcess, console_script, free_port
+from producer.devtools.processes import ManagedProcess, console_script, free_port
 from tests.integration.conftest_api import ADMIN_KEY
 
 FULL = os.environ.get("RETRAINQ_CHAOS_FULL") == "1"

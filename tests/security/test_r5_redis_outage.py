@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from producer.processes import ManagedProcess
+from producer.devtools.processes import ManagedProcess
 from tests.integration.conftest_api import ADMIN
 from tests.integration.fleet import Fleet, close_fleet, dump, open_fleet, until
 from tests.security.support import FULL, ServedApi, report, size
@@ -162,7 +162,7 @@ def _api_settings(fleet: Fleet) -> dict[str, str]:
 async def _tenant_key(fleet: Fleet, api: ServedApi, tenant_id: str) -> str:
     """A tenant key for ``tenant_id`` (fleet tenants are stored without one): an onboarded
     sibling's key would see only the sibling, so register one directly."""
-    from producer.auth import TENANT_KEY_PREFIX, hash_key
+    from producer.api.auth import TENANT_KEY_PREFIX, hash_key
 
     key = TENANT_KEY_PREFIX + "r5-probe-key-0123456789abcdef"
     assert await fleet.store.register_api_key(hash_key(key), tenant_id)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from producer.openapi import build_openapi
-from producer.processes import console_script
+from producer.api.openapi import build_openapi
+from producer.devtools.processes import console_script
 from tests.integration.conftest_api import ADMIN_KEY
 from tests.security.support import FULL, ServedApi, report, size
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from producer.auth import hash_key
+from producer.api.auth import hash_key
 from tests.integration.conftest_api import ADMIN, ADMIN_KEY, CSV, onboard
 from tests.security.support import report, size
 

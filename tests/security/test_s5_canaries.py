@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from producer.emulated import predictive_service_ids, worker_env
-from producer.processes import AZURITE_KEY
+from producer.devtools.emulated import predictive_service_ids, worker_env
+from producer.devtools.processes import AZURITE_KEY
 from tests.integration.fleet import RESOURCE, Fleet, close_fleet, dump, open_fleet
 from tests.security.support import FULL, ServedApi, report, size
 from worker.schemas import RunState

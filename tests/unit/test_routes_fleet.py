@@ -1,10 +1,10 @@
-"""The fleet view's model state of a tenant (a pure function of producer/routes_fleet.py)."""
+"""The fleet view's model state of a tenant (a pure function of producer/api/routes_fleet.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from producer.routes_fleet import model_state
+from producer.api.routes_fleet import model_state
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from producer.auth import require_admin
-from producer.http import json_response, query_int, read_body, visible_run, visible_tenant
-from producer.metrics import API_METRICS
-from producer.problems import Problem, not_found
-from producer.routes_tenants import start_run
+from producer.api.auth import require_admin
+from producer.api.http import json_response, query_int, read_body, visible_run, visible_tenant
+from producer.api.metrics import API_METRICS
+from producer.api.problems import Problem, not_found
+from producer.api.routes_tenants import start_run
+from producer.api.state import QUEUE, SETTINGS, STORE
 from producer.schemas import (
     BatchAccepted,
     BatchCreate,
@@ -21,7 +22,6 @@ from producer.schemas import (
     RunAccepted,
     RunPage,
 )
-from producer.state import QUEUE, SETTINGS, STORE
 from worker.bulk import start_batch
 from worker.schemas import TERMINAL_STATES, Batch, Lane, RunState, Tenant
 from worker.store import RunRequest, Store

@@ -9,10 +9,10 @@ from typing import TypeVar
 from aiohttp import hdrs, web
 from pydantic import BaseModel
 
-from producer.auth import check_tenant_access, principal
-from producer.problems import Problem, not_found
+from producer.api.auth import check_tenant_access, principal
+from producer.api.problems import Problem, not_found
+from producer.api.state import SETTINGS, STORE
 from producer.schemas import RUN_ID_PATTERN
-from producer.state import SETTINGS, STORE
 from worker.schemas import TENANT_ID_PATTERN, Run, Tenant
 
 M = TypeVar("M", bound=BaseModel)

@@ -23,10 +23,10 @@ from rich.table import Table
 
 from emulator import datagen
 from emulator.training import parse_csv
-from producer.client import ApiClient
-from producer.devstack import DEFAULT_STATE_DIR, read_env_file
-from producer.emulated import predictive_service_ids
-from producer.report import TenantOutcome, render_report
+from producer.cli.client import ApiClient
+from producer.devtools.devstack import DEFAULT_STATE_DIR, read_env_file
+from producer.devtools.emulated import predictive_service_ids
+from producer.devtools.report import TenantOutcome, render_report
 from producer.schemas import BatchCreate, TenantCreate, TenantView
 from worker.azureml.arm import ArmClient, StaticToken, runtime_base
 from worker.azureml.classic import EndpointsClient

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from producer.settings import ApiSettings
+from producer.api.settings import ApiSettings
 from worker.blobs import BlobStore
 from worker.queue import StepQueue
 from worker.schedules import Schedules

@@ -8,8 +8,8 @@ import math
 
 from aiohttp import web
 
-from producer.problems import Handler, Problem, not_found
-from producer.state import PRINCIPAL, SETTINGS, STORE, Principal
+from producer.api.problems import Handler, Problem, not_found
+from producer.api.state import PRINCIPAL, SETTINGS, STORE, Principal
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/ui", "/ui/"})
 # The dashboard's static files; every data call they make carries its own bearer key.

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from yarl import URL
 
-from producer import render
-from producer.client import ApiClient, ApiError
-from producer.devstack import DEFAULT_STATE_DIR
+from producer.cli import render
+from producer.cli.client import ApiClient, ApiError
+from producer.cli.settings import CliSettings
+from producer.devtools.devstack import DEFAULT_STATE_DIR
 from producer.schemas import BatchAccepted, BatchCreate, TenantCreate
-from producer.settings import CliSettings
 from worker.schemas import ClassicTarget, NewServiceTarget, Target
 from worker.settings import describe_validation_error
 

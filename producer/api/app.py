@@ -14,13 +14,13 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 
-from producer import routes_fleet, routes_runs, routes_schedules, routes_tenants
-from producer.auth import auth_middleware
-from producer.metrics import metrics, metrics_middleware
-from producer.openapi import build_openapi
-from producer.problems import problem_middleware
-from producer.settings import ApiSettings
-from producer.state import BLOBS, QUEUE, REDIS, SCHEDULES, SETTINGS, STORE
+from producer.api import routes_fleet, routes_runs, routes_schedules, routes_tenants
+from producer.api.auth import auth_middleware
+from producer.api.metrics import metrics, metrics_middleware
+from producer.api.openapi import build_openapi
+from producer.api.problems import problem_middleware
+from producer.api.settings import ApiSettings
+from producer.api.state import BLOBS, QUEUE, REDIS, SCHEDULES, SETTINGS, STORE
 from worker.blobs import BlobStore, BlobStoreError
 from worker.keys import Keys
 from worker.logs import configure_logging

@@ -1,4 +1,4 @@
-"""Settings of ``retrainq-api`` and the ``retrainq`` command-line client."""
+"""Settings of ``retrainq-api``."""
 
 from __future__ import annotations
 
@@ -26,10 +26,3 @@ class ApiSettings(RetrainqSettings):
     enqueue_concurrency: int = Field(
         default=64, ge=1, le=1024, description="arq enqueues in flight for a bulk retrain"
     )
-
-
-class CliSettings(RetrainqSettings):
-    """Settings of the ``retrainq`` CLI: where the API is and which key to use."""
-
-    api_url: str = "http://127.0.0.1:8080"
-    api_key: SecretStr = SecretStr("")

@@ -6,8 +6,8 @@ import csv
 
 from aiohttp import web
 
-from producer.http import require_media_type
-from producer.problems import Problem
+from producer.api.http import require_media_type
+from producer.api.problems import Problem
 
 HEAD_BYTES = 64 * 1024
 CHECKED_ROWS = 50

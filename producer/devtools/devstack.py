@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from producer.emulated import worker_env
-from producer.processes import (
+from producer.devtools.emulated import worker_env
+from producer.devtools.processes import (
     PROJECT_ROOT,
     ManagedProcess,
     ServiceError,

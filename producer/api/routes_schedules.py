@@ -7,11 +7,11 @@ from datetime import datetime
 
 from aiohttp import web
 
-from producer.auth import require_admin
-from producer.http import json_response, read_body
-from producer.problems import Problem, not_found
+from producer.api.auth import require_admin
+from producer.api.http import json_response, read_body
+from producer.api.problems import Problem, not_found
+from producer.api.state import SCHEDULES
 from producer.schemas import ScheduleBody, SchedulePage, ScheduleView
-from producer.state import SCHEDULES
 from worker.schedules import Schedule
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
-from producer.problems import Handler
+from producer.api.problems import Handler
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,18 @@ import secrets
 
 from aiohttp import web
 
-from producer.auth import TENANT_KEY_PREFIX, hash_key, require_admin
-from producer.http import (
+from producer.api.auth import TENANT_KEY_PREFIX, hash_key, require_admin
+from producer.api.http import (
     json_response,
     query_flag,
     query_int,
     read_body,
     visible_tenant,
 )
-from producer.metrics import API_METRICS
-from producer.problems import Problem
+from producer.api.metrics import API_METRICS
+from producer.api.problems import Problem
+from producer.api.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
+from producer.api.uploads import columns_of, read_upload
 from producer.schemas import (
     DataUploaded,
     Models,
@@ -27,8 +29,6 @@ from producer.schemas import (
     TenantPatch,
     TenantView,
 )
-from producer.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
-from producer.uploads import columns_of, read_upload
 from worker.blobs import training_data_path, validate_path
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists

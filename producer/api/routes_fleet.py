@@ -16,10 +16,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from producer.auth import principal, require_admin
-from producer.http import json_response, query_int
-from producer.problems import not_found
-from producer.routes_runs import batch_status
+from producer.api.auth import principal, require_admin
+from producer.api.http import json_response, query_int
+from producer.api.problems import not_found
+from producer.api.routes_runs import batch_status
+from producer.api.state import REDIS, SETTINGS, STORE
 from producer.schemas import (
     RUN_ID_PATTERN,
     Backlog,
@@ -33,7 +34,6 @@ from producer.schemas import (
     RunBrief,
     ServiceLoad,
 )
-from producer.state import REDIS, SETTINGS, STORE
 from worker.redisio import reply
 from worker.schemas import Lane, RunState
 from worker.store import Store, now_ms

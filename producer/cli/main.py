@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from producer import commands
-from producer.client import ApiError
-from producer.devstack import DEFAULT_STATE_DIR, DevStack, StackPorts
-from producer.processes import ServiceError
+from producer.cli import commands
+from producer.cli.client import ApiError
+from producer.devtools.devstack import DEFAULT_STATE_DIR, DevStack, StackPorts
+from producer.devtools.processes import ServiceError
 
 
 def _dev_up(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ def _dev_status(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from producer.demo import DemoOptions, run_demo  # the demo pulls in the data generator
+    from producer.devtools.demo import DemoOptions, run_demo  # the demo pulls in the data generator
 
     if args.tenants < 2 or not 0 <= args.new_services < args.tenants:
         raise commands.CommandError("need --tenants >= 2 and 0 <= --new-services < --tenants")

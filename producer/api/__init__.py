@@ -1,0 +1,1 @@
+"""The enqueue HTTP API (``retrainq-api``) and the dashboard it serves."""

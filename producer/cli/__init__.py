@@ -1,0 +1,1 @@
+"""The ``retrainq`` command-line client of the enqueue API."""

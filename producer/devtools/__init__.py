@@ -1,0 +1,1 @@
+"""The local stack (``retrainq dev``) and the demo that drives it."""
