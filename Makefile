@@ -17,7 +17,7 @@ install: $(STAMP) $(AZURITE)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,emulator]'
 	touch $(STAMP)
 
 $(AZURITE): package.json package-lock.json
@@ -58,7 +58,7 @@ demo: install
 	$(BIN)/retrainq demo
 
 bench: install
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,emulator,bench]'
 	$(BIN)/python bench/run_all.py --quick
 
 clean: down

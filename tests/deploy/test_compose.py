@@ -90,20 +90,30 @@ def test_redis_runs_with_the_project_config_and_a_volume(compose: dict[str, Any]
     assert any(m[1] == "/data" and m[0] in compose["volumes"] for m in mounts)
 
 
-def test_own_services_share_one_image_and_run_console_scripts(compose: dict[str, Any]) -> None:
-    """API, workers and emulator run the same image, built from deploy/docker/Dockerfile, each
-    with an exec-form command naming a console script."""
+def test_own_services_run_their_image_and_console_scripts(compose: dict[str, Any]) -> None:
+    """API and workers run the production image, the emulator the emulator image, both built
+    from deploy/docker/Dockerfile; each service has an exec-form command naming a console
+    script."""
+    dockerfile = DEPLOY / "docker" / "Dockerfile"
+    stages = set(re.findall(r"^FROM \S+ AS ([\w-]+)$", dockerfile.read_text(), flags=re.M))
     scripts = console_scripts()
-    images = set()
+    images: dict[str, set[str]] = {}
     for name in OWN_SERVICES:
         service = compose["services"][name]
-        images.add(service["image"])
-        assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile"
-        assert (DEPLOY / service["build"]["context"] / "deploy/docker/Dockerfile").exists()
+        build = service["build"]
+        assert build["dockerfile"] == "deploy/docker/Dockerfile"
+        assert (DEPLOY / build["context"] / build["dockerfile"]).exists()
+        assert build["target"] in stages, name
+        images.setdefault(build["target"], set()).add(service["image"])
         assert isinstance(service["command"], list), name
         assert service["command"][0] in scripts, name
         assert service.get("read_only") is True, name
-    assert len(images) == 1
+    assert compose["services"]["emulator"]["build"]["target"] == "emulator"
+    assert {compose["services"][name]["build"]["target"] for name in OWN_SERVICES[1:]} == {
+        "production"
+    }
+    assert all(len(tags) == 1 for tags in images.values()), images
+    assert images["emulator"] != images["production"]
 
 
 def test_two_workers_with_their_own_pod_names(compose: dict[str, Any]) -> None:

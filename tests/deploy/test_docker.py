@@ -1,9 +1,11 @@
-"""deploy/docker/Dockerfile and .dockerignore: slim, multi-stage, pinned, non-root, exec form."""
+"""deploy/docker/Dockerfile and .dockerignore: slim, multi-stage, pinned, non-root, exec form; a
+production image without optional extras and an emulator image with the emulator extra."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 
 from tests.deploy.support import DEPLOY, REPO, console_scripts
@@ -43,6 +45,40 @@ def stages() -> list[list[Instruction]]:
     return groups
 
 
+def stage_name(stage: list[Instruction]) -> str:
+    """The stage's ``AS`` name (``""`` when it has none)."""
+    words = stage[0].args.split()
+    return words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
+
+
+def chain(name: str | None = None) -> list[list[Instruction]]:
+    """The stages an image target is built from, its first ancestor first; the last stage (what
+    a build without ``--target`` makes) when ``name`` is None."""
+    by_name = {stage_name(stage): stage for stage in stages()}
+    stage = stages()[-1] if name is None else by_name[name]
+    result = [stage]
+    while (parent := stage[0].args.split()[0]) in by_name:
+        stage = by_name[parent]
+        result.insert(0, stage)
+    return result
+
+
+def target(name: str | None = None) -> list[Instruction]:
+    """Every instruction that makes up an image target (see ``chain``)."""
+    return [instruction for stage in chain(name) for instruction in stage]
+
+
+def copied_stage(name: str | None = None) -> str:
+    """The stage whose venv an image target copies (``COPY --from=<stage>``)."""
+    sources = [
+        i.args.split()[0].removeprefix("--from=")
+        for i in target(name)
+        if i.keyword == "COPY" and i.args.startswith("--from=")
+    ]
+    assert len(sources) == 1, sources
+    return sources[0]
+
+
 def base_image() -> str:
     """The image every stage builds on (an ARG default, or FROM's argument)."""
     args = {
@@ -51,50 +87,78 @@ def base_image() -> str:
         if i.keyword == "ARG" and "=" in i.args
     }
     images = {
-        re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], s[0].args.split()[0]) for s in stages()
+        re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], c[0][0].args.split()[0])
+        for c in (chain(stage_name(s) or None) for s in stages())
     }
     assert len(images) == 1, images
     return images.pop()
 
 
-def test_multi_stage_build_on_python_311_slim() -> None:
-    """A build stage and a runtime stage, both on python:3.11-slim."""
-    assert base_image() == "python:3.11-slim"
-    assert len(stages()) >= 2
-    final = stages()[-1]
-    assert any(i.keyword == "COPY" and i.args.startswith("--from=") for i in final)
-
-
-def test_dependencies_are_pinned_and_dev_extras_left_out() -> None:
-    """constraints.txt is copied and every pip install/wheel uses it; no [dev] extra."""
-    build = stages()[0]
-    assert any(i.keyword == "COPY" and "constraints.txt" in i.args.split() for i in build)
-    runs = " ".join(i.args for i in instructions() if i.keyword == "RUN")
+def pip_extras(name: str | None = None) -> set[str]:
+    """Optional extras that the pip calls of an image target and of the stage it copies its
+    venv from name (``.[x]`` or ``retrainq[x]``); asserts every call is pinned."""
+    stages_used = [*chain(name), *chain(copied_stage(name))]
+    runs = " ".join(i.args for stage in stages_used for i in stage if i.keyword == "RUN")
     pip_calls = re.findall(r"pip (?:install|wheel)[^&]*", runs)
     assert pip_calls
     for call in pip_calls:
         assert re.search(r"(--constraint|-c) constraints\.txt", call), call
-    assert "[dev]" not in runs
-    assert ".[" not in runs, "no optional extras in the image"
+    extras: set[str] = set()
+    for listed in re.findall(r"(?:\.|retrainq)\[([\w,-]+)\]", runs):
+        extras |= set(listed.split(","))
+    return extras
 
 
-def test_runtime_stage_runs_as_non_root_user() -> None:
-    """The last USER of the runtime stage is uid 10001, never root."""
-    users = [i.args for i in stages()[-1] if i.keyword == "USER"]
-    assert users, "the runtime stage sets no USER"
-    user = users[-1].split(":")[0]
-    assert user == "10001"
+def test_multi_stage_build_on_python_311_slim() -> None:
+    """Build stages and runtime stages, all on python:3.11-slim; each image copies its venv."""
+    assert base_image() == "python:3.11-slim"
+    assert len(stages()) >= 2
+    assert copied_stage() == "build"
+    assert copied_stage("emulator") == "build-emulator"
+
+
+def test_dependencies_are_pinned_and_extras_follow_the_image() -> None:
+    """constraints.txt is copied and every pip install/wheel uses it; the production image (the
+    default target) installs no optional extra, the emulator image only the emulator extra."""
+    build = stages()[0]
+    assert any(i.keyword == "COPY" and "constraints.txt" in i.args.split() for i in build)
+    assert pip_extras() == set(), "no optional extras in the production image"
+    assert pip_extras("emulator") == {"emulator"}
+
+
+def test_the_emulator_extra_holds_what_only_the_emulator_needs() -> None:
+    """scikit-learn and numpy are in the emulator extra, not in the dependencies every image
+    installs."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\[<>=~! ]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    emulator = {
+        re.split(r"[\[<>=~! ]", dep, maxsplit=1)[0]
+        for dep in project["optional-dependencies"]["emulator"]
+    }
+    assert {"scikit-learn", "numpy"} <= emulator
+    assert not names & emulator
+
+
+def test_runtime_images_run_as_non_root_user() -> None:
+    """The last USER of each image target is uid 10001, never root."""
+    for name in (None, "emulator"):
+        users = [i.args for i in target(name) if i.keyword == "USER"]
+        assert users, f"{name or 'production'} sets no USER"
+        assert users[-1].split(":")[0] == "10001"
 
 
 def test_entrypoint_and_cmd_use_exec_form_with_a_console_script() -> None:
-    """CMD/ENTRYPOINT are JSON arrays (PID 1 receives SIGTERM) naming a console script."""
-    final = [i for i in stages()[-1] if i.keyword in ("CMD", "ENTRYPOINT")]
-    assert final
-    for instruction in final:
-        argv = json.loads(instruction.args)
-        assert isinstance(argv, list)
-        assert argv
-        assert argv[0] in console_scripts()
+    """CMD/ENTRYPOINT are JSON arrays (PID 1 receives SIGTERM) naming a console script; the
+    emulator image runs retrainq-emulator unless told otherwise."""
+    for name in (None, "emulator"):
+        final = [i for i in target(name) if i.keyword in ("CMD", "ENTRYPOINT")]
+        assert final
+        for instruction in final:
+            argv = json.loads(instruction.args)
+            assert isinstance(argv, list)
+            assert argv
+            assert argv[0] in console_scripts()
+    assert json.loads(final[-1].args) == ["retrainq-emulator"]
 
 
 def test_copied_sources_exist_and_are_not_ignored() -> None:
