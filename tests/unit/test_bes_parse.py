@@ -36,7 +36,7 @@ FINISHED = {
 
 
 def test_submit_payload_uses_protocol_names_and_omits_absent_members() -> None:
-    """Inputs/Outputs/GlobalParameters spelled as in PROTOCOL §2; None members left out."""
+    """Inputs/Outputs/GlobalParameters spelled as in PROTOCOL §2.2; None members left out."""
     request = BesJobRequest(
         inputs={
             "input1": BlobReference(

@@ -58,7 +58,7 @@ def test_status_decides_the_class(status: int, kind: type[AzureMLError]) -> None
 
 
 def test_error_body_gives_codes_and_the_specific_message() -> None:
-    """The §3 body's class code, first detail code and detail message are kept."""
+    """The PROTOCOL §3 body's class code, first detail code and detail message are kept."""
     body = _body("BadArgument", "Invalid argument provided.", "InvalidBlobExtension")
     error = error_for_status(400, body, method="POST", url=URL)
     assert (error.code, error.detail_code) == ("BadArgument", "InvalidBlobExtension")
@@ -80,7 +80,7 @@ def test_cannot_start_job_is_recognisable() -> None:
     "body", [b"", b"not json", b"[]", b'{"error": "flat"}', b'{"message": "x"}', b"\xff\xfe"]
 )
 def test_odd_error_bodies_still_give_an_error(body: bytes) -> None:
-    """Bodies that are not §3 shaped fall back to a message naming the status."""
+    """Bodies that are not PROTOCOL §3 shaped fall back to a message naming the status."""
     info = parse_error_body(body)
     assert info.code is None
     error = error_for_status(502, body, method="GET", url=URL)

@@ -87,7 +87,7 @@ class JobStatus(ProtocolModel):
 
 
 def parse_job_status(payload: object) -> JobStatus:
-    """Parse a BES status body (PROTOCOL §2); raises ``PermanentError`` when it is not one."""
+    """Parse a BES status body (PROTOCOL §2.3); raises ``PermanentError`` when it is not one."""
     try:
         return JobStatus.model_validate(payload)
     except ValidationError as exc:

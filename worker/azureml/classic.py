@@ -40,7 +40,7 @@ class EndpointResource(_Tolerant):
 
 
 class Endpoint(_Tolerant):
-    """A classic web service endpoint (PROTOCOL §5); its ``api_location`` is its runtime base."""
+    """A classic web service endpoint (PROTOCOL §5.4); its ``api_location`` is its runtime base."""
 
     name: str
     api_location: str
