@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from producer.api.auth import principal, require_admin
 from producer.api.http import json_response, query_int
 from producer.api.problems import not_found
 from producer.api.routes_runs import batch_status
-from producer.api.state import REDIS, SETTINGS, STORE
+from producer.api.state import SETTINGS, STORE
 from producer.schemas import (
     RUN_ID_PATTERN,
     Backlog,
@@ -34,9 +33,9 @@ from producer.schemas import (
     RunBrief,
     ServiceLoad,
 )
-from worker.redisio import reply
-from worker.schemas import Lane, RunState
-from worker.store import Store, now_ms
+from worker.schemas import Lane
+from worker.store import now_ms
+from worker.views import FleetCounts, FleetViews, Load, runs_by_hour, window_start
 
 UI_DIR = Path(__file__).with_name("ui")
 # The tenant scan reads every tenant record inside Redis (about 6 ms per page of 500 on a
@@ -46,9 +45,6 @@ UI_DIR = Path(__file__).with_name("ui")
 SCAN_TTL_SECONDS = 2.0
 SCAN_TTL_FACTOR = 10
 BATCH_ID = re.compile(RUN_ID_PATTERN)
-SCAN_CHUNK = 500
-MAX_SCANNED_TENANTS = 200_000
-HOUR_MS = 3_600_000
 # The UI runs only its own files: no inline script, no other origin (tenant names are data).
 UI_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -64,75 +60,45 @@ async def me(request: web.Request) -> web.Response:
     return json_response(Caller(admin=caller.admin, tenant_id=caller.tenant_id))
 
 
-def model_state(deployed: bool, latest_state: str | None) -> str:
-    """The state of a tenant's model from whether one is deployed and its latest run's state."""
-    if latest_state is not None and not RunState(latest_state).terminal:
-        return "retraining"
-    if not deployed:
-        return "no_model"
-    if latest_state in (None, RunState.SUCCEEDED.value):
-        return "up_to_date"
-    return "kept_previous"
+def views(request: web.Request) -> FleetViews:
+    """The fleet's read models, over the app's store and settings."""
+    return FleetViews.of(request.app[STORE], request.app[SETTINGS])
 
 
-async def _scan_tenants(store: Store, since_ms: int) -> tuple[FleetTenants, list[tuple[str, int]]]:
-    """Count tenants; also collect (state, created ms) of runs created since ``since_ms``."""
-    total = await store.count_tenants()
-    by_kind: Counter[str] = Counter()
-    by_state: Counter[str] = Counter()
-    recent: list[tuple[str, int]] = []
-    scanned = 0
-    for offset in range(0, min(total, MAX_SCANNED_TENANTS), SCAN_CHUNK):
-        page = await store.fleet_page(offset, SCAN_CHUNK, since_ms)
-        for tenant in page.tenants:
-            by_kind[tenant.kind] += 1
-            by_state[model_state(tenant.deployed, tenant.latest_state)] += 1
-        recent += page.recent
-        scanned += len(page.tenants)
-    counts = FleetTenants(
-        total=total, scanned=scanned, by_kind=dict(by_kind), by_model_state=dict(by_state)
+def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOverview:
+    """The ``/v1/fleet`` body from the fleet counts and the load read at ``now`` (ms)."""
+    tenants = FleetTenants(
+        total=counts.total,
+        scanned=counts.scanned,
+        by_kind=counts.by_kind,
+        by_model_state=counts.by_model_state,
     )
-    return counts, recent
-
-
-def hourly(recent: list[tuple[str, int]], now: int, hours: int) -> list[HourCounts]:
-    """Runs by the hour they were created in (oldest first), each hour by state."""
-    current_hour = now - now % HOUR_MS
-    first = current_hour - (hours - 1) * HOUR_MS
-    buckets: list[Counter[str]] = [Counter() for _ in range(hours)]
-    for state, created in recent:
-        index = (created - first) // HOUR_MS
-        if 0 <= index < hours:
-            buckets[index][state] += 1
-    return [
-        HourCounts(start=datetime.fromtimestamp((first + i * HOUR_MS) / 1000, UTC), counts=dict(c))
-        for i, c in enumerate(buckets)
-    ]
-
-
-async def _services(request: web.Request) -> list[ServiceLoad]:
-    redis, keys = request.app[REDIS], request.app[STORE].keys
-    configured = request.app[SETTINGS].training_services
-    names = sorted(configured) or ["default"]
-    now = now_ms()
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.zcount(keys.slots(name), f"({now}", "+inf")  # expired leases are free slots
-            pipe.zcard(keys.waiting(name, Lane.INTERACTIVE.value))
-            pipe.zcard(keys.waiting(name, Lane.BULK.value))
-            pipe.exists(keys.throttle(name))
-        replies = await pipe.execute()
-    return [
+    services = [
         ServiceLoad(
-            name=name,
-            slots_in_use=int(replies[4 * i]),
-            max_running=configured[name].max_running if name in configured else None,
-            waiting_interactive=int(replies[4 * i + 1]),
-            waiting_bulk=int(replies[4 * i + 2]),
-            throttled=bool(replies[4 * i + 3]),
+            name=service.name,
+            slots_in_use=service.in_use,
+            max_running=service.cap,
+            waiting_interactive=service.waiting[Lane.INTERACTIVE],
+            waiting_bulk=service.waiting[Lane.BULK],
+            throttled=service.throttled,
         )
-        for i, name in enumerate(names)
+        for service in load.services
     ]
+    backlog = load.backlog
+    return FleetOverview(
+        generated_at=datetime.fromtimestamp(now / 1000, UTC),
+        tenants=tenants,
+        services=services,
+        backlog=Backlog(
+            ready=backlog.ready, deferred=backlog.deferred, waiting_slot=backlog.waiting_slot
+        ),
+        hours=hours,
+        runs_by_hour=[
+            HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
+            for start, by_state in runs_by_hour(counts.recent, now, hours)
+        ],
+        runs_by_state=counts.runs_by_state(),
+    )
 
 
 @dataclass
@@ -143,22 +109,20 @@ class ScanCache:
     taken_at: float = -SCAN_TTL_SECONDS
     ttl: float = SCAN_TTL_SECONDS
     since: int = 0
-    result: tuple[FleetTenants, list[tuple[str, int]]] | None = None
+    result: FleetCounts | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 SCAN_CACHE = web.AppKey("fleet_scan_cache", ScanCache)
 
 
-async def _cached_scan(
-    request: web.Request, since: int
-) -> tuple[FleetTenants, list[tuple[str, int]]]:
+async def _cached_scan(request: web.Request, since: int) -> FleetCounts:
     cache = request.app[SCAN_CACHE]
     async with cache.lock:  # callers arriving during a scan get its result
         fresh = time.monotonic() - cache.taken_at < cache.ttl
         if cache.result is None or not fresh or cache.since != since:
             began = time.monotonic()
-            cache.result = await _scan_tenants(request.app[STORE], since)
+            cache.result = await views(request).tenants(since)
             cache.taken_at, cache.since = time.monotonic(), since
             cache.ttl = max(SCAN_TTL_SECONDS, SCAN_TTL_FACTOR * (cache.taken_at - began))
         return cache.result
@@ -169,24 +133,9 @@ async def fleet(request: web.Request) -> web.Response:
     require_admin(request)
     hours = query_int(request, "hours", 24, 1, 168)
     now = now_ms()
-    since = now - now % HOUR_MS - (hours - 1) * HOUR_MS
-    tenants, recent = await _cached_scan(request, since)
-    services = await _services(request)
-    queue = request.app[SETTINGS].redis.queue_name
-    redis = request.app[REDIS]
-    ready = await reply(redis.zcount(queue, "-inf", now))
-    deferred = await reply(redis.zcount(queue, f"({now}", "+inf"))
-    waiting = sum(s.waiting_interactive + s.waiting_bulk for s in services)
-    overview = FleetOverview(
-        generated_at=datetime.now(UTC),
-        tenants=tenants,
-        services=services,
-        backlog=Backlog(ready=int(ready), deferred=int(deferred), waiting_slot=waiting),
-        hours=hours,
-        runs_by_hour=hourly(recent, now, hours),
-        runs_by_state=dict(Counter(state for state, _ in recent)),
-    )
-    return json_response(overview)
+    counts = await _cached_scan(request, window_start(now, hours))
+    load = await views(request).load()
+    return json_response(overview(counts, load, now, hours))
 
 
 async def list_batches(request: web.Request) -> web.Response:
@@ -194,13 +143,12 @@ async def list_batches(request: web.Request) -> web.Response:
     require_admin(request)
     limit = query_int(request, "limit", 20, 1, 100)
     store = request.app[STORE]
-    ids: list[str] = await store.redis.zrevrange(store.keys.batches, 0, limit - 1)
+    ids, total = await views(request).recent_batches(limit)
     items: list[BatchStatus] = []
     for batch_id in ids:
         found = await store.get_batch(batch_id)
         if found is not None:
             items.append(batch_status(*found))
-    total = int(await store.redis.zcard(store.keys.batches))
     return json_response(BatchPage(items=items, total=total))
 
 
@@ -213,7 +161,7 @@ async def batch_runs(request: web.Request) -> web.Response:
         raise not_found("batch", batch_id[:80])
     limit = query_int(request, "limit", 500, 1, 2000)
     offset = query_int(request, "offset", 0, 0, 10**9)
-    total = int(await reply(store.redis.llen(store.keys.batch_runs(batch_id))))
+    total = await views(request).batch_size(batch_id)
     runs = await store.get_runs(await store.batch_run_ids(batch_id, offset, limit))
     items = [RunBrief.model_validate(run.model_dump()) for run in runs]
     page = BatchRuns(

@@ -1,29 +1,59 @@
-"""The fleet view's model state of a tenant (a pure function of producer/api/routes_fleet.py)."""
+"""The ``/v1/fleet`` body built from the read models (``producer/api/routes_fleet.py``)."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
 
-from producer.api.routes_fleet import model_state
+from producer.api.routes_fleet import overview
+from worker.schemas import Lane
+from worker.views import HOUR_MS, Backlog, EndpointLoad, FleetCounts, Load, ServiceLoad
 
 
-@pytest.mark.parametrize(
-    ("deployed", "latest", "expected"),
-    [
-        (False, None, "no_model"),
-        (False, "failed", "no_model"),
-        (False, "training", "retraining"),
-        (True, "queued", "retraining"),
-        (True, None, "up_to_date"),
-        (True, "succeeded", "up_to_date"),
-        (True, "rejected", "kept_previous"),
-        (True, "failed", "kept_previous"),
-        (True, "cancelled", "kept_previous"),
-    ],
-)
-def test_model_state_follows_the_deployed_model_and_the_latest_run(
-    deployed: bool, latest: str | None, expected: str
-) -> None:
-    """A running latest run means retraining; otherwise the deployed model and how the latest
-    run ended decide."""
-    assert model_state(deployed, latest) == expected
+def test_the_fleet_body_shows_the_views_numbers_unchanged() -> None:
+    """Tenant counts, each service's load, the backlog and the runs of the window are the
+    views' own numbers; the hours are the window's, oldest first."""
+    now = 5 * HOUR_MS + 42
+    counts = FleetCounts(
+        total=3,
+        scanned=3,
+        by_kind={"classic": 3},
+        by_model_state={"retraining": 1, "no_model": 2},
+        recent=(("failed", 5 * HOUR_MS), ("queued", 4 * HOUR_MS + 1)),
+    )
+    load = Load(
+        services=(
+            ServiceLoad(
+                name="svc",
+                in_use=2,
+                cap=4,
+                endpoints=(EndpointLoad(0, 2, 4),),
+                waiting={Lane.INTERACTIVE: 1, Lane.BULK: 3},
+                throttle_seconds=1.5,
+            ),
+        ),
+        backlog=Backlog(ready=6, deferred=1, waiting_slot=4, parked=2),
+    )
+    body = overview(counts, load, now, hours=2).model_dump(mode="json")
+    assert body["generated_at"] == datetime.fromtimestamp(now / 1000, UTC).isoformat().replace(
+        "+00:00", "Z"
+    )
+    assert body["tenants"] == {
+        "total": 3,
+        "scanned": 3,
+        "by_kind": {"classic": 3},
+        "by_model_state": {"retraining": 1, "no_model": 2},
+    }
+    assert body["services"] == [
+        {
+            "name": "svc",
+            "slots_in_use": 2,
+            "max_running": 4,
+            "waiting_interactive": 1,
+            "waiting_bulk": 3,
+            "throttled": True,
+        }
+    ]
+    assert body["backlog"] == {"ready": 6, "deferred": 1, "waiting_slot": 4}
+    assert body["hours"] == 2
+    assert [hour["counts"] for hour in body["runs_by_hour"]] == [{"queued": 1}, {"failed": 1}]
+    assert body["runs_by_state"] == {"failed": 1, "queued": 1}
