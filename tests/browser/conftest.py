@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, ViewportSize, async_playwright
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1366, "height": 860}  # a laptop screen
+VIEWPORT: ViewportSize = {"width": 1366, "height": 860}  # a laptop screen
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def admin(stack: Stack, session: aiohttp.ClientSession) -> ApiClient:
 @pytest.fixture
 def scorer(stack: Stack, session: aiohttp.ClientSession, admin: ApiClient) -> Demo:
     """The demo's helpers: emulator settings and scoring through a tenant's own endpoint."""
-    settings = WorkerSettings(_env_file=stack.env_file)  # type: ignore[call-arg]
+    settings = WorkerSettings(_env_file=stack.env_file)
     console = Console(file=io.StringIO())
     return Demo(admin, session, settings, stack.emulator_url, console)
 

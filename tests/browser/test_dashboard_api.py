@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
 
-from tests.integration.conftest_api import ADMIN, bearer, onboard
+from tests.integration.conftest_api import ADMIN, ApiTestClient, bearer, onboard
+from tests.runs import put_in_state
 from worker.keys import Keys
 from worker.schemas import RunState
 from worker.store import Store
@@ -22,11 +22,11 @@ async def finish(redis: aioredis.Redis, run_id: str, state: RunState) -> None:
     store = Store(redis, KEYS)
     run = await store.get_run(run_id)
     assert run is not None
-    await store.save_run(run, state, due_in=None)
+    await put_in_state(store, run, state, due_in=None)
 
 
 async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """Tenants by kind and model state, leased slots, queue backlog and runs by state."""
     a = await onboard(api, "tenant-a", data_path="data/a.csv")
@@ -65,7 +65,7 @@ async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
     assert fleet["runs_by_hour"][-1]["counts"] == {"failed": 1, "queued": 1}
 
 
-async def test_batches_and_their_runs_are_listed_for_admins_only(api: TestClient) -> None:
+async def test_batches_and_their_runs_are_listed_for_admins_only(api: ApiTestClient) -> None:
     """Recent batches with progress, a batch's runs with phases; 403 for tenant keys."""
     created = await onboard(api, "tenant-a", data_path="data/a.csv", train=False)
     response = await api.post("/v1/batches", json={"all": True}, headers=ADMIN)
@@ -88,7 +88,7 @@ async def test_batches_and_their_runs_are_listed_for_admins_only(api: TestClient
     assert missing.status == 404
 
 
-async def test_me_names_the_caller(api: TestClient) -> None:
+async def test_me_names_the_caller(api: ApiTestClient) -> None:
     """An admin key is an admin; a tenant key names its tenant; no key is 401."""
     created = await onboard(api, "tenant-a", train=False)
     assert await (await api.get("/v1/me", headers=ADMIN)).json() == {
@@ -101,7 +101,7 @@ async def test_me_names_the_caller(api: TestClient) -> None:
 
 
 async def test_ui_files_are_public_with_a_strict_policy_and_no_way_around_auth(
-    api: TestClient,
+    api: ApiTestClient,
 ) -> None:
     """/ui serves the page and its scripts without a key, under a same-origin CSP; paths that
     climb out of /ui do not reach the API unauthenticated."""

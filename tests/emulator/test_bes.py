@@ -6,7 +6,9 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
@@ -20,8 +22,9 @@ from .conftest import SCORING, Blobs, Emu, bearer, wait_for_job
 V = "?api-version=2.0"
 
 
-def submission(blobs: Blobs, name: str = "r1") -> dict[str, object]:
-    """A submit body: tenant data as input1, model and evaluation outputs."""
+def submission(blobs: Blobs, name: str = "r1") -> dict[str, Any]:
+    """A submit body (JSON, which tests change in place): tenant data as input1, model and
+    evaluation outputs."""
     return {
         "Inputs": {"input1": blobs.ref("data/train.csv")},
         "Outputs": {
@@ -32,8 +35,8 @@ def submission(blobs: Blobs, name: str = "r1") -> dict[str, object]:
     }
 
 
-async def submit(emu: Emu, body: object) -> tuple[int, object]:
-    """POST jobs on the default training endpoint."""
+async def submit(emu: Emu, body: object) -> tuple[int, Any]:
+    """POST jobs on the default training endpoint: (status, the job id or the error body)."""
     base, auth = emu.runtime()
     return await emu.json("POST", f"{base}/jobs{V}", json=body, headers=auth)
 
@@ -114,6 +117,7 @@ async def test_data_uri_global_parameter_and_sas_input(emu: Emu, blobs: Blobs) -
     """A job reads its CSV from a URL GlobalParameter, or from BaseLocation + SasBlobToken."""
     await blobs.upload("data/train.csv", bike_rental_csv("loc002", 200, seed=3))
     base, auth = emu.runtime()
+    assert blobs.service.account_name is not None
     sas = generate_blob_sas(
         account_name=blobs.service.account_name,
         container_name=blobs.container,
@@ -304,10 +308,12 @@ async def test_job_failures_carry_details(emu: Emu, blobs: Blobs) -> None:
         ),
     ],
 )
-async def test_submit_validation(emu: Emu, blobs: Blobs, mutate: object, code: str) -> None:
+async def test_submit_validation(
+    emu: Emu, blobs: Blobs, mutate: Callable[[dict[str, Any], Blobs], object], code: str
+) -> None:
     """Each invalid submission answers 400 with the documented detail code and creates no job."""
     body = submission(blobs)
-    mutate(body, blobs)  # type: ignore[operator]
+    mutate(body, blobs)
     status, answer = await submit(emu, body)
     assert status == 400, answer
     assert answer["error"]["details"][0]["code"] == code
@@ -317,7 +323,7 @@ async def test_submit_validation(emu: Emu, blobs: Blobs, mutate: object, code: s
 async def test_legacy_input_form_is_accepted(emu: Emu, blobs: Blobs) -> None:
     """The singular ``Input`` member is the same as ``Inputs.input1``."""
     body = submission(blobs)
-    body["Input"] = body.pop("Inputs")["input1"]  # type: ignore[index]
+    body["Input"] = body.pop("Inputs")["input1"]
     status, job_id = await submit(emu, body)
     assert status == 200, job_id
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
@@ -16,6 +17,8 @@ from producer.api.settings import ApiSettings
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CSV = b"age,income,label\n31,52000,1\n45,61000,0\n29,48000,1\n"
+# A test client of the API app.
+ApiTestClient = TestClient[web.Request, web.Application]
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -32,7 +35,7 @@ def make_settings(redis_url: str, blob_connection_string: str, **overrides: Any)
         "rate_limit_requests": 100_000,
         **overrides,
     }
-    return ApiSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return ApiSettings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def api_settings(redis_url: str, blob_connection_string: str) -> ApiSettings:
 
 
 @pytest.fixture
-async def api(redis: aioredis.Redis, api_settings: ApiSettings) -> AsyncIterator[TestClient]:
+async def api(redis: aioredis.Redis, api_settings: ApiSettings) -> AsyncIterator[ApiTestClient]:
     """A client of the real API app served on loopback (Redis flushed first)."""
     async with TestClient(TestServer(create_app(api_settings))) as client:
         yield client
@@ -53,7 +56,7 @@ def classic_target(service: str = "predictive-1") -> dict[str, str]:
     return {"kind": "classic", "web_service_id": service, "resource_name": "trained-model"}
 
 
-async def onboard(client: TestClient, tenant_id: str, **fields: Any) -> dict[str, Any]:
+async def onboard(client: ApiTestClient, tenant_id: str, **fields: Any) -> dict[str, Any]:
     """Onboard a tenant as admin and return the 201 body (tenant, api_key, run)."""
     body = {"id": tenant_id, "target": classic_target(), **fields}
     response = await client.post("/v1/tenants", json=body, headers=ADMIN)

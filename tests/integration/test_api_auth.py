@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
 
-from tests.integration.conftest_api import ADMIN, CSV, bearer, classic_target, onboard
+from tests.integration.conftest_api import (
+    ADMIN,
+    CSV,
+    ApiTestClient,
+    bearer,
+    classic_target,
+    onboard,
+)
 from worker.store import Store
 
 # Every route of tenant "victim" (run and batch ids are filled in by the test).
@@ -34,7 +40,7 @@ ADMIN_ROUTES: list[tuple[str, str, Any]] = [
 
 
 async def _call(
-    api: TestClient, method: str, path: str, body: Any, headers: dict[str, str]
+    api: ApiTestClient, method: str, path: str, body: Any, headers: dict[str, str]
 ) -> tuple[int, str, dict[str, Any]]:
     kwargs: dict[str, Any] = {"headers": headers}
     if isinstance(body, bytes):
@@ -46,7 +52,7 @@ async def _call(
 
 
 @pytest.fixture
-async def two_tenants(api: TestClient) -> dict[str, str]:
+async def two_tenants(api: ApiTestClient) -> dict[str, str]:
     """Tenants ``victim`` (with a queued run and a batch) and ``intruder``; ids and keys."""
     victim = await onboard(api, "victim", data_path="data/victim/a.csv")
     intruder = await onboard(api, "intruder")
@@ -63,7 +69,7 @@ async def two_tenants(api: TestClient) -> dict[str, str]:
 
 @pytest.mark.parametrize(("method", "path", "body"), TENANT_ROUTES)
 async def test_other_tenants_resources_are_404(
-    api: TestClient,
+    api: ApiTestClient,
     redis: aioredis.Redis,
     two_tenants: dict[str, str],
     method: str,
@@ -90,7 +96,7 @@ async def test_other_tenants_resources_are_404(
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
 async def test_admin_routes_are_403_to_tenant_keys(
-    api: TestClient, two_tenants: dict[str, str], method: str, path: str, body: Any
+    api: ApiTestClient, two_tenants: dict[str, str], method: str, path: str, body: Any
 ) -> None:
     """Listing, onboarding and batches need an admin key: 403 for a tenant key."""
     status, _, problem = await _call(
@@ -101,7 +107,7 @@ async def test_admin_routes_are_403_to_tenant_keys(
 
 
 async def test_own_tenant_routes_work_with_a_tenant_key(
-    api: TestClient, two_tenants: dict[str, str]
+    api: ApiTestClient, two_tenants: dict[str, str]
 ) -> None:
     """A tenant key reads and acts on its own tenant and runs; offboarding itself is 403."""
     own = bearer(two_tenants["victim_key"])
@@ -124,7 +130,7 @@ async def test_own_tenant_routes_work_with_a_tenant_key(
     ],
 )
 async def test_bad_credentials_are_401_with_challenge(
-    api: TestClient, headers: dict[str, str]
+    api: ApiTestClient, headers: dict[str, str]
 ) -> None:
     """Missing, malformed or unknown keys answer 401 with WWW-Authenticate."""
     answer = await api.get("/v1/tenants", headers=headers)
@@ -133,7 +139,7 @@ async def test_bad_credentials_are_401_with_challenge(
     assert answer.content_type == "application/problem+json"
 
 
-async def test_public_routes_need_no_key(api: TestClient) -> None:
+async def test_public_routes_need_no_key(api: ApiTestClient) -> None:
     """Health, readiness, metrics and the OpenAPI document are open."""
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert (await api.get(path)).status == 200, path

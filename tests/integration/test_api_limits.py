@@ -14,7 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from producer.api.app import create_app
 from producer.devtools.processes import free_port
-from tests.integration.conftest_api import ADMIN, CSV, classic_target, make_settings, onboard
+from tests.integration.conftest_api import (
+    ADMIN,
+    CSV,
+    ApiTestClient,
+    classic_target,
+    make_settings,
+    onboard,
+)
 
 
 async def test_json_body_over_limit_is_413(
@@ -42,7 +49,7 @@ async def test_json_body_over_limit_is_413(
         ([1, 2, 3], ""),
     ],
 )
-async def test_invalid_onboarding_is_422(api: TestClient, body: object, where: str) -> None:
+async def test_invalid_onboarding_is_422(api: ApiTestClient, body: object, where: str) -> None:
     """Unknown fields, bad ids, long fields and bad paths answer 422 naming the field."""
     answer = await api.post("/v1/tenants", json=body, headers=ADMIN)
     assert answer.status == 422
@@ -52,7 +59,7 @@ async def test_invalid_onboarding_is_422(api: TestClient, body: object, where: s
     assert "Traceback" not in await answer.text()
 
 
-async def test_invalid_json_and_query_are_422(api: TestClient) -> None:
+async def test_invalid_json_and_query_are_422(api: ApiTestClient) -> None:
     """Malformed JSON and out-of-range paging answer 422."""
     as_json = {**ADMIN, "Content-Type": "application/json"}
     assert (await api.post("/v1/tenants", data=b"{nope", headers=as_json)).status == 422
@@ -67,7 +74,7 @@ async def test_invalid_json_and_query_are_422(api: TestClient) -> None:
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
 )
 async def test_json_routes_refuse_other_media_types_with_415(
-    api: TestClient, content_type: str
+    api: ApiTestClient, content_type: str
 ) -> None:
     """A JSON body labelled as something else answers 415 and creates nothing."""
     body = json.dumps({"id": "acme", "target": classic_target()}).encode()
@@ -80,7 +87,7 @@ async def test_json_routes_refuse_other_media_types_with_415(
     assert (await api.post("/v1/tenants", data=body, headers=labelled)).status == 201
 
 
-async def test_json_body_without_content_type_is_read_as_json(api: TestClient) -> None:
+async def test_json_body_without_content_type_is_read_as_json(api: ApiTestClient) -> None:
     """No Content-Type at all is taken as JSON (only a wrong label is refused)."""
     body = json.dumps({"id": "acme", "target": classic_target()}).encode()
     unlabelled = await api.post(
@@ -89,7 +96,7 @@ async def test_json_body_without_content_type_is_read_as_json(api: TestClient) -
     assert unlabelled.status == 201, await unlabelled.text()
 
 
-async def test_uploads_refuse_non_csv_media_types_with_415(api: TestClient) -> None:
+async def test_uploads_refuse_non_csv_media_types_with_415(api: ApiTestClient) -> None:
     """Training data labelled JSON or multipart answers 415 and stores no data version."""
     await onboard(api, "acme")
     for content_type in ("application/json", "multipart/form-data; boundary=x"):
@@ -103,7 +110,7 @@ async def test_uploads_refuse_non_csv_media_types_with_415(api: TestClient) -> N
         assert (await api.put("/v1/tenants/acme/data", data=CSV, headers=headers)).status == 200
 
 
-async def test_unknown_route_and_method_are_problems(api: TestClient) -> None:
+async def test_unknown_route_and_method_are_problems(api: ApiTestClient) -> None:
     """404 and 405 are problem+json too."""
     missing = await api.get("/v1/nothing", headers=ADMIN)
     assert (missing.status, missing.content_type) == (404, "application/problem+json")

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.api.app import create_app
-from tests.integration.conftest_api import ADMIN, CSV, bearer, make_settings, onboard
+from tests.integration.conftest_api import ADMIN, CSV, ApiTestClient, bearer, make_settings, onboard
+from tests.runs import put_in_state
 from worker.queue import advance_job_id
 from worker.schemas import ClassicTarget, NewServiceTarget, Run, RunState, Tenant
 from worker.store import Store
@@ -21,10 +22,12 @@ QUEUE = "retrainq:queue"
 async def _end(store: Store, run_id: str, state: RunState) -> Run:
     run = await store.get_run(run_id)
     assert run is not None
-    return await store.save_run(run, state, due_in=None)
+    return await put_in_state(store, run, state, due_in=None)
 
 
-async def test_retrain_creates_run_then_coalesces(api: TestClient, redis: aioredis.Redis) -> None:
+async def test_retrain_creates_run_then_coalesces(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
     """The first retrain queues a run; a second one returns the active run."""
     created = await onboard(api, "acme", data_path="data/acme/seed.csv", train=False)
     headers = bearer(created["api_key"])
@@ -45,7 +48,7 @@ async def test_retrain_without_training_data_is_409(
     redis: aioredis.Redis, redis_url: str, blob_connection_string: str
 ) -> None:
     """A retrain that could only fail for want of data is refused up front; none is queued."""
-    service = {"endpoints": []}
+    service: dict[str, list[object]] = {"endpoints": []}
     settings = make_settings(
         redis_url, blob_connection_string, training_services={"default": service}
     )
@@ -60,7 +63,7 @@ async def test_retrain_without_training_data_is_409(
         assert accepted.status == 202
 
 
-async def test_retrain_after_new_data_flags_a_rerun(api: TestClient) -> None:
+async def test_retrain_after_new_data_flags_a_rerun(api: ApiTestClient) -> None:
     """New data during an active run marks that run to run once more."""
     await onboard(api, "acme", data_path="data/acme/seed.csv")
     uploaded = await api.put("/v1/tenants/acme/data", data=CSV, headers=ADMIN)
@@ -70,7 +73,9 @@ async def test_retrain_after_new_data_flags_a_rerun(api: TestClient) -> None:
     assert again["run"]["rerun_requested"] is True
 
 
-async def test_idempotency_key_returns_the_same_run(api: TestClient, redis: aioredis.Redis) -> None:
+async def test_idempotency_key_returns_the_same_run(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
     """The same Idempotency-Key yields the same run even after it ended; a new key, a new run."""
     await onboard(api, "acme", data_path="data/acme/seed.csv", train=False)
     key = {**ADMIN, "Idempotency-Key": "nightly-2026-01-01"}
@@ -88,7 +93,7 @@ async def test_idempotency_key_returns_the_same_run(api: TestClient, redis: aior
     assert bad.status == 422
 
 
-async def test_show_list_and_cancel_runs(api: TestClient, redis: aioredis.Redis) -> None:
+async def test_show_list_and_cancel_runs(api: ApiTestClient, redis: aioredis.Redis) -> None:
     """Runs are listed newest first; DELETE flags cancel (202); ended runs answer 409."""
     await onboard(api, "acme", data_path="data/acme/seed.csv")
     store = Store(redis)
@@ -112,7 +117,9 @@ async def test_show_list_and_cancel_runs(api: TestClient, redis: aioredis.Redis)
     assert (await api.get("/v1/runs/not-a-run", headers=ADMIN)).status == 404
 
 
-async def test_batch_of_listed_tenants_and_progress(api: TestClient, redis: aioredis.Redis) -> None:
+async def test_batch_of_listed_tenants_and_progress(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
     """A batch runs in the bulk lane; progress, throughput and ETA follow finished runs."""
     for i in range(4):
         await onboard(api, f"t{i}", data_path=f"data/t{i}/a.csv", train=False)
@@ -146,7 +153,7 @@ async def test_batch_of_listed_tenants_and_progress(api: TestClient, redis: aior
     assert status["eta_seconds"] > 0
 
 
-async def test_batch_of_all_tenants_with_kind_filter(api: TestClient) -> None:
+async def test_batch_of_all_tenants_with_kind_filter(api: ApiTestClient) -> None:
     """``all: true`` with ``target_kind`` selects only that kind; active runs are coalesced."""
     await onboard(api, "c1", data_path="data/c1/a.csv")  # has an active onboarding run
     await onboard(api, "c2", data_path="data/c2/a.csv", train=False)
@@ -160,7 +167,9 @@ async def test_batch_of_all_tenants_with_kind_filter(api: TestClient) -> None:
     assert (await api.get("/v1/batches/" + "f" * 32, headers=ADMIN)).status == 404
 
 
-async def test_ten_thousand_tenants_in_one_request(api: TestClient, redis: aioredis.Redis) -> None:
+async def test_ten_thousand_tenants_in_one_request(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
     """A 10,000-tenant bulk retrain is accepted in one request; every run is queued."""
     store = Store(redis)
     ids = [f"tenant-{i:05d}" for i in range(10_000)]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestClient
-
-from tests.integration.conftest_api import ADMIN, bearer, onboard
+from tests.integration.conftest_api import ADMIN, ApiTestClient, bearer, onboard
 
 
-async def test_a_fleet_schedule_is_created_listed_and_deleted(api: TestClient) -> None:
+async def test_a_fleet_schedule_is_created_listed_and_deleted(api: ApiTestClient) -> None:
     """PUT then GET a fleet-wide schedule; it lists with its next fire time; DELETE ends it."""
     put = await api.put(
         "/v1/schedules/nightly",
@@ -26,7 +24,7 @@ async def test_a_fleet_schedule_is_created_listed_and_deleted(api: TestClient) -
     assert gone.content_type == "application/problem+json"
 
 
-async def test_bad_cron_is_422_and_tenant_keys_are_403(api: TestClient) -> None:
+async def test_bad_cron_is_422_and_tenant_keys_are_403(api: ApiTestClient) -> None:
     """An invalid cron expression is refused; schedules are admin-only."""
     bad = await api.put("/v1/schedules/x", json={"cron": "every night"}, headers=ADMIN)
     assert bad.status == 422
@@ -36,7 +34,7 @@ async def test_bad_cron_is_422_and_tenant_keys_are_403(api: TestClient) -> None:
     assert denied.status == 403
 
 
-async def test_a_tenant_schedule_follows_the_tenant(api: TestClient) -> None:
+async def test_a_tenant_schedule_follows_the_tenant(api: ApiTestClient) -> None:
     """Onboarding with a schedule registers it; PATCH changes it; offboarding removes it."""
     await onboard(api, "acme", schedule="0 * * * *")
     listed = await (await api.get("/v1/schedules", headers=ADMIN)).json()

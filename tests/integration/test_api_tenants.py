@@ -3,6 +3,7 @@ upload, models and rollback."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from producer.api.settings import ApiSettings
 from tests.integration.conftest_api import (
     ADMIN,
     CSV,
+    ApiTestClient,
     bearer,
     classic_target,
     make_settings,
@@ -28,7 +30,7 @@ QUEUE = "retrainq:queue"
 
 
 async def test_onboarding_returns_key_and_first_interactive_run(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """201 with a working key shown once (stored hashed) and a queued interactive run."""
     created = await onboard(api, "acme", display_name="Acme", data_path="data/acme/seed.csv")
@@ -49,7 +51,7 @@ async def test_onboarding_returns_key_and_first_interactive_run(
 
 
 async def test_no_first_run_without_data_or_with_train_false(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """No data, or ``train: false``, onboards without a run."""
     assert (await onboard(api, "nodata"))["run"] is None
@@ -58,7 +60,7 @@ async def test_no_first_run_without_data_or_with_train_false(
     assert await Store(redis).tenant_run_ids("quiet") == []
 
 
-async def test_onboarding_an_existing_id_is_409(api: TestClient) -> None:
+async def test_onboarding_an_existing_id_is_409(api: ApiTestClient) -> None:
     """A second onboarding of the same id answers 409 problem+json."""
     await onboard(api, "acme")
     again = await api.post(
@@ -69,7 +71,7 @@ async def test_onboarding_an_existing_id_is_409(api: TestClient) -> None:
     assert "acme" in (await again.json())["detail"]
 
 
-async def test_list_pages_and_filters_by_kind(api: TestClient) -> None:
+async def test_list_pages_and_filters_by_kind(api: ApiTestClient) -> None:
     """Pages follow creation order; ``kind`` keeps only that target kind."""
     for i in range(5):
         await onboard(api, f"c{i}")
@@ -87,7 +89,7 @@ async def test_list_pages_and_filters_by_kind(api: TestClient) -> None:
     assert bad.status == 422
 
 
-async def test_patch_changes_given_fields_only(api: TestClient) -> None:
+async def test_patch_changes_given_fields_only(api: ApiTestClient) -> None:
     """PATCH changes what it names, clears nullable fields with null, rejects null target."""
     await onboard(api, "acme", display_name="Acme", schedule="0 3 * * *")
     changed = await api.patch(
@@ -105,7 +107,7 @@ async def test_patch_changes_given_fields_only(api: TestClient) -> None:
 
 
 async def test_offboarding_revokes_key_and_cancels_active_run(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """DELETE marks the tenant gone, cancels its run, revokes its key, frees nothing else."""
     created = await onboard(api, "acme", data_path="data/acme/seed.csv")
@@ -123,7 +125,7 @@ async def test_offboarding_revokes_key_and_cancels_active_run(
 
 
 async def test_remove_remote_offboards_and_queues_the_removal(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """``remove_remote=true`` offboards, records the request and queues the worker's removal."""
     await onboard(api, "acme")
@@ -138,7 +140,7 @@ async def test_remove_remote_offboards_and_queues_the_removal(
 
 
 async def test_upload_stores_blob_and_bumps_data_version(
-    api: TestClient, redis: aioredis.Redis, api_settings: ApiSettings
+    api: ApiTestClient, redis: aioredis.Redis, api_settings: ApiSettings
 ) -> None:
     """Each upload lands in blob storage as the next version and becomes the tenant's data."""
     created = await onboard(api, "acme")
@@ -170,7 +172,9 @@ async def test_upload_stores_blob_and_bumps_data_version(
         (b"\xff\xfe\x00a,b\n", "UTF-8"),
     ],
 )
-async def test_upload_rejects_unusable_csv(api: TestClient, content: bytes, message: str) -> None:
+async def test_upload_rejects_unusable_csv(
+    api: ApiTestClient, content: bytes, message: str
+) -> None:
     """A CSV without a clean header or with ragged rows is 422 and stores nothing."""
     await onboard(api, "acme")
     answer = await api.put("/v1/tenants/acme/data", data=content, headers=ADMIN)
@@ -191,7 +195,8 @@ async def test_upload_over_limit_is_413(
         announced = await client.put("/v1/tenants/acme/data", data=big, headers=ADMIN)
         assert announced.status == 413
 
-        async def chunks():  # no Content-Length: the server must count while reading
+        # No Content-Length: the server must count while reading.
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(100):
                 yield b"1,2\n" * 10
 
@@ -211,7 +216,7 @@ def _model(run_id: str, seq: int) -> DeployedModel:
 
 
 async def test_models_and_rollback_to_the_previous_model(
-    api: TestClient, redis: aioredis.Redis
+    api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """Models shows current and history; rollback queues an interactive run to the previous one."""
     await onboard(api, "acme", train=False)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
 
 from producer.cli.commands import CommandError, cli_settings
 from producer.cli.main import main
 from producer.devtools.devstack import write_env_file
 from producer.devtools.processes import free_port
-from tests.integration.conftest_api import ADMIN_KEY, CSV
+from tests.integration.conftest_api import ADMIN_KEY, CSV, ApiTestClient
+from tests.runs import put_in_state
 from worker.schemas import TENANT_ID_PATTERN, RunState
 from worker.store import Store
 
@@ -32,14 +32,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 UNUSED_URL = "http://127.0.0.1:9"  # never contacted: these commands fail before any request
 
 
-async def cli(api: TestClient, *argv: str, key: str = ADMIN_KEY) -> int:
+async def cli(api: ApiTestClient, *argv: str, key: str = ADMIN_KEY) -> int:
     """Run ``retrainq ARGV`` in a thread (it has its own event loop) against ``api``."""
     url = str(api.make_url("/"))
     return await asyncio.to_thread(main, [*argv, "--api-url", url, "--api-key", key])
 
 
 async def test_onboard_upload_retrain_show(
-    api: TestClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    api: ApiTestClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """tenants create/list/show, data upload, retrain and runs show print what happened."""
     assert await cli(api, "tenants", "create", "acme", "--classic", "ws1:model", "--name", "A") == 0
@@ -62,7 +62,7 @@ async def test_onboard_upload_retrain_show(
 
 
 async def test_errors_are_one_line_and_non_zero(
-    api: TestClient, capsys: pytest.CaptureFixture[str]
+    api: ApiTestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """API errors, unreachable APIs and missing keys exit non-zero without a traceback."""
     assert await cli(api, "retrain", "ghost") == 1
@@ -86,7 +86,7 @@ async def _finish(store: Store, run_ids: list[str], states: list[RunState]) -> N
         await asyncio.sleep(0.2)
         run = await store.get_run(run_id)
         assert run is not None
-        await store.save_run(run, state, due_in=None)
+        await put_in_state(store, run, state, due_in=None)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ async def _finish(store: Store, run_ids: list[str], states: list[RunState]) -> N
     ],
 )
 async def test_bulk_then_watch_to_completion(
-    api: TestClient,
+    api: ApiTestClient,
     redis: aioredis.Redis,
     capsys: pytest.CaptureFixture[str],
     states: list[RunState],
@@ -222,7 +222,7 @@ def test_timeout_is_one_line(capsys: pytest.CaptureFixture[str], silent_url: str
 
 
 async def test_bulk_notes_and_exit_1_when_nothing_started(
-    api: TestClient, capsys: pytest.CaptureFixture[str]
+    api: ApiTestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """bulk counts in good English and exits 1 (batch id still printed) when it started nothing."""
     assert await cli(api, "tenants", "create", "t1", "--new", "tmpl", "--no-train") == 0
@@ -244,7 +244,7 @@ async def test_bulk_notes_and_exit_1_when_nothing_started(
 
 
 async def test_create_without_data_says_how_to_start_the_first_run(
-    api: TestClient, capsys: pytest.CaptureFixture[str]
+    api: ApiTestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No first run for lack of data is explained (exit 0); with --no-train nothing is said."""
     assert await cli(api, "tenants", "create", "t6", "--classic", "ws1:model") == 0

@@ -244,7 +244,10 @@ async def test_classic_endpoint_lifecycle_serves_the_new_model(
     await endpoints.patch_model(service, name, RESOURCE, status.results["output1"])
     await endpoints.patch_model(service, name, RESOURCE, status.results["output1"])
     after = await rrs.score(created.api_location, created.primary_key, COLUMNS, [ROW])
-    assert float(after[0][SCORED_LABELS]) != float(before[0][SCORED_LABELS])
+    old_label, new_label = before[0][SCORED_LABELS], after[0][SCORED_LABELS]
+    assert old_label is not None
+    assert new_label is not None
+    assert float(new_label) != float(old_label)
     stats = (await remote.stats())["web_services"][SCORING]["endpoints"][name]
     assert stats["patches"] == 2
 

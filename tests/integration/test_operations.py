@@ -10,6 +10,8 @@ from datetime import timedelta
 import pytest
 
 from tests.integration.fleet import QUEUE, Fleet, until
+from tests.runs import put_in_state
+from worker.redisio import reply
 from worker.schemas import RunState
 from worker.store import RunRequest
 
@@ -118,8 +120,8 @@ async def test_a_requested_rerun_survives_a_crash_right_after_the_run_ended(flee
     run = await fleet.store.get_run(created.run_id)
     assert run is not None
     # What a worker leaves behind when killed between saving the end and its tail work.
-    await fleet.redis.hset(fleet.store.keys.run(run.id), "rerun", "1")
-    await fleet.store.save_run(run, RunState.FAILED, due_in=0)
+    await reply(fleet.redis.hset(fleet.store.keys.run(run.id), "rerun", "1"))
+    await put_in_state(fleet.store, run, RunState.FAILED, due_in=0)
     fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="0.5")
 
     async def followed_up() -> bool:

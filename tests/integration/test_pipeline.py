@@ -10,6 +10,7 @@ import pytest
 from producer.devtools.emulated import training_services
 from tests.integration.fleet import Fleet, dump, sample_rows, started_twice, until
 from worker.evaluate import Gate
+from worker.redisio import reply
 from worker.schemas import Lane, RunState
 
 pytestmark = pytest.mark.timeout(240)
@@ -90,8 +91,11 @@ async def test_runs_of_one_tenant_finishing_out_of_order_leave_the_newer_model(
     assert newer[0].state is RunState.SUCCEEDED
     # Replay the old run's deploy step as if it finished late.
     late = old[0].model_copy(update={"state": RunState.DEPLOYING})
-    await fleet.redis.hset(
-        fleet.store.keys.run(late.id), mapping={"doc": late.model_dump_json(), "state": "deploying"}
+    await reply(
+        fleet.redis.hset(
+            fleet.store.keys.run(late.id),
+            mapping={"doc": late.model_dump_json(), "state": "deploying"},
+        )
     )
     await fleet.queue.advance(late.id, late.version)
     await asyncio.sleep(2)
@@ -117,7 +121,7 @@ async def test_an_interactive_run_behind_500_waiting_bulk_runs_starts_within_sec
 
     # Wait until the bulk lane has filled every slot and the rest are waiting.
     async def backlog_is_deep() -> bool:
-        return await fleet.redis.zcard("retrainq:waiting:default:bulk") >= 400
+        return int(await reply(fleet.redis.zcard("retrainq:waiting:default:bulk"))) >= 400
 
     await until(backlog_is_deep, within=60)
     run_id = await fleet.retrain(urgent.id, Lane.INTERACTIVE)

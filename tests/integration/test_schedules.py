@@ -11,6 +11,7 @@ from arq.connections import RedisSettings, create_pool
 
 from worker.keys import Keys
 from worker.queue import StepQueue
+from worker.redisio import reply
 from worker.schedules import Schedule, Schedules
 from worker.schemas import ClassicTarget, NewServiceTarget, Tenant
 from worker.serialization import deserialize, serialize
@@ -75,8 +76,8 @@ async def test_a_fleet_schedule_starts_one_batch_of_the_filtered_tenants(
 async def test_a_claim_left_by_a_crashed_worker_is_fired_later(schedules: Schedules) -> None:
     """A slot claimed but never fired (the claimer died) is fired by a later pass, once."""
     await schedules.put_tenant("b", "0 * * * *")
-    await schedules.redis.hset(schedules.keys.schedules_pending, "tenant-b", "0")
+    await reply(schedules.redis.hset(schedules.keys.schedules_pending, "tenant-b", "0"))
     await schedules.fire_due(START)
     await schedules.fire_due(START)
     assert len(await schedules.store.tenant_run_ids("b")) == 1
-    assert await schedules.redis.hlen(schedules.keys.schedules_pending) == 0
+    assert await reply(schedules.redis.hlen(schedules.keys.schedules_pending)) == 0

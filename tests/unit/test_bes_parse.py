@@ -95,7 +95,7 @@ def test_secrets_stay_masked_outside_the_wire_payload() -> None:
 def test_blob_reference_needs_exactly_one_way_in(fields: dict[str, object]) -> None:
     """Either a connection string or base location plus SAS, never neither or both."""
     with pytest.raises(ValidationError, match="either ConnectionString"):
-        BlobReference(relative_location="c/x.csv", **fields)  # type: ignore[arg-type]
+        BlobReference(relative_location="c/x.csv", **fields)
 
 
 def test_finished_status_has_result_locations() -> None:

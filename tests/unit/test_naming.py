@@ -15,7 +15,7 @@ _REST = _FIRST + "-"
 
 def _random_tenant_ids(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    ids = set()
+    ids: set[str] = set()
     while len(ids) < count:
         length = rng.choice([1, 2, 5, 14, 15, 24, 40, 63])
         ids.add(rng.choice(_FIRST) + "".join(rng.choice(_REST) for _ in range(length - 1)))
