@@ -277,26 +277,17 @@ async def sample_gauges_forever(ctx: dict[Any, Any]) -> None:
 
 
 async def sample_gauges(ctx: dict[Any, Any]) -> None:
-    """Backlog and slot gauges (the ready backlog drives autoscaling)."""
+    """Backlog and slot gauges (the ready backlog drives autoscaling), read through the same
+    view as the dashboard's fleet route."""
+    from worker.views import FleetViews
+
     stepper: Stepper = ctx["stepper"]
-    deps = stepper.deps
-    queue = deps.settings.redis.queue_name
-    now = now_ms()
-    pool: ArqRedis = ctx["redis"]
-    ready = await reply(pool.zcount(queue, "-inf", now))
-    deferred = await reply(pool.zcount(queue, f"({now}", "+inf"))
-    waiting = 0
-    in_flight = 0
-    for service in deps.settings.training_services:
-        in_use = await deps.slots.in_use(service)
-        METRICS.slots_in_use.labels(service).set(in_use)
-        in_flight += in_use
-        waiting += await deps.slots.waiting(service)
-    METRICS.backlog.labels("ready").set(ready)
-    METRICS.backlog.labels("deferred").set(deferred)
-    METRICS.backlog.labels("waiting_slot").set(waiting)
-    METRICS.backlog.labels("parked").set(await deps.parked.parked_count())
-    METRICS.bes_in_flight.set(in_flight)
+    load = await FleetViews.of(stepper.deps.store, stepper.deps.settings).load()
+    for service in load.services:
+        METRICS.slots_in_use.labels(service.name).set(service.in_use)
+    for kind, count in load.backlog.by_kind().items():
+        METRICS.backlog.labels(kind).set(count)
+    METRICS.bes_in_flight.set(load.in_flight)
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
