@@ -8,9 +8,7 @@ a newer model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import structlog
 
@@ -19,22 +17,11 @@ from worker.azureml.errors import NotFoundError
 from worker.azureml.locations import BlobLocation
 from worker.deps import Deps
 from worker.errors import RunFailed
-from worker.evaluate import Decision
 from worker.naming import endpoint_name_for
+from worker.run.machine import DeployProgress
 from worker.schemas import ClassicTarget, DeployedModel, NewServiceTarget, Run, Tenant, utcnow
 
 log = structlog.get_logger("retrainq.deploy")
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    """Outcome of one deploy step: finished (deployed or superseded) or to be polled again."""
-
-    done: bool
-    deployed: bool = False
-    note: str | None = None
-    delay: float = 0.0
-    changes: dict[str, Any] = field(default_factory=dict)
 
 
 def service_name_for(tenant_id: str) -> str:
@@ -53,24 +40,12 @@ class Deployer:
         ttl = timedelta(seconds=self.deps.settings.blob.sas_ttl_seconds)
         return self.deps.blobs.read_sas(run.outputs.model_path, ttl)
 
-    async def rollback_changes(self, run: Run) -> dict[str, Any]:
-        """Point a rollback run at the model of the earlier run it restores."""
-        source = await self.deps.store.get_run(run.rollback_to or "")
-        if source is None or source.tenant_id != run.tenant_id or not source.deployed:
-            raise RunFailed(f"run {run.rollback_to} is not a deployed model of this tenant")
-        reason = f"rollback to the model of run {source.id}"
-        return {
-            "outputs": source.outputs,
-            "metrics": source.metrics,
-            "decision": Decision(accepted=True, reason=reason, metric="rollback"),
-        }
-
-    async def step(self, run: Run) -> DeployResult:
+    async def deploy(self, run: Run) -> DeployProgress:
         """Deploy (or keep deploying) the run's model; holds the tenant's lock meanwhile."""
         lock = self.deps.store.keys.deploy_lock(run.tenant_id)
         if not await self.deps.locks.acquire(lock, run.id, self.lock_ttl_ms):
             log.info("deploy.waiting_for_lock")
-            return DeployResult(done=False, delay=1.0)
+            return DeployProgress(done=False, lock_busy=True)
         keep_lock = False
         try:
             result = await self._locked_step(run)
@@ -80,14 +55,14 @@ class Deployer:
             if not keep_lock:
                 await self.deps.locks.release(lock, run.id)
 
-    async def _locked_step(self, run: Run) -> DeployResult:
+    async def _locked_step(self, run: Run) -> DeployProgress:
         tenant = await self.deps.store.get_tenant(run.tenant_id)
         if tenant is None or tenant.deleted:
             raise RunFailed("the tenant was deleted", "tenant_deleted")
         if tenant.deployed is not None and tenant.deployed.seq >= run.seq:
             note = f"superseded: run {tenant.deployed.run_id} is newer and deployed"
             log.info("deploy.superseded", deployed_run_id=tenant.deployed.run_id)
-            return DeployResult(done=True, deployed=tenant.deployed.run_id == run.id, note=note)
+            return DeployProgress(done=True, deployed=tenant.deployed.run_id == run.id, note=note)
         if isinstance(tenant.target, ClassicTarget):
             await self._patch_endpoint(run, tenant, tenant.target)
         else:
@@ -104,7 +79,7 @@ class Deployer:
         )
         accepted = await self.deps.store.record_deployment(tenant.id, model)
         log.info("deploy.recorded", accepted=accepted)
-        return DeployResult(done=True, deployed=accepted)
+        return DeployProgress(done=True, deployed=accepted)
 
     async def _patch_endpoint(self, run: Run, tenant: Tenant, target: ClassicTarget) -> None:
         name = tenant.endpoint_name or endpoint_name_for(tenant.id)
@@ -125,6 +100,18 @@ class Deployer:
         await self.deps.failpoints.hit("deploy.after_patch", run.id)
         log.info("endpoint.patched", endpoint=name)
 
+    async def remove(self, tenant: Tenant) -> None:
+        """Delete the tenant's endpoint or web service (one that is gone already is fine)."""
+        if isinstance(tenant.target, ClassicTarget):
+            if tenant.endpoint_name is not None:
+                await self.deps.endpoints.delete_endpoint(
+                    tenant.target.web_service_id, tenant.endpoint_name
+                )
+                log.info("offboard.endpoint_deleted", endpoint=tenant.endpoint_name)
+        elif tenant.service_name is not None:
+            await self.deps.arm.delete(tenant.service_name)
+            log.info("offboard.service_deleted", service=tenant.service_name)
+
     async def _create_endpoint(self, service: str, name: str, tenant: Tenant) -> None:
         await self.deps.endpoints.create_endpoint(
             service, name, description=f"retrainq tenant {tenant.id}"
@@ -133,7 +120,7 @@ class Deployer:
 
     async def _update_service(
         self, run: Run, tenant: Tenant, target: NewServiceTarget
-    ) -> DeployResult | None:
+    ) -> DeployProgress | None:
         name = tenant.service_name or service_name_for(tenant.id)
         arm = self.deps.arm
         if not run.deploy_submitted:
@@ -142,7 +129,10 @@ class Deployer:
             if current is None:
                 template = await arm.get(target.template_service)
                 if template is None:
-                    raise RunFailed(f"template web service {target.template_service!r} not found")
+                    raise RunFailed(
+                        f"template web service {target.template_service!r} not found",
+                        "template_not_found",
+                    )
                 body = definition_for_tenant(
                     template.definition, name, tags={"retrainq-tenant": tenant.id}
                 )
@@ -156,8 +146,7 @@ class Deployer:
             await self.deps.failpoints.hit("deploy.after_arm_put", run.id)
             if tenant.service_name is None:
                 await self.deps.store.update_tenant(tenant.id, _remember("service_name", name))
-            delay = self.deps.settings.poll_min_seconds
-            return DeployResult(done=False, delay=delay, changes={"deploy_submitted": True})
+            return DeployProgress(done=False, submitted=True)
         state = await arm.provisioning_state(name)
         if state is ProvisioningState.FAILED:
             raise RunFailed(
@@ -165,7 +154,7 @@ class Deployer:
                 "provisioning_failed",
             )
         if state is not ProvisioningState.SUCCEEDED:
-            return DeployResult(done=False, delay=self.deps.settings.poll_min_seconds)
+            return DeployProgress(done=False)
         log.info("service.provisioned", service=name)
         return None
 

@@ -7,28 +7,30 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from worker.azureml.arm import ArmClient
-from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
 from worker.blobs import BlobStore
 from worker.failpoints import Failpoints
 from worker.locks import Locks
 from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import StepQueue
+from worker.run.ledger import Ledger
+from worker.run.ports import DeployTarget, TrainingBackend
+from worker.run.slots import Slots
 from worker.settings import WorkerSettings
-from worker.slots import Slots
 from worker.store import Store
-
-
-class UnknownEndpoint(LookupError):
-    """A run refers to a training service or BES endpoint the settings do not have."""
 
 
 @dataclass
 class Deps:
-    """Clients and stores of one worker process."""
+    """Clients, stores and ports of one worker process.
+
+    ``deployer`` is filled in after construction: the classic deploy target needs the
+    other dependencies (tenants, locks, clients) itself.
+    """
 
     settings: WorkerSettings
     store: Store
+    ledger: Ledger
     slots: Slots
     locks: Locks
     queue: StepQueue
@@ -38,12 +40,6 @@ class Deps:
     arm: ArmClient
     parked: ParkedRuns
     estimates: DurationEstimates
-    bes: dict[tuple[str, int], BesClient] = field(default_factory=dict)
+    training: TrainingBackend
+    deployer: DeployTarget = field(init=False)
     failpoints: Failpoints = field(default_factory=lambda: Failpoints(()))
-
-    def bes_client(self, service: str, endpoint: int) -> BesClient:
-        """The BES client of one endpoint of a training service."""
-        try:
-            return self.bes[(service, endpoint)]
-        except KeyError:
-            raise UnknownEndpoint(f"no BES endpoint {endpoint} of service {service!r}") from None

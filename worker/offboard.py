@@ -9,7 +9,7 @@ import structlog
 from worker.azureml.errors import PermanentError, TransientError
 from worker.deps import Deps
 from worker.logs import bind_context, clear_context
-from worker.schemas import ClassicTarget, Tenant
+from worker.schemas import Tenant
 
 log = structlog.get_logger("retrainq.offboard")
 
@@ -25,7 +25,7 @@ async def remove_remote(deps: Deps, tenant_id: str, attempt: int) -> Outcome:
     if tenant is None or not tenant.deleted or tenant.remote_removal != "requested":
         return "done"
     try:
-        await _delete(deps, tenant)
+        await deps.deployer.remove(tenant)
     except TransientError as exc:
         if attempt < MAX_TRIES:
             log.warning("offboard.retry", error=str(exc), attempt=attempt)
@@ -34,16 +34,6 @@ async def remove_remote(deps: Deps, tenant_id: str, attempt: int) -> Outcome:
     except PermanentError as exc:
         return await _record(deps, tenant_id, "failed", str(exc))
     return await _record(deps, tenant_id, "done", None)
-
-
-async def _delete(deps: Deps, tenant: Tenant) -> None:
-    if isinstance(tenant.target, ClassicTarget):
-        if tenant.endpoint_name is not None:
-            await deps.endpoints.delete_endpoint(tenant.target.web_service_id, tenant.endpoint_name)
-            log.info("offboard.endpoint_deleted", endpoint=tenant.endpoint_name)
-    elif tenant.service_name is not None:
-        await deps.arm.delete(tenant.service_name)
-        log.info("offboard.service_deleted", service=tenant.service_name)
 
 
 async def _record(

@@ -1,9 +1,9 @@
-"""Runs parked with the poll sweeper: claiming due polls, moving them on, job durations.
+"""Recent BES job durations per training service, and how many runs are parked.
 
 A training run whose BES job is still running is *parked*: instead of a deferred arq job per
 poll, it sits in one sorted set scored by its next poll, and each worker's sweeper polls the
-due ones in batches (see ``worker/sweeper.py``). The run record stays the truth: only steps
-change it; the sweeper only counts polls, keeps slot leases alive and wakes the run's step.
+due ones in batches (see ``worker/sweeper.py``). The ledger writes that set; this module
+keeps the job durations that shape the poll schedule (``worker/polling.py``).
 """
 
 from __future__ import annotations
@@ -13,53 +13,19 @@ import time
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from worker import lua
 from worker.keys import Keys
 from worker.polling import expected_duration
 from worker.redisio import reply
-from worker.store import now_ms
 
 DURATIONS_KEPT = 64
 
 
 class ParkedRuns:
-    """Redis side of parked runs (the polls set) and of recent BES job durations."""
+    """Recent BES job durations, and the size of the polls set."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._claim_polls = redis.register_script(lua.CLAIM_POLLS)
-
-    async def claim_polls(self, limit: int, claim_seconds: float) -> list[str]:
-        """Parked runs whose poll is due, each held back ``claim_seconds`` for the caller."""
-        now = now_ms()
-        ids: list[str] = await self._claim_polls(
-            keys=[self.keys.polls], args=[now, now + int(claim_seconds * 1000), limit]
-        )
-        return ids
-
-    def repark(self, pipe: Pipeline, run_id: str, poll_in: float) -> None:
-        """Queue on ``pipe``: the run's next poll in ``poll_in`` s, one more poll counted.
-
-        Only a run still parked is moved (``XX``): a step that took it off meanwhile wins.
-        """
-        pipe.zadd(self.keys.polls, {run_id: now_ms() + int(poll_in * 1000)}, xx=True)
-        pipe.hincrby(self.keys.run(run_id), "polls", 1)
-
-    def mark_finished(self, pipe: Pipeline, run_id: str, job_id: str) -> None:
-        """Queue on ``pipe``: the run's BES job was seen ``Finished`` (its step skips a poll)."""
-        pipe.hset(self.keys.run(run_id), "finished_job", job_id)
-
-    def unpark(self, pipe: Pipeline, run_id: str) -> None:
-        """Queue on ``pipe``: forget a parked run that is gone or no longer training."""
-        pipe.zrem(self.keys.polls, run_id)
-
-    async def overdue(self, before_ms: int, limit: int = 1000) -> list[str]:
-        """Parked runs whose poll was due before ``before_ms`` and that no sweeper claimed."""
-        ids: list[str] = await self.redis.zrangebyscore(
-            self.keys.polls, "-inf", before_ms, start=0, num=limit
-        )
-        return ids
 
     async def parked_count(self) -> int:
         """How many runs are parked with the poll sweeper."""

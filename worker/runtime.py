@@ -29,6 +29,8 @@ from worker.azureml.classic import EndpointsClient
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.blobs import BlobStore
+from worker.classic import ClassicTraining
+from worker.deploy import Deployer
 from worker.deps import Deps
 from worker.failpoints import Failpoints
 from worker.health import start_health_server
@@ -38,13 +40,13 @@ from worker.metrics import METRICS
 from worker.offboard import remove_remote
 from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import ADVANCE, OFFBOARD, StepQueue
-from worker.redisio import reply
+from worker.reconciler import reconcile as reconcile_runs
+from worker.run.slots import Slots
 from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
 from worker.settings import WorkerSettings
-from worker.slots import Slots
 from worker.steps import Stepper
-from worker.store import Store, now_ms
+from worker.store import Store
 from worker.sweeper import Sweeper
 
 log = structlog.get_logger("retrainq.worker")
@@ -57,7 +59,6 @@ STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
 REDIS_RETRY_ON: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
 REDIS_OUTAGE_PAUSE = 1.0
 GAUGE_INTERVAL_SECONDS = 5.0
-STALLED_PARKED_CLAIMS = 3
 
 
 def redis_retry() -> RedisRetry:
@@ -175,15 +176,18 @@ def build_deps(
         for index, endpoint in enumerate(service.endpoints)
     }
     parked = ParkedRuns(redis, keys)
-    return Deps(
+    store = Store(redis, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
+    deps = Deps(
         settings=settings,
-        store=Store(
+        store=store,
+        ledger=store.ledger,
+        slots=Slots(
             redis,
             keys,
-            run_timeout=timedelta(seconds=settings.run_timeout_seconds),
-        ),
-        slots=Slots(
-            redis, keys, settings.training_services, settings.lease_seconds, settings.bulk_every
+            store.ledger,
+            settings.training_services,
+            settings.lease_seconds,
+            settings.bulk_every,
         ),
         locks=Locks(redis),
         queue=StepQueue(pool, settings.redis.queue_name),
@@ -208,9 +212,16 @@ def build_deps(
         ),
         parked=parked,
         estimates=DurationEstimates(parked),
-        bes=bes,
+        training=ClassicTraining(
+            bes,
+            settings.training_services,
+            blobs,
+            timedelta(seconds=settings.blob.sas_ttl_seconds),
+        ),
         failpoints=Failpoints(settings.failpoints, redis, keys),
     )
+    deps.deployer = Deployer(deps)
+    return deps
 
 
 async def advance(ctx: dict[Any, Any], run_id: str) -> None:
@@ -232,27 +243,7 @@ async def offboard(ctx: dict[Any, Any], tenant_id: str) -> str:
 async def reconcile(ctx: dict[Any, Any]) -> int:
     """arq cron: re-enqueue runs whose next step is overdue, and fill free slots."""
     stepper: Stepper = ctx["stepper"]
-    deps = stepper.deps
-    grace = deps.settings.reconcile_grace_seconds
-    overdue = await deps.store.due_runs(now_ms() - int(grace * 1000))
-    # Parked runs are the sweepers' to poll. One left overdue for several claim periods has
-    # no sweeper (every worker runs with poll_sweeper off, say after a rollback, or only
-    # burst workers are left): a step polls it instead, and goes on polling it as a step.
-    stalled_ms = int(STALLED_PARKED_CLAIMS * deps.settings.sweep_claim_seconds * 1000)
-    overdue += await deps.parked.overdue(now_ms() - stalled_ms)
-    enqueued = 0
-    for run_id in overdue:
-        version = await deps.store.run_version(run_id)
-        if version is None:
-            await deps.store.not_due(run_id)
-        elif await deps.queue.advance(run_id, version):
-            enqueued += 1
-    if enqueued:
-        METRICS.reconciled.inc(enqueued)
-        log.info("reconciler.enqueued", runs=enqueued, overdue=len(overdue))
-    for service in deps.settings.training_services:
-        await stepper.dispatch(service)
-    return enqueued
+    return await reconcile_runs(stepper.deps, stepper.dispatch)
 
 
 async def fire_schedules(ctx: dict[Any, Any]) -> int:

@@ -1,61 +1,39 @@
-"""Records shared by the API and the worker: tenants, runs, batches, models (the contract)."""
+"""Records shared by the API and the worker: tenants, batches, models (the contract).
+
+Runs are defined by ``worker.run.model`` and named here too, as part of the same contract.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from worker.cron import CronExpression
-from worker.evaluate import Decision, Gate
+from worker.evaluate import Gate
+from worker.records import Record, utcnow
+from worker.run.model import TERMINAL_STATES, BesOutputs, Lane, Run, RunState
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Batch",
+    "BesOutputs",
+    "ClassicTarget",
+    "DeployedModel",
+    "Lane",
+    "NewServiceTarget",
+    "Record",
+    "Run",
+    "RunState",
+    "Target",
+    "Tenant",
+    "TenantId",
+    "utcnow",
+]
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 TenantId = Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-class RunState(StrEnum):
-    """States of a run; see ARCHITECTURE.md for the diagram."""
-
-    QUEUED = "queued"
-    WAITING_SLOT = "waiting_slot"
-    SUBMITTING = "submitting"
-    TRAINING = "training"
-    EVALUATING = "evaluating"
-    DEPLOYING = "deploying"
-    SUCCEEDED = "succeeded"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the run has ended."""
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset(
-    {RunState.SUCCEEDED, RunState.REJECTED, RunState.FAILED, RunState.CANCELLED}
-)
-
-
-class Lane(StrEnum):
-    """Dispatch lanes: interactive work is served before bulk work."""
-
-    INTERACTIVE = "interactive"
-    BULK = "bulk"
-
-
-class Record(BaseModel):
-    """Base of stored records: unknown fields are rejected so typos never pass silently."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class ClassicTarget(Record):
@@ -106,52 +84,6 @@ class Tenant(Record):
     api_key_hashes: list[str] = Field(default_factory=list)
     deleted: bool = False
     remote_removal: Literal["requested", "done", "failed"] | None = None
-
-
-class BesOutputs(Record):
-    """Where a run's BES job writes (deterministic per run) and what it reported."""
-
-    model_path: str
-    evaluation_path: str
-
-
-class Run(Record):
-    """One retrain of one tenant: a durable state machine advanced in short steps."""
-
-    id: str
-    tenant_id: str
-    seq: int
-    state: RunState = RunState.QUEUED
-    version: int = 0
-    lane: Lane = Lane.INTERACTIVE
-    batch_id: str | None = None
-    reason: str = "manual"
-    training_service: str = "default"
-    data_path: str | None = None
-    data_version: int = 0
-    global_parameters: dict[str, str] = Field(default_factory=dict)
-    outputs: BesOutputs
-    bes_endpoint: int | None = None
-    submit_attempts: int = 0
-    bes_job_id: str | None = None
-    bes_started: bool = False
-    orphaned_submissions: int = 0
-    polls: int = 0
-    bes_finished_seen: bool = False
-    step_failures: int = 0
-    cancel_requested: bool = False
-    rerun_requested: bool = False
-    rollback_to: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    decision: Decision | None = None
-    error: str | None = None
-    error_code: str | None = None
-    deploy_submitted: bool = False
-    deployed: bool = False
-    created_at: datetime = Field(default_factory=utcnow)
-    deadline_at: datetime
-    updated_at: datetime = Field(default_factory=utcnow)
-    phases: dict[str, datetime] = Field(default_factory=dict)
 
 
 class Batch(Record):

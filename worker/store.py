@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 
-from worker import lua
 from worker.blobs import evaluation_path, model_path
 from worker.keys import Keys
 from worker.redisio import reply
+from worker.run.ledger import Ledger, NewRun, now_ms
 from worker.schemas import (
     Batch,
     BesOutputs,
@@ -42,31 +42,6 @@ __all__ = [
     "new_id",
     "now_ms",
 ]
-
-
-# A run's hash: its record (``doc``) and the fields others write beside it without a CAS: the
-# cancel and rerun flags (API), the poll count (steps and the sweeper) and the id of a BES
-# job the sweeper saw ``Finished``.
-RUN_FIELDS = ["doc", "cancel", "rerun", "polls", "finished_job"]
-
-
-def _run_of(fields: Sequence[str | None]) -> Run | None:
-    doc, cancel, rerun, polls, finished = fields
-    if doc is None:
-        return None
-    run = Run.model_validate_json(doc)
-    run.cancel_requested = run.cancel_requested or cancel == "1"
-    run.rerun_requested = run.rerun_requested or rerun == "1"
-    run.polls = int(polls or 0)
-    run.bes_finished_seen = run.bes_finished_seen or (
-        finished is not None and finished == run.bes_job_id
-    )
-    return run
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds (scores of Redis sorted sets)."""
-    return int(time.time() * 1000)
 
 
 def new_id() -> str:
@@ -105,8 +80,8 @@ class Store(TenantRecords):
     ) -> None:
         super().__init__(redis, keys or Keys())
         self.run_timeout = run_timeout
-        self._save_run = redis.register_script(lua.SAVE_RUN)
-        self._create_run = redis.register_script(lua.CREATE_RUN)
+        # Every write of a run and its indices goes through the ledger.
+        self.ledger = Ledger(redis, self.keys)
 
     # --- runs ------------------------------------------------------------------------------
 
@@ -145,43 +120,13 @@ class Store(TenantRecords):
         tenant = tenant or await self.get_tenant(request.tenant_id)
         if tenant is None or tenant.deleted:
             raise TenantNotFound(request.tenant_id)
-        seq = int(await reply(self.redis.hincrby(self.keys.tenant(tenant.id), "seq", 1)))
-        run = self._new_run(tenant, request, seq)
-        outcome = await self._create_run(
-            keys=self._create_keys(run),
-            args=self._create_args(run, request),
-        )
+        run = self._new_run(tenant, request, await self.ledger.next_seq(tenant.id))
+        [outcome] = await self.ledger.create([NewRun(run, request.rerun_if_active)])
         return self._created(request.tenant_id, outcome)
 
-    def _create_keys(self, run: Run) -> list[str]:
-        batch_id = run.batch_id
-        waiting = run.state is RunState.WAITING_SLOT
-        return [
-            self.keys.tenant(run.tenant_id),
-            self.keys.run(run.id),
-            self.keys.due,
-            self.keys.tenant_runs(run.tenant_id),
-            self.keys.batch(batch_id) if batch_id else self.keys.no_batch,
-            self.keys.batch_runs(batch_id) if batch_id else self.keys.no_batch,
-            self.keys.waiting(run.training_service, run.lane.value)
-            if waiting
-            else self.keys.no_batch,
-        ]
-
-    def _create_args(self, run: Run, request: RunRequest) -> list[str | int]:
-        return [
-            run.id,
-            run.model_dump_json(),
-            now_ms(),
-            "1" if request.rerun_if_active else "0",
-            self.keys.run_prefix(),
-            "1" if request.batch_id else "0",
-            "1" if run.state is RunState.WAITING_SLOT else "0",
-        ]
-
     @staticmethod
-    def _created(tenant_id: str, outcome: list[int | str]) -> RunCreated:
-        status, run_id = int(outcome[0]), str(outcome[1])
+    def _created(tenant_id: str, outcome: tuple[int, str]) -> RunCreated:
+        status, run_id = outcome
         if status < 0:
             raise TenantNotFound(tenant_id)
         return RunCreated(run_id=run_id, created=status == 1)
@@ -197,90 +142,28 @@ class Store(TenantRecords):
         Where ``waiting`` says so, a run is created waiting for a BES slot (no first step).
         """
         waits = list(waiting) if waiting is not None else [False] * len(tenants)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant in tenants:
-                pipe.hincrby(self.keys.tenant(tenant.id), "seq", 1)
-            seqs = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant, seq, wait in zip(tenants, seqs, waits, strict=True):
-                request = RunRequest(
-                    tenant_id=tenant.id,
-                    lane=template.lane,
-                    batch_id=template.batch_id,
-                    reason=template.reason,
-                    rerun_if_active=template.rerun_if_active,
-                )
-                run = self._new_run(tenant, request, int(seq), waiting=wait)
-                await self._create_run(
-                    keys=self._create_keys(run),
-                    args=self._create_args(run, request),
-                    client=pipe,
-                )
-            outcomes = await pipe.execute()
+        seqs = await self.ledger.next_seqs([tenant.id for tenant in tenants])
+        new = []
+        for tenant, seq, wait in zip(tenants, seqs, waits, strict=True):
+            request = RunRequest(
+                tenant_id=tenant.id,
+                lane=template.lane,
+                batch_id=template.batch_id,
+                reason=template.reason,
+                rerun_if_active=template.rerun_if_active,
+            )
+            run = self._new_run(tenant, request, seq, waiting=wait)
+            new.append(NewRun(run, template.rerun_if_active))
+        outcomes = await self.ledger.create(new)
         return [self._created(t.id, o) for t, o in zip(tenants, outcomes, strict=True)]
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with its flags, or None."""
-        return _run_of(await reply(self.redis.hmget(self.keys.run(run_id), RUN_FIELDS)))
-
-    async def save_run(
-        self,
-        run: Run,
-        state: RunState,
-        *,
-        due_in: float | None,
-        waiting_key: str | None = None,
-        park_in: float | None = None,
-        polls: int = 0,
-    ) -> Run:
-        """Write ``run`` in ``state`` if nobody changed it since it was read.
-
-        ``due_in`` is the delay (s) of the run's next step, or None when no step is pending
-        (waiting for a slot, parked with the poll sweeper, or terminal). ``park_in`` parks
-        the run with the sweeper, its next poll that many seconds from now; ``polls`` counts
-        status polls this step made. Raises ``StaleRecord`` when the CAS loses.
-        """
-        saved = run.model_copy(
-            update={"state": state, "version": run.version + 1, "polls": run.polls + polls}
-        )
-        saved.updated_at = utcnow()
-        if state != run.state:
-            saved.phases = {**run.phases, state.value: saved.updated_at}
-        now = now_ms()
-        due = "" if due_in is None else str(now + int(due_in * 1000))
-        ok = await self._save_run(
-            keys=[
-                self.keys.run(run.id),
-                self.keys.due,
-                self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch,
-                self.keys.tenant(run.tenant_id),
-                waiting_key or self.keys.no_batch,
-                self.keys.polls,
-            ],
-            args=[
-                str(run.version),
-                state.value,
-                saved.model_dump_json(),
-                due,
-                run.id,
-                str(now) if waiting_key else "",
-                str(now),
-                "" if park_in is None else str(now + int(park_in * 1000)),
-                str(polls),
-            ],
-        )
-        if not ok:
-            raise StaleRecord(f"run {run.id} changed under version {run.version}")
-        return saved
+        return await self.ledger.load(run_id)
 
     async def request_cancel(self, run_id: str) -> bool:
         """Flag a run for cancellation; its next step ends it. False if no such run."""
-        key = self.keys.run(run_id)
-        if not await self.redis.exists(key):
-            return False
-        await reply(self.redis.hset(key, "cancel", "1"))
-        await self.redis.zadd(self.keys.due, {run_id: now_ms()})
-        return True
+        return await self.ledger.request_cancel(run_id)
 
     async def tenant_run_ids(self, tenant_id: str, offset: int = 0, limit: int = 50) -> list[str]:
         """A tenant's run ids, newest first."""
@@ -291,51 +174,27 @@ class Store(TenantRecords):
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
         """Runs by id in one round trip (missing ones skipped)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for run_id in run_ids:
-                pipe.hmget(self.keys.run(run_id), RUN_FIELDS)
-            replies = await pipe.execute()
-        return [run for run in map(_run_of, replies) if run is not None]
-
-    async def due_runs(self, before_ms: int, limit: int = 1000) -> list[str]:
-        """Non-terminal runs whose next step was due before ``before_ms``."""
-        ids: list[str] = await self.redis.zrangebyscore(
-            self.keys.due, "-inf", before_ms, start=0, num=limit
-        )
-        return ids
+        return await self.ledger.load_many(run_ids)
 
     async def is_due(self, run_id: str) -> bool:
         """Whether a run is on the reconciler's list (a step or tail work is pending)."""
-        return await reply(self.redis.zscore(self.keys.due, run_id)) is not None
+        return await self.ledger.is_due(run_id)
 
     async def create_followup(self, run_id: str, request: RunRequest) -> RunCreated:
         """The run that follows ``run_id`` (a requested rerun), created at most once."""
-        key = self.keys.run(run_id)
-        existing = await reply(self.redis.hget(key, "followup"))
+        existing = await self.ledger.followup(run_id)
         if existing is not None:
-            return RunCreated(run_id=str(existing), created=False)
+            return RunCreated(run_id=existing, created=False)
         # A retry after a crash finds the follow-up active and gets it back, not a second one.
         created = await self.create_run(request)
-        await reply(self.redis.hsetnx(key, "followup", created.run_id))
+        await self.ledger.record_followup(run_id, created.run_id)
         return created
-
-    async def not_due(self, run_id: str) -> None:
-        """Take a run off the reconciler's list (it waits for a slot, with no step pending)."""
-        await reply(self.redis.zrem(self.keys.due, run_id))
-
-    async def run_version(self, run_id: str) -> int | None:
-        """The stored version of a run (for per-step arq job ids)."""
-        version = await reply(self.redis.hget(self.keys.run(run_id), "version"))
-        return None if version is None else int(version)
 
     # --- batches ---------------------------------------------------------------------------
 
     async def create_batch(self, batch: Batch) -> None:
         """Store a batch record before its runs are created."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.batch(batch.id), mapping={"doc": batch.model_dump_json()})
-            pipe.zadd(self.keys.batches, {batch.id: batch.created_at.timestamp()})
-            await pipe.execute()
+        await self.ledger.create_batch_record(batch.id, batch.model_dump_json(), batch.created_at)
 
     async def get_batch(self, batch_id: str) -> tuple[Batch, dict[str, int]] | None:
         """The batch and its counters (``n:<state>`` counts, finish times in ms)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
+from tests.runs import put_in_state
 from worker.keys import Keys
 from worker.schemas import (
     Batch,
@@ -65,7 +66,7 @@ async def test_a_finished_run_frees_the_tenant_for_a_new_one(store: Store) -> No
     first = await store.create_run(RunRequest(tenant_id="acme"))
     run = await store.get_run(first.run_id)
     assert run is not None
-    await store.save_run(run, RunState.FAILED, due_in=None)
+    await put_in_state(store, run, RunState.FAILED, due_in=None)
     second = await store.create_run(RunRequest(tenant_id="acme"))
     assert second.created
     newer = await store.get_run(second.run_id)
@@ -79,10 +80,10 @@ async def test_compare_and_set_rejects_a_stale_writer(store: Store) -> None:
     created = await store.create_run(RunRequest(tenant_id="acme"))
     run = await store.get_run(created.run_id)
     assert run is not None
-    saved = await store.save_run(run, RunState.WAITING_SLOT, due_in=None)
+    saved = await put_in_state(store, run, RunState.WAITING_SLOT, due_in=None)
     assert saved.version == 1
     with pytest.raises(StaleRecord):
-        await store.save_run(run, RunState.FAILED, due_in=None)
+        await put_in_state(store, run, RunState.FAILED, due_in=None)
     current = await store.get_run(run.id)
     assert current is not None
     assert current.state is RunState.WAITING_SLOT
@@ -100,8 +101,8 @@ async def test_batch_counters_follow_every_transition(store: Store) -> None:
     )
     assert all(c.created for c in created)
     runs = await store.get_runs([c.run_id for c in created])
-    await store.save_run(runs[0], RunState.SUCCEEDED, due_in=None)
-    await store.save_run(runs[1], RunState.FAILED, due_in=None)
+    await put_in_state(store, runs[0], RunState.SUCCEEDED, due_in=None)
+    await put_in_state(store, runs[1], RunState.FAILED, due_in=None)
     found = await store.get_batch("b1")
     assert found is not None
     _, counters = found
@@ -143,7 +144,7 @@ async def _run_ending(store: Store, tenant_id: str, state: RunState | None) -> s
     run = await store.get_run(created.run_id)
     assert run is not None
     if state is not None:
-        await store.save_run(run, state, due_in=None)
+        await put_in_state(store, run, state, due_in=None)
     return created.run_id
 
 
@@ -201,11 +202,11 @@ async def test_a_cancel_asked_during_a_step_keeps_the_run_due(store: Store) -> N
     read = await store.get_run(created.run_id)
     assert read is not None
     assert await store.request_cancel(created.run_id)
-    waiting = await store.save_run(read, RunState.WAITING_SLOT, due_in=None)
+    waiting = await put_in_state(store, read, RunState.WAITING_SLOT, due_in=None)
     assert await store.is_due(created.run_id)
-    await store.save_run(waiting, RunState.TRAINING, due_in=None, park_in=60)
+    await put_in_state(store, waiting, RunState.TRAINING, due_in=None, park_in=60)
     assert await store.is_due(created.run_id)
-    assert (await store.due_runs(now_ms() + 1)) == [created.run_id]
+    assert (await store.ledger.due(now_ms() + 1)) == [created.run_id]
 
 
 async def test_a_run_without_a_cancel_leaves_the_due_list_when_it_waits(store: Store) -> None:
@@ -214,5 +215,5 @@ async def test_a_run_without_a_cancel_leaves_the_due_list_when_it_waits(store: S
     created = await store.create_run(RunRequest(tenant_id="acme"))
     run = await store.get_run(created.run_id)
     assert run is not None
-    await store.save_run(run, RunState.WAITING_SLOT, due_in=None)
+    await put_in_state(store, run, RunState.WAITING_SLOT, due_in=None)
     assert not await store.is_due(created.run_id)

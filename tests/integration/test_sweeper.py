@@ -8,6 +8,7 @@ import pytest
 
 from producer.devtools.processes import ManagedProcess
 from tests.integration.fleet import Fleet, until
+from tests.runs import put_in_state
 from worker.parking import ParkedRuns
 from worker.schemas import RunState
 
@@ -80,7 +81,7 @@ async def test_runs_claimed_by_a_sweeper_that_died_are_polled_after_the_claim(
     workers[0].stop()
     # Stand in for a sweeper that claimed every parked run and was killed before polling:
     # each run is held back for the claim (4 s), and nobody moves it on.
-    claimed = await ParkedRuns(fleet.redis, fleet.store.keys).claim_polls(100, 4.0)
+    claimed = await fleet.store.ledger.claim_polls(100, 4.0)
     # A parked run may have been due only later: push the rest back the same way.
     for run_id in set(run_ids) - set(claimed):
         await fleet.redis.zadd(fleet.store.keys.polls, {run_id: int(time.time() * 1000) + 4000})
@@ -132,7 +133,7 @@ async def test_a_run_on_an_endpoint_no_longer_configured_fails_instead_of_hangin
     run = await fleet.store.get_run(run_id)
     assert run is not None
     moved = run.model_copy(update={"bes_endpoint": 7})  # the service has one endpoint
-    await fleet.store.save_run(moved, RunState.TRAINING, due_in=None, park_in=0)
+    await put_in_state(fleet.store, moved, RunState.TRAINING, due_in=None, park_in=0)
     fleet.start_workers(1)
     (ended,) = await fleet.wait_terminal([run_id], within=30)
     assert (ended.state, ended.error_code) == (RunState.FAILED, "config"), ended.error
@@ -156,7 +157,7 @@ async def test_a_run_seen_finished_is_woken_again_without_another_poll(fleet: Fl
     parking = ParkedRuns(fleet.redis, fleet.store.keys)
     recorded = len(await parking.durations(run.training_service))
     async with fleet.redis.pipeline(transaction=False) as pipe:  # what that sweeper wrote
-        parking.mark_finished(pipe, run_id, run.bes_job_id)
+        fleet.store.ledger.mark_finished(pipe, run_id, run.bes_job_id)
         parking.record_duration_in(pipe, run.training_service, 2.0)
         await pipe.execute()
     (restarted,) = fleet.start_workers(1)

@@ -1,15 +1,17 @@
-"""Pure parts of the step machine: failure backoff."""
+"""Pure parts of the step shell: where a run goes after a step, the policy from settings."""
 
 from __future__ import annotations
 
-import random
+from worker.run import machine as mc
+from worker.run.ledger import Placement
+from worker.steps import placement_of
 
-from worker.steps import failure_backoff
 
-
-def test_failure_backoff_is_jittered_exponential_and_capped() -> None:
-    """Each failure doubles the ceiling; the wait stays within [ceiling/2, ceiling]."""
-    rng = random.Random(1)
-    for failures, ceiling in [(1, 1.0), (2, 2.0), (4, 8.0), (30, 60.0)]:
-        delay = failure_backoff(failures, rng)
-        assert ceiling / 2 <= delay <= ceiling
+def test_each_next_places_the_run_where_its_next_step_is_found() -> None:
+    """Deferred: due later; parked: with the sweeper; waiting: in a waiting set; inline or
+    ended: due after one step's timeout (overdue only if the step died)."""
+    assert placement_of(mc.Step((), mc.Next.DEFER, delay=3.0), 12) == Placement(due_in=3.0)
+    assert placement_of(mc.Step((), mc.Next.PARK, delay=7.0), 12) == Placement(park_in=7.0)
+    assert placement_of(mc.Step((), mc.Next.WAIT_SLOT), 12) == Placement(waiting=True)
+    assert placement_of(mc.Step((), mc.Next.CONTINUE), 12) == Placement(due_in=12)
+    assert placement_of(mc.Step((), mc.Next.END), 12) == Placement(due_in=12)

@@ -1,0 +1,354 @@
+"""The ledger: the only code that writes run hashes and their indices.
+
+A run's hash (``doc``, ``state``, ``version``, the flags the API and the sweeper set beside
+it) and every index that follows from its state — the reconciler's due list, the sweeper's
+polls list, the waiting sets, batch counters, the tenant's active run, the tenant's and the
+batch's run lists — are written here and nowhere else, each multi-key change by one Lua
+script. The scripts sit beside this module (``*.lua``); their constants (state names, the
+terminal set, field names) are generated from ``worker.run.model`` when they are loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from worker.keys import Keys
+from worker.redisio import reply
+from worker.tenants import StaleRecord
+from worker.run.model import TERMINAL_STATES, Lane, Run, RunState, Transition, applied
+
+
+class StaleRun(StaleRecord):
+    """A compare-and-set of a run lost: another step moved it on first."""
+
+
+# The run hash's fields: the record, and what others write beside it without a CAS.
+F_DOC, F_STATE, F_VERSION = "doc", "state", "version"
+F_CANCEL, F_RERUN, F_POLLS, F_FINISHED, F_FOLLOWUP = (
+    "cancel",
+    "rerun",
+    "polls",
+    "finished_job",
+    "followup",
+)
+RUN_FIELDS = [F_DOC, F_CANCEL, F_RERUN, F_POLLS, F_FINISHED]
+
+
+def lua_prelude() -> str:
+    """Lua constants generated from the model: field names, states, the terminal set."""
+    fields = {
+        "F_DOC": F_DOC,
+        "F_STATE": F_STATE,
+        "F_VERSION": F_VERSION,
+        "F_CANCEL": F_CANCEL,
+        "F_RERUN": F_RERUN,
+        "F_POLLS": F_POLLS,
+    }
+    lines = [f"local {name} = '{value}'" for name, value in fields.items()]
+    lines += [f"local S_{state.name} = '{state.value}'" for state in RunState]
+    terminal = ", ".join(f"{s.value} = true" for s in sorted(TERMINAL_STATES))
+    lines.append(f"local TERMINAL = {{{terminal}}}")
+    return "\n".join(lines) + "\n"
+
+
+def script(name: str) -> str:
+    """The Lua script ``name`` (a file beside this module) behind its generated constants."""
+    body = resources.files("worker.run").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return lua_prelude() + body
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (scores of Redis sorted sets)."""
+    return int(time.time() * 1000)
+
+
+def _ms_after(seconds: float) -> str:
+    return str(now_ms() + int(seconds * 1000))
+
+
+def run_of(fields: Sequence[str | None]) -> Run | None:
+    """A run from its hash fields (``RUN_FIELDS`` order), with the flags set beside it."""
+    doc, cancel, rerun, polls, finished = fields
+    if doc is None:
+        return None
+    run = Run.model_validate_json(doc)
+    return run.model_copy(
+        update={
+            "cancel_requested": run.cancel_requested or cancel == "1",
+            "rerun_requested": run.rerun_requested or rerun == "1",
+            "polls": int(polls or 0),
+            "bes_finished_seen": run.bes_finished_seen
+            or (finished is not None and finished == run.bes_job_id),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a saved run goes next: due in ``due_in`` s, parked, waiting, or nowhere."""
+
+    due_in: float | None = None
+    park_in: float | None = None
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A slot handed to a run, on one BES endpoint of the service."""
+
+    run_id: str
+    endpoint: int
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to create, and whether it starts waiting for a slot (no first step)."""
+
+    run: Run
+    rerun_if_active: bool = False
+
+
+class Ledger:
+    """Writes of runs and their indices (and the run reads that go with them)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._save = redis.register_script(script("save_run"))
+        self._create = redis.register_script(script("create_run"))
+        self._cancel = redis.register_script(script("request_cancel"))
+        self._claim = redis.register_script(script("claim_polls"))
+        self._dispatch = redis.register_script(script("dispatch"))
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def load(self, run_id: str) -> Run | None:
+        """The run with its flags, or None."""
+        return run_of(await reply(self.redis.hmget(self.keys.run(run_id), RUN_FIELDS)))
+
+    async def load_many(self, run_ids: Sequence[str]) -> list[Run]:
+        """Runs by id in one round trip (missing ones skipped)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hmget(self.keys.run(run_id), RUN_FIELDS)
+            replies = await pipe.execute()
+        return [run for run in map(run_of, replies) if run is not None]
+
+    async def version(self, run_id: str) -> int | None:
+        """The stored version of a run (for per-step arq job ids)."""
+        value = await reply(self.redis.hget(self.keys.run(run_id), F_VERSION))
+        return None if value is None else int(value)
+
+    async def is_due(self, run_id: str) -> bool:
+        """Whether a step (or an ended run's tail work) is pending for the run."""
+        return await reply(self.redis.zscore(self.keys.due, run_id)) is not None
+
+    async def due(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Runs whose next step was due before ``before_ms``."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            self.keys.due, "-inf", before_ms, start=0, num=limit
+        )
+        return ids
+
+    async def overdue_parked(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Parked runs whose poll was due before ``before_ms`` and that no sweeper claimed."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            self.keys.polls, "-inf", before_ms, start=0, num=limit
+        )
+        return ids
+
+    # --- creating runs ---------------------------------------------------------------------
+
+    async def next_seq(self, tenant_id: str) -> int:
+        """The tenant's next run sequence number (deploys are fenced by it)."""
+        return int(await reply(self.redis.hincrby(self.keys.tenant(tenant_id), "seq", 1)))
+
+    async def next_seqs(self, tenant_ids: Sequence[str]) -> list[int]:
+        """Sequence numbers for many tenants in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant_id in tenant_ids:
+                pipe.hincrby(self.keys.tenant(tenant_id), "seq", 1)
+            return [int(seq) for seq in await pipe.execute()]
+
+    async def create(self, new: Sequence[NewRun]) -> list[tuple[int, str]]:
+        """Create runs unless their tenant has an active one: (1 created | 0 active | -1 no
+        tenant, run id) each, in pipelined round trips."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in new:
+                await self._create_in(pipe, item)
+            outcomes = await pipe.execute()
+        return [(int(status), str(run_id)) for status, run_id in outcomes]
+
+    async def _create_in(self, pipe: Pipeline, item: NewRun) -> None:
+        run = item.run
+        waiting = run.state is RunState.WAITING_SLOT
+        batch = self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch
+        batch_runs = self.keys.batch_runs(run.batch_id) if run.batch_id else self.keys.no_batch
+        await self._create(
+            keys=[
+                self.keys.tenant(run.tenant_id),
+                self.keys.run(run.id),
+                self.keys.due,
+                self.keys.tenant_runs(run.tenant_id),
+                batch,
+                batch_runs,
+                self.keys.waiting(run.training_service, run.lane.value)
+                if waiting
+                else self.keys.no_batch,
+            ],
+            args=[
+                run.id,
+                run.model_dump_json(),
+                now_ms(),
+                "1" if item.rerun_if_active else "0",
+                self.keys.run_prefix(),
+                "1" if run.batch_id else "0",
+                "1" if waiting else "0",
+            ],
+            client=pipe,
+        )
+
+    async def create_batch_record(self, batch_id: str, doc: str, created: datetime) -> None:
+        """Store a batch record (before its runs are created, and again with its final total)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.batch(batch_id), mapping={"doc": doc})
+            pipe.zadd(self.keys.batches, {batch_id: created.timestamp()})
+            await pipe.execute()
+
+    async def followup(self, run_id: str) -> str | None:
+        """The follow-up run recorded for ``run_id``, if any."""
+        value = await reply(self.redis.hget(self.keys.run(run_id), F_FOLLOWUP))
+        return None if value is None else str(value)
+
+    async def record_followup(self, run_id: str, followup_id: str) -> None:
+        """Record the run that follows ``run_id`` (first writer wins)."""
+        await reply(self.redis.hsetnx(self.keys.run(run_id), F_FOLLOWUP, followup_id))
+
+    # --- moving runs -----------------------------------------------------------------------
+
+    async def apply(
+        self,
+        run: Run,
+        transitions: tuple[Transition, ...],
+        now: datetime,
+        placement: Placement,
+        *,
+        polls: int = 0,
+    ) -> Run:
+        """Write ``run`` after ``transitions`` if nobody changed it since it was read, and
+        place it (due, parked, waiting or nowhere). Raises ``StaleRun`` when the CAS loses."""
+        saved = applied(run, transitions, now)
+        at = now_ms()
+        waiting = placement.waiting
+        ok = await self._save(
+            keys=[
+                self.keys.run(run.id),
+                self.keys.due,
+                self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch,
+                self.keys.tenant(run.tenant_id),
+                self.keys.waiting(run.training_service, run.lane.value)
+                if waiting
+                else self.keys.no_batch,
+                self.keys.polls,
+            ],
+            args=[
+                str(run.version),
+                saved.state.value,
+                saved.model_dump_json(),
+                "" if placement.due_in is None else _ms_after(placement.due_in),
+                run.id,
+                str(at) if waiting else "",
+                str(at),
+                "" if placement.park_in is None else _ms_after(placement.park_in),
+                str(polls),
+            ],
+        )
+        if not ok:
+            raise StaleRun(f"run {run.id} changed under version {run.version}")
+        return saved.model_copy(update={"polls": run.polls + polls})
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag a run for cancellation; its next step ends it. False if no such run."""
+        done = await self._cancel(
+            keys=[self.keys.run(run_id), self.keys.due], args=[run_id, now_ms()]
+        )
+        return bool(done)
+
+    async def not_due(self, run_id: str) -> None:
+        """Take a run off the due list (no step pending: it waits, or its tail work is done)."""
+        await reply(self.redis.zrem(self.keys.due, run_id))
+
+    async def ensure_waiting(self, service: str, lane: Lane, run_id: str) -> None:
+        """Put a run (back) in its lane's waiting set, with no step pending."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.waiting(service, lane.value), {run_id: now_ms()}, nx=True)
+            pipe.zrem(self.keys.due, run_id)
+            await pipe.execute()
+
+    async def grant(
+        self,
+        service: str,
+        *,
+        endpoint_caps: Sequence[int],
+        cap: int,
+        reserve: int,
+        lease_seconds: float,
+        bulk_every: int,
+        max_grants: int = 500,
+    ) -> list[Grant]:
+        """Hand free slots of ``service`` to waiting runs (each becomes due now)."""
+        raw = await self._dispatch(
+            keys=[
+                self.keys.slots(service),
+                self.keys.waiting(service, Lane.INTERACTIVE.value),
+                self.keys.waiting(service, Lane.BULK.value),
+                self.keys.slot_endpoint(service),
+                self.keys.due,
+                self.keys.dispatch_counter(service),
+                self.keys.throttle(service),
+                *(self.keys.endpoint_slots(service, i) for i in range(len(endpoint_caps))),
+            ],
+            args=[
+                now_ms(),
+                int(lease_seconds * 1000),
+                cap,
+                bulk_every,
+                max_grants,
+                reserve,
+                *endpoint_caps,
+            ],
+        )
+        return [Grant(str(raw[i]), int(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    # --- parked runs (the poll sweeper) ----------------------------------------------------
+
+    async def claim_polls(self, limit: int, claim_seconds: float) -> list[str]:
+        """Parked runs whose poll is due, each held back ``claim_seconds`` for the caller."""
+        now = now_ms()
+        ids: list[str] = await self._claim(
+            keys=[self.keys.polls], args=[now, now + int(claim_seconds * 1000), limit]
+        )
+        return ids
+
+    def repark(self, pipe: Pipeline, run_id: str, poll_in: float) -> None:
+        """Queue on ``pipe``: the run's next poll in ``poll_in`` s, one more poll counted.
+
+        Only a run still parked is moved (``XX``): a step that took it off meanwhile wins.
+        """
+        pipe.zadd(self.keys.polls, {run_id: now_ms() + int(poll_in * 1000)}, xx=True)
+        pipe.hincrby(self.keys.run(run_id), F_POLLS, 1)
+
+    def mark_finished(self, pipe: Pipeline, run_id: str, job_id: str) -> None:
+        """Queue on ``pipe``: the run's job was seen ``Finished`` (its step skips a poll)."""
+        pipe.hset(self.keys.run(run_id), F_FINISHED, job_id)
+
+    def unpark(self, pipe: Pipeline, run_id: str) -> None:
+        """Queue on ``pipe``: forget a parked run that is gone or no longer training."""
+        pipe.zrem(self.keys.polls, run_id)

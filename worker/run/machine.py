@@ -1,0 +1,535 @@
+"""The run state machine as pure functions: what a run needs next, and what follows from it.
+
+``plan(run, now, policy)`` says what a run needs from the outside world in its state (an
+``Action``: submit its job, poll it, read its evaluation, ...). The step loop performs it
+through the ports and reports what it saw (an ``Observation``); ``decide(run, action,
+observation, now, policy)`` turns that into a ``Step``: the transitions to record and what
+comes next (continue, defer, park, wait for a slot, end, or nothing). No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from worker.azureml.bes import JobState
+from worker.evaluate import Decision, EvaluationError, Gate, parse_evaluation_csv
+from worker.evaluate import decide as gate_decision
+from worker.polling import poll_interval, training_age
+from worker.run import model as m
+from worker.run.model import Run, RunState
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the machine knows of a configured training service."""
+
+    has_data_parameter: bool
+    endpoints: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings the machine decides by (built once from the worker's settings)."""
+
+    services: Mapping[str, ServiceFacts]
+    step_max_failures: int = 8
+    poll_min_seconds: float = 1.0
+    poll_max_seconds: float = 30.0
+    throttle_pause_seconds: float = 5.0
+    poll_sweeper: bool = True
+    deploy_poll_seconds: float = 1.0
+    lock_wait_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The moment of a decision and a uniform draw in [0, 1) for jitter (so it stays pure)."""
+
+    now: datetime
+    draw: float = 0.5
+
+
+# --- actions: what a run needs from outside -------------------------------------------------
+
+
+class Action:
+    """Base of actions; ``failpoint`` names the crash point after its call, if any."""
+
+    failpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class EndRun(Action):
+    """End the run (cancel or fail); its job, if any, is deleted at the service first."""
+
+    cancel: bool
+    reason: str
+    code: str | None
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class LoadRollbackSource(Action):
+    """Read the earlier run a rollback restores."""
+
+    source_run_id: str
+
+
+@dataclass(frozen=True)
+class EnterWaiting(Action):
+    """Nothing to call: the run joins its service's waiting set."""
+
+
+@dataclass(frozen=True)
+class AskSlot(Action):
+    """Find whether a slot was granted (dispatching free ones first)."""
+
+
+@dataclass(frozen=True)
+class SubmitJob(Action):
+    """Submit the training job; ``intent`` is recorded before the call."""
+
+    intent: m.SubmitIntent
+    failpoint: str | None = "bes.after_submit"
+
+
+@dataclass(frozen=True)
+class StartJob(Action):
+    """Start the submitted job (found started already is fine)."""
+
+    job_id: str
+    failpoint: str | None = "bes.after_start"
+
+
+@dataclass(frozen=True)
+class PollJob(Action):
+    """Hold the run's slot, then read the job's status."""
+
+    job_id: str
+    failpoint: str | None = "bes.poll"
+
+
+@dataclass(frozen=True)
+class Proceed(Action):
+    """Nothing to call: the sweeper saw the job finish already."""
+
+
+@dataclass(frozen=True)
+class Evaluate(Action):
+    """Give back the slot, read the evaluation output and the tenant's gate and baseline."""
+
+    failpoint: str | None = "evaluate.after_read"
+
+
+@dataclass(frozen=True)
+class Deploy(Action):
+    """Deploy (or keep deploying) the run's model to the tenant's target."""
+
+
+# --- observations: what the step loop saw ---------------------------------------------------
+
+
+class FailureKind(StrEnum):
+    """How a failed call or check is handled."""
+
+    THROTTLED = "throttled"  # retry later and pause dispatch of the service
+    TRANSIENT = "transient"  # retry later with backoff
+    PERMANENT = "permanent"  # the run fails with ``code``
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A call or check failed. ``answered``: the remote side sent an HTTP answer."""
+
+    kind: FailureKind
+    message: str
+    code: str | None = None
+    retry_after: float | None = None
+    answered: bool = True
+
+
+@dataclass(frozen=True)
+class Done:
+    """The action's call succeeded and returned nothing the machine needs."""
+
+
+@dataclass(frozen=True)
+class JobDeleted:
+    """The outcome of deleting the run's job before it ends (best effort)."""
+
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class RollbackSource:
+    """The run a rollback restores, if it is one of the tenant's deployed models."""
+
+    run: Run | None
+
+
+@dataclass(frozen=True)
+class SlotAnswer:
+    """The endpoint of the slot the run holds, or None when it still waits."""
+
+    endpoint: int | None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The service created the job."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobStatusSeen:
+    """The job's state; ``expected`` is the service's typical job duration, if known."""
+
+    state: JobState
+    details: str | None = None
+    expected: float | None = None
+    slot_retaken: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation output's text and what the gate compares it with."""
+
+    text: str
+    gate: Gate | None
+    baseline: dict[str, float] | None
+    tenant_exists: bool = True
+
+
+@dataclass(frozen=True)
+class DeployProgress:
+    """One deploy step: ended (deployed, or superseded with a ``note``), or to be polled."""
+
+    done: bool
+    deployed: bool = False
+    note: str | None = None
+    submitted: bool = False
+    lock_busy: bool = False
+
+
+Observation = (
+    Failure
+    | Done
+    | JobDeleted
+    | RollbackSource
+    | SlotAnswer
+    | Submitted
+    | JobStatusSeen
+    | Evaluation
+    | DeployProgress
+)
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+class Next(StrEnum):
+    """What comes after a step."""
+
+    CONTINUE = "continue"  # the next step may run at once (inline)
+    DEFER = "defer"  # the next step runs after ``delay`` s
+    PARK = "park"  # the job is polled by the sweeper in ``delay`` s
+    WAIT_SLOT = "wait_slot"  # the run waits for a slot; no step pending
+    END = "end"  # the run ended: tail work (slot, follow-up) follows
+    IDLE = "idle"  # nothing changed and no step is pending
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a decision records and what comes next."""
+
+    transitions: tuple[m.Transition, ...]
+    next: Next
+    delay: float = 0.0
+    polls: int = 0
+    throttle_seconds: float | None = None
+    record_duration: float | None = None
+    notes: Mapping[str, object] = field(default_factory=dict)
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+def plan(run: Run, tick: Tick, policy: Policy) -> Action:
+    """What ``run`` (not ended) needs next from outside."""
+    job = run.bes_job_id if run.state in (RunState.SUBMITTING, RunState.TRAINING) else None
+    if run.cancel_requested:
+        return EndRun(cancel=True, reason="cancelled on request", code=None, job_id=job)
+    if run.error is not None:  # a failure recorded before its job was deleted
+        return EndRun(cancel=False, reason=run.error, code=run.error_code, job_id=job)
+    if tick.now > run.deadline_at:
+        return EndRun(False, "the run passed its deadline", "deadline_exceeded", job)
+    if run.state is RunState.QUEUED:
+        return _plan_queued(run, policy)
+    if run.state is RunState.WAITING_SLOT:
+        return AskSlot()
+    if run.state is RunState.SUBMITTING:
+        if run.bes_job_id is None:
+            orphans = run.orphaned_submissions + (1 if run.submit_pending else 0)
+            intent = m.SubmitIntent(
+                submit_attempts=run.submit_attempts + 1, orphaned_submissions=orphans
+            )
+            return SubmitJob(intent)
+        return StartJob(run.bes_job_id)
+    if run.state is RunState.TRAINING:
+        if run.bes_finished_seen:
+            return Proceed()
+        return PollJob(run.bes_job_id or "")
+    if run.state is RunState.EVALUATING:
+        return Evaluate()
+    if run.state is RunState.DEPLOYING:
+        return Deploy()
+    raise ValueError(f"no plan for a run in state {run.state.value}")
+
+
+def _plan_queued(run: Run, policy: Policy) -> Action:
+    if run.rollback_to is not None:
+        return LoadRollbackSource(run.rollback_to)
+    service = policy.services.get(run.training_service)
+    if service is None:
+        reason = f"unknown training service {run.training_service!r}"
+        return EndRun(cancel=False, reason=reason, code="config", job_id=None)
+    if run.data_path is None and not service.has_data_parameter:
+        reason = "the tenant has no training data yet; upload it first"
+        return EndRun(cancel=False, reason=reason, code="no_data", job_id=None)
+    return EnterWaiting()
+
+
+# --- decide ---------------------------------------------------------------------------------
+
+
+def decide(run: Run, action: Action, seen: Observation, tick: Tick, policy: Policy) -> Step:
+    """The step that follows from ``action`` having produced ``seen``."""
+    if isinstance(seen, Failure):
+        return on_failure(run, action, seen, tick, policy)
+    if isinstance(action, EndRun):
+        return _ended(run, action, seen)
+    if isinstance(action, LoadRollbackSource):
+        return _rollback(run, seen)
+    if isinstance(action, EnterWaiting):
+        return Step((m.Waiting(),), Next.WAIT_SLOT)
+    if isinstance(action, AskSlot):
+        endpoint = seen.endpoint if isinstance(seen, SlotAnswer) else None
+        if endpoint is None:
+            return Step((), Next.IDLE)
+        return Step((m.Granted(bes_endpoint=endpoint),), Next.CONTINUE)
+    if isinstance(action, SubmitJob) and isinstance(seen, Submitted):
+        return Step((m.JobCreated(bes_job_id=seen.job_id),), Next.CONTINUE)
+    if isinstance(action, StartJob):
+        return _park(run, (m.JobStarted(),), policy.poll_min_seconds, policy)
+    if isinstance(action, Proceed):
+        return Step((m.JobFinished(),), Next.CONTINUE)
+    if isinstance(action, PollJob) and isinstance(seen, JobStatusSeen):
+        return _polled(run, seen, tick, policy)
+    if isinstance(action, Evaluate) and isinstance(seen, Evaluation):
+        return _judged(seen)
+    if isinstance(action, Deploy) and isinstance(seen, DeployProgress):
+        return _deployed(seen, policy)
+    raise ValueError(f"{type(seen).__name__} does not answer {type(action).__name__}")
+
+
+def _ended(run: Run, action: EndRun, seen: Observation) -> Step:
+    transitions: list[m.Transition] = []
+    if isinstance(seen, JobDeleted) and action.job_id and not run.bes_started:
+        # Created, never started: an orphan, deleted if the service agreed.
+        transitions.append(
+            m.OrphanDeleted(
+                orphaned_submissions=run.orphaned_submissions + 1,
+                orphans_deleted=run.orphans_deleted + (1 if seen.deleted else 0),
+            )
+        )
+    if action.cancel:
+        transitions.append(m.Cancelled())
+    else:
+        transitions.append(m.Failed(error=action.reason, error_code=action.code))
+    return Step(tuple(transitions), Next.END)
+
+
+def _rollback(run: Run, seen: Observation) -> Step:
+    source = seen.run if isinstance(seen, RollbackSource) else None
+    if source is None or source.tenant_id != run.tenant_id or not source.deployed:
+        reason = f"run {run.rollback_to} is not a deployed model of this tenant"
+        return Step((m.Failed(error=reason, error_code="rollback_source"),), Next.END)
+    reason = f"rollback to the model of run {source.id}"
+    decision = Decision(accepted=True, reason=reason, metric="rollback")
+    prepared = m.RollbackPrepared(outputs=source.outputs, metrics=source.metrics, decision=decision)
+    return Step((prepared,), Next.CONTINUE)
+
+
+def _park(run: Run, transitions: tuple[m.Transition, ...], delay: float, policy: Policy) -> Step:
+    if policy.poll_sweeper:
+        return Step(transitions, Next.PARK, delay=delay)
+    return Step(transitions, Next.DEFER, delay=delay)
+
+
+def still_running(state: JobState) -> bool:
+    """Whether a job in ``state`` has not ended yet (queued jobs count as running)."""
+    return state in (JobState.NOT_STARTED, JobState.RUNNING)
+
+
+def next_poll(run: Run, tick: Tick, policy: Policy, expected: float | None) -> float:
+    """Seconds until the next status poll of a run whose job still runs (steps and sweeper)."""
+    return poll_interval(
+        training_age(run, tick.now),
+        policy.poll_min_seconds,
+        policy.poll_max_seconds,
+        tick.draw,
+        expected,
+    )
+
+
+def _polled(run: Run, seen: JobStatusSeen, tick: Tick, policy: Policy) -> Step:
+    notes = {"slot_retaken": True} if seen.slot_retaken else {}
+    if still_running(seen.state):
+        delay = next_poll(run, tick, policy, seen.expected)
+        step = _park(run, (m.Stay(),), delay, policy)
+        return Step(step.transitions, step.next, step.delay, polls=1, notes=notes)
+    if seen.state is JobState.FINISHED:
+        # With the sweeper on, it saw the job finish first and recorded its duration.
+        duration = None if policy.poll_sweeper else training_age(run, tick.now)
+        return Step(
+            (m.JobFinished(),), Next.CONTINUE, polls=1, record_duration=duration, notes=notes
+        )
+    detail = seen.details or "no details given"
+    failed = m.Failed(
+        error=f"BES job {seen.state.value}: {detail}", error_code=f"bes_{seen.state.value}"
+    )
+    return Step((failed,), Next.END, polls=1, notes=notes)
+
+
+def _judged(seen: Evaluation) -> Step:
+    if not seen.tenant_exists:
+        return Step(
+            (m.Failed(error="the tenant was deleted", error_code="tenant_deleted"),), Next.END
+        )
+    try:
+        metrics = parse_evaluation_csv(seen.text)
+    except EvaluationError as exc:
+        failed = m.Failed(error=f"evaluation CSV unreadable: {exc}", error_code="bad_evaluation")
+        return Step((failed,), Next.END)
+    decision = gate_decision(seen.gate or Gate(), metrics, seen.baseline)
+    if not decision.accepted:
+        return Step((m.Rejected(metrics=metrics, decision=decision),), Next.END)
+    return Step((m.Judged(metrics=metrics, decision=decision),), Next.CONTINUE)
+
+
+def _deployed(seen: DeployProgress, policy: Policy) -> Step:
+    if seen.done:
+        return Step((m.Deployed(deployed=seen.deployed, error=seen.note),), Next.END)
+    if seen.lock_busy:
+        return Step((m.Stay(),), Next.DEFER, delay=policy.lock_wait_seconds)
+    transition: m.Transition = m.DeploySubmitted() if seen.submitted else m.Stay()
+    return Step((transition,), Next.DEFER, delay=policy.deploy_poll_seconds)
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def failure_backoff(failures: int, draw: float, cap: float = 60.0) -> float:
+    """Seconds before retrying a step that failed transiently ``failures`` times."""
+    ceiling = min(cap, 2.0 ** min(failures - 1, 10))
+    return ceiling / 2 + draw * ceiling / 2
+
+
+def on_failure(run: Run, action: Action, failure: Failure, tick: Tick, policy: Policy) -> Step:
+    """Retry later, or fail the run (deleting its job first when it has one)."""
+    before: tuple[m.Transition, ...] = ()
+    if isinstance(action, SubmitJob):
+        # An answered submit created nothing; one without an answer may have created a job.
+        if failure.answered:
+            before = (m.SubmitAnswered(),)
+        else:
+            before = (
+                m.SubmitIntent(
+                    submit_attempts=run.submit_attempts,
+                    submit_pending=False,
+                    orphaned_submissions=run.orphaned_submissions + 1,
+                ),
+            )
+    if isinstance(action, EndRun):  # deleting the job failed: end the run all the same
+        return _ended(run, action, JobDeleted(deleted=False))
+    if failure.kind is FailureKind.PERMANENT:
+        return _fail(run, before, failure.message, failure.code)
+    failures = run.step_failures + 1
+    if failures > policy.step_max_failures:
+        reason = f"gave up after {failures - 1} transient failures: {failure.message}"
+        return _fail(run, before, reason, "retries_exhausted")
+    delay = failure_backoff(failures, tick.draw)
+    throttle = None
+    if failure.kind is FailureKind.THROTTLED:
+        throttle = failure.retry_after or policy.throttle_pause_seconds
+        delay = max(delay, failure.retry_after or 0.0)
+    retry = m.RetryLater(
+        step_failures=failures,
+        last_error=failure.message,
+        next_attempt_at=tick.now + timedelta(seconds=delay),
+    )
+    return Step((*before, retry), Next.DEFER, delay=delay, throttle_seconds=throttle)
+
+
+def _fail(run: Run, before: tuple[m.Transition, ...], reason: str, code: str | None) -> Step:
+    if run.bes_job_id and run.state in (RunState.SUBMITTING, RunState.TRAINING):
+        # Its job is deleted by the next step (``plan`` sees the recorded error) before the
+        # run ends, so a crash in between cannot leave the job behind.
+        return Step((*before, m.Failing(error=reason, error_code=code)), Next.CONTINUE)
+    return Step((*before, m.Failed(error=reason, error_code=code)), Next.END)
+
+
+# --- the sweeper's decision -----------------------------------------------------------------
+
+
+class Sweep(StrEnum):
+    """What a sweep decided for one parked run."""
+
+    RUNNING = "running"  # poll again later
+    WOKEN = "woken"  # its step must run now
+    GONE = "gone"  # no longer a parked training run
+
+
+@dataclass(frozen=True)
+class Swept:
+    """One parked run after a sweep: the outcome and what the sweeper records for it."""
+
+    outcome: Sweep
+    poll_in: float = 0.0  # RUNNING: seconds until the next poll
+    hold: bool = False  # keep the slot's lease (the job still runs, or may)
+    release: bool = False  # the job ended: give its slot back now
+    finished: bool = False  # the job finished: its step skips a poll
+    duration: float | None = None  # the finished job's duration, for the poll schedule
+
+
+def needs_poll(run: Run | None, tick: Tick) -> Swept | None:
+    """The outcome of a parked run that needs no status poll, or None if it needs one."""
+    if run is None or run.state is not RunState.TRAINING or not run.bes_job_id:
+        return Swept(Sweep.GONE)
+    if run.bes_finished_seen:
+        # Its slot and duration were handled when it was seen finished; a claim that
+        # outlasted the wake only needs the wake again, not another poll.
+        return Swept(Sweep.WOKEN)
+    if run.cancel_requested or tick.now > run.deadline_at:
+        return Swept(Sweep.WOKEN, hold=True)
+    return None
+
+
+def swept(
+    run: Run, state: JobState | None, tick: Tick, policy: Policy, expected: float | None
+) -> Swept:
+    """What a poll of a parked run's job decided; ``state`` None: the poll failed."""
+    if state is None:  # the step owns retries and throttling; the job may still run
+        return Swept(Sweep.WOKEN, hold=True)
+    if still_running(state):
+        return Swept(Sweep.RUNNING, poll_in=next_poll(run, tick, policy, expected), hold=True)
+    if state is JobState.FINISHED:
+        age = training_age(run, tick.now)
+        return Swept(Sweep.WOKEN, release=True, finished=True, duration=age)
+    return Swept(Sweep.WOKEN, release=True)
