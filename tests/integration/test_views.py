@@ -98,7 +98,7 @@ async def test_the_fleet_route_and_the_gauges_agree_on_one_redis_state(
 ) -> None:
     """Slots in use (leases not expired), runs waiting and the arq backlog are the same on
     ``/v1/fleet`` as on the worker's gauges, and are the seeded numbers."""
-    await onboard(api, "tenant-a", data_path="data/a.csv", training_service="svc-a")
+    await onboard(api, "tenant-a", data_path="data/tenant-a/a.csv", training_service="svc-a")
     # its first step is on arq's queue, ready
     await seed(redis)
 
