@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -230,8 +230,3 @@ def bind_context(**fields: Any) -> None:
 def clear_context() -> None:
     """Drop the fields bound for the previous step or request."""
     structlog.contextvars.clear_contextvars()
-
-
-def redact_mapping(values: MutableMapping[str, Any]) -> dict[str, Any]:
-    """Return a redacted copy of ``values`` (for printing settings or payloads)."""
-    return {k: _redact_value(k, v) for k, v in values.items()}

@@ -278,7 +278,7 @@ async def test_new_service_from_template_with_tenant_model(
     assert created.name == name
     state = created.provisioning_state
     for _ in range(200):
-        if state.settled:
+        if state in (ProvisioningState.SUCCEEDED, ProvisioningState.FAILED):
             break
         await asyncio.sleep(0.05)
         state = await arm.provisioning_state(name)

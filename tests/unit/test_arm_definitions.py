@@ -72,7 +72,6 @@ def test_parse_keeps_state_swagger_and_the_whole_body() -> None:
     service = parse_web_service(_template())
     assert service.name == "tpl"
     assert service.provisioning_state is ProvisioningState.SUCCEEDED
-    assert service.provisioning_state.settled
     assert service.definition == _template()
 
 
@@ -88,7 +87,7 @@ def test_parse_keeps_state_swagger_and_the_whole_body() -> None:
 def test_unknown_provisioning_states_read_as_unknown(
     raw: str | None, state: ProvisioningState
 ) -> None:
-    """States outside the documented four are not errors, just Unknown (not settled)."""
+    """States outside the documented four are not errors, just Unknown."""
     body = _template()
     body["properties"]["provisioningState"] = raw
     assert parse_web_service(body).provisioning_state is state

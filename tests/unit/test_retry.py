@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from worker.azureml.errors import PermanentError, ThrottledError, TransientError
-from worker.azureml.retry import NO_RETRY, RetryPolicy, with_retries
+from worker.azureml.retry import RetryPolicy, with_retries
 
 
 class Flaky:
@@ -42,7 +42,8 @@ def _transient() -> TransientError:
 def test_backoff_without_jitter_doubles_up_to_the_cap() -> None:
     """jitter=0 gives base * 2**(n-1), capped at max_delay."""
     policy = RetryPolicy(attempts=6, base_delay=0.5, max_delay=3.0, jitter=0.0)
-    assert list(policy.delays(random.Random(0))) == [0.5, 1.0, 2.0, 3.0, 3.0]
+    rng = random.Random(0)
+    assert [policy.backoff(n, rng) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
@@ -55,11 +56,13 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
     assert policy.backoff(10_000, rng) <= 4.0
 
 
-def test_delays_are_reproducible_with_a_seed() -> None:
-    """The same seed yields the same schedule; attempts - 1 waits."""
+def test_backoff_is_reproducible_with_a_seed() -> None:
+    """The same seed yields the same waits."""
     policy = RetryPolicy(attempts=4)
-    assert list(policy.delays(random.Random(3))) == list(policy.delays(random.Random(3)))
-    assert len(list(policy.delays(random.Random(3)))) == 3
+    first, second = random.Random(3), random.Random(3)
+    assert [policy.backoff(n, first) for n in (1, 2, 3)] == [
+        policy.backoff(n, second) for n in (1, 2, 3)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -136,11 +139,11 @@ async def test_retry_after_beyond_max_delay_goes_to_the_caller() -> None:
     assert sleeps.delays == []
 
 
-async def test_no_retry_policy_tries_once() -> None:
-    """NO_RETRY makes even idempotent calls single-shot."""
+async def test_a_one_attempt_policy_tries_once() -> None:
+    """attempts=1 makes even idempotent calls single-shot."""
     call = Flaky(_transient())
     with pytest.raises(TransientError):
-        await with_retries(call, NO_RETRY, idempotent=True, sleep=Sleeps())
+        await with_retries(call, RetryPolicy(attempts=1), idempotent=True, sleep=Sleeps())
     assert call.calls == 1
 
 

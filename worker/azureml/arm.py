@@ -51,11 +51,6 @@ class ProvisioningState(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
-    @property
-    def settled(self) -> bool:
-        """Whether provisioning has ended, well or badly."""
-        return self in (ProvisioningState.SUCCEEDED, ProvisioningState.FAILED)
-
 
 _STATES = {state.value: state for state in ProvisioningState}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,13 +49,6 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 60))
         return ceiling * (1.0 - self.jitter * rng.random())
 
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        """The waits between consecutive tries: ``attempts - 1`` values."""
-        for attempt in range(1, self.attempts):
-            yield self.backoff(attempt, rng)
-
-
-NO_RETRY = RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0)
 
 # Jitter only: seeded once per process, not per call (seeding reads os.urandom).
 _JITTER = random.Random()
