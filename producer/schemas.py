@@ -116,6 +116,20 @@ class RunPage(BaseModel):
     next_offset: int | None
 
 
+class RunList(BaseModel):
+    """Runs that passed a listing's filters, newest first."""
+
+    items: list[Run]
+    limit: int
+    more: bool = Field(description="more runs passed the filters than ``limit``")
+    scanned: int = Field(description="runs read to find these")
+    truncated: bool = Field(
+        description="only the newest runs were read (the newest 1000 of one tenant; without "
+        "tenant or batch, the newest 20 of each of the newest 500 tenants): older ones may "
+        "match too"
+    )
+
+
 class RetrainRequest(Body):
     """Ask for a retrain of one tenant (the body is optional)."""
 

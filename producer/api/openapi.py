@@ -23,6 +23,7 @@ from producer.schemas import (
     ProblemDetails,
     RetrainRequest,
     RunAccepted,
+    RunList,
     RunPage,
     ScheduleBody,
     SchedulePage,
@@ -55,6 +56,7 @@ _OUTPUTS: list[type[BaseModel]] = [
     Models,
     RunAccepted,
     Run,
+    RunList,
     RunPage,
     BatchAccepted,
     BatchStatus,
@@ -99,6 +101,21 @@ KIND = _query("kind", {"type": "string", "enum": ["classic", "new"]}, "only this
 REMOTE = _query(
     "remove_remote", {"type": "boolean"}, "also remove the tenant's endpoint or web service"
 )
+RUN_FILTERS = [
+    _query(
+        "state",
+        {"type": "string", "pattern": r"^[a-z_]+(,[a-z_]+)*$"},
+        "comma-separated run states (e.g. failed,cancelled)",
+    ),
+    _query("tenant", {"type": "string", "pattern": TENANT_ID_PATTERN}, "only this tenant's runs"),
+    _query("batch", {"type": "string", "pattern": RUN_ID_PATTERN}, "only this batch's runs"),
+    _query(
+        "since",
+        {"type": "string"},
+        "runs created since: a duration before now (30m, 2h, 7d) or an ISO 8601 time",
+    ),
+    LIMIT,
+]
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -281,6 +298,11 @@ def build_openapi() -> dict[str, Any]:
                 {202: RunAccepted},
                 params=[TENANT],
                 links=_run_links("run/id"),
+            )
+        },
+        "/v1/runs": {
+            "get": b.op(
+                "List runs by state, tenant, batch, age", {200: RunList}, params=RUN_FILTERS
             )
         },
         "/v1/runs/{run_id}": {

@@ -4,30 +4,43 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from producer.api.auth import require_admin
+from producer.api.auth import principal, require_admin
 from producer.api.http import json_response, query_int, read_body, visible_run, visible_tenant
 from producer.api.metrics import API_METRICS
 from producer.api.problems import Problem, not_found
 from producer.api.routes_tenants import start_run
 from producer.api.state import QUEUE, SETTINGS, STORE
 from producer.schemas import (
+    MAX_BATCH_TENANTS,
     BatchAccepted,
     BatchCreate,
     BatchStatus,
     RetrainRequest,
     RunAccepted,
+    RunList,
     RunPage,
 )
 from worker.bulk import start_batch
-from worker.schemas import TERMINAL_STATES, Batch, Lane, RunState, Tenant
+from worker.schemas import (
+    TENANT_ID_PATTERN,
+    TERMINAL_STATES,
+    Batch,
+    Lane,
+    Run,
+    RunState,
+    Tenant,
+    utcnow,
+)
 from worker.store import RunRequest, Store
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 CHUNK = 1000
 
 
@@ -190,10 +203,129 @@ async def get_batch(request: web.Request) -> web.Response:
     return json_response(batch_status(*found))
 
 
+# --- listing runs -----------------------------------------------------------------------------
+
+# Runs have no index of their own across tenants: a listing reads the runs of one batch, of one
+# tenant, or the newest runs of the newest tenants, and filters them here. These bounds keep one
+# request cheap; ``truncated`` says when they cut the listing short.
+LIST_TENANT_RUNS = 1000
+LIST_SCAN_TENANTS = 500
+LIST_RUNS_PER_TENANT = 20
+_DURATION = re.compile(r"^(\d{1,5})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(raw: str, now: datetime) -> datetime:
+    """``30m``, ``2h``, ``7d`` (before ``now``) or an ISO 8601 time (UTC if no zone given)."""
+    duration = _DURATION.fullmatch(raw)
+    if duration is not None:
+        return now - timedelta(seconds=int(duration[1]) * _UNIT_SECONDS[duration[2]])
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(
+            422, "Unprocessable Content", "since: a duration like 30m, 2h, 7d or an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def parse_states(raw: str | None) -> set[RunState] | None:
+    """Comma-separated run states, or None for every state."""
+    if not raw:
+        return None
+    try:
+        return {RunState(part.strip()) for part in raw.split(",") if part.strip()}
+    except ValueError:
+        names = ", ".join(state.value for state in RunState)
+        raise Problem(422, "Unprocessable Content", f"state: one or more of {names}") from None
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a listing keeps: states, one tenant, runs created at or after ``since``."""
+
+    states: set[RunState] | None = None
+    tenant_id: str | None = None
+    since: datetime | None = None
+
+    def keeps(self, run: Run) -> bool:
+        """Whether ``run`` passes every filter."""
+        return (
+            (self.states is None or run.state in self.states)
+            and (self.tenant_id is None or run.tenant_id == self.tenant_id)
+            and (self.since is None or run.created_at >= self.since)
+        )
+
+
+async def _candidate_runs(
+    store: Store, batch_id: str | None, tenant_id: str | None
+) -> tuple[list[Run], bool]:
+    """Runs to filter and whether the bounds left some out."""
+    if batch_id is not None:
+        runs: list[Run] = []
+        for offset in range(0, MAX_BATCH_TENANTS, CHUNK):
+            ids = await store.batch_run_ids(batch_id, offset, CHUNK)
+            runs += await store.get_runs(ids)
+            if len(ids) < CHUNK:
+                break
+        return runs, False
+    if tenant_id is not None:
+        ids = await store.tenant_run_ids(tenant_id, 0, LIST_TENANT_RUNS + 1)
+        return await store.get_runs(ids[:LIST_TENANT_RUNS]), len(ids) > LIST_TENANT_RUNS
+    total = await store.count_tenants()
+    first = max(0, total - LIST_SCAN_TENANTS)
+    runs = []
+    for tenant in await store.list_tenant_ids(first, LIST_SCAN_TENANTS):
+        ids = await store.tenant_run_ids(tenant, 0, LIST_RUNS_PER_TENANT)
+        runs += await store.get_runs(ids)
+    return runs, first > 0
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    """``GET /v1/runs``: runs newest first, filtered by state, tenant, batch and age.
+
+    A tenant key sees only its own tenant's runs; batches are admin-only.
+    """
+    caller = principal(request)
+    tenant_id = request.query.get("tenant") or None
+    batch_id = request.query.get("batch") or None
+    if not caller.admin:
+        if batch_id is not None:
+            require_admin(request)
+        if tenant_id not in (None, caller.tenant_id):
+            raise not_found("tenant", tenant_id[:80])
+        tenant_id = caller.tenant_id
+    if batch_id is not None and not _BATCH_ID.fullmatch(batch_id):
+        raise not_found("batch", batch_id[:80])
+    if tenant_id is not None and not _TENANT_ID.fullmatch(tenant_id):
+        raise not_found("tenant", tenant_id[:80])
+    since_raw = request.query.get("since")
+    keep = RunFilter(
+        states=parse_states(request.query.get("state")),
+        tenant_id=tenant_id,
+        since=parse_since(since_raw, utcnow()) if since_raw else None,
+    )
+    limit = query_int(request, "limit", 50, 1, 500)
+    store = request.app[STORE]
+    if batch_id is not None and await store.get_batch(batch_id) is None:
+        raise not_found("batch", batch_id)
+    candidates, truncated = await _candidate_runs(store, batch_id, tenant_id)
+    kept = sorted(filter(keep.keeps, candidates), key=lambda r: r.created_at, reverse=True)
+    listing = RunList(
+        items=kept[:limit],
+        limit=limit,
+        more=len(kept) > limit,
+        scanned=len(candidates),
+        truncated=truncated,
+    )
+    return json_response(listing)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the run and batch routes."""
     app.router.add_post("/v1/tenants/{tenant_id}/retrains", retrain)
     app.router.add_get("/v1/tenants/{tenant_id}/runs", tenant_runs)
+    app.router.add_get("/v1/runs", list_runs)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_delete("/v1/runs/{run_id}", cancel_run)
     app.router.add_post("/v1/batches", create_batch)

@@ -11,15 +11,23 @@ from pydantic import BaseModel, SecretStr
 from producer.schemas import (
     BatchAccepted,
     BatchCreate,
+    BatchPage,
+    BatchRuns,
     BatchStatus,
     DataUploaded,
     Models,
+    Offboarded,
     RetrainRequest,
     RunAccepted,
+    RunList,
     RunPage,
+    ScheduleBody,
+    SchedulePage,
+    ScheduleView,
     TenantCreate,
     TenantCreated,
     TenantPage,
+    TenantPatch,
     TenantView,
 )
 from worker.schemas import Run
@@ -56,11 +64,12 @@ class ApiClient:
         data: IO[bytes] | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        include: set[str] | None = None,
     ) -> M:
         sent = {"Authorization": f"Bearer {self._api_key.get_secret_value()}", **(headers or {})}
         kwargs: dict[str, Any] = {"headers": sent, "params": params}
         if body is not None:
-            kwargs["data"] = body.model_dump_json().encode()
+            kwargs["data"] = body.model_dump_json(include=include).encode()
             sent["Content-Type"] = "application/json"
         elif data is not None:
             kwargs["data"] = data
@@ -79,7 +88,7 @@ class ApiClient:
                         continue
                     if response.status >= 400:
                         raise _problem(response.status, response.reason or "", raw)
-                    return model.model_validate_json(raw)
+                    return model.model_validate_json(raw or b"{}")
             except aiohttp.ClientError as exc:
                 raise ApiError(0, "cannot reach the API", f"{self.base_url} ({exc})") from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -98,6 +107,18 @@ class ApiClient:
     async def get_tenant(self, tenant_id: str) -> TenantView:
         """One tenant."""
         return await self._call(TenantView, "GET", f"/v1/tenants/{tenant_id}")
+
+    async def patch_tenant(self, tenant_id: str, patch: TenantPatch) -> TenantView:
+        """Change the fields set in ``patch``."""
+        # Only the fields set: left out means unchanged, an explicit null clears a field.
+        path = f"/v1/tenants/{tenant_id}"
+        fields = set(patch.model_fields_set)
+        return await self._call(TenantView, "PATCH", path, body=patch, include=fields)
+
+    async def offboard(self, tenant_id: str, remove_remote: bool = False) -> Offboarded:
+        """Offboard a tenant (admin key)."""
+        params = {"remove_remote": "true"} if remove_remote else None
+        return await self._call(Offboarded, "DELETE", f"/v1/tenants/{tenant_id}", params=params)
 
     async def upload(self, tenant_id: str, stream: IO[bytes]) -> DataUploaded:
         """Stream a training CSV to the tenant's next data version."""
@@ -137,6 +158,31 @@ class ApiClient:
         """Progress of a bulk retrain (admin key)."""
         return await self._call(BatchStatus, "GET", f"/v1/batches/{batch_id}")
 
+    async def batches(self, limit: int = 20) -> BatchPage:
+        """Recent bulk retrains, newest first (admin key)."""
+        return await self._call(BatchPage, "GET", "/v1/batches", params={"limit": str(limit)})
+
+    async def batch_runs(self, batch_id: str, offset: int = 0, limit: int = 2000) -> BatchRuns:
+        """A page of a batch's runs in creation order (admin key)."""
+        params = {"offset": str(offset), "limit": str(limit)}
+        return await self._call(BatchRuns, "GET", f"/v1/batches/{batch_id}/runs", params=params)
+
+    async def runs(self, filters: dict[str, str]) -> RunList:
+        """Runs by ``state``, ``tenant``, ``batch``, ``since`` and ``limit``, newest first."""
+        return await self._call(RunList, "GET", "/v1/runs", params=filters)
+
+    async def schedules(self) -> SchedulePage:
+        """Every schedule, soonest first (admin key)."""
+        return await self._call(SchedulePage, "GET", "/v1/schedules")
+
+    async def put_schedule(self, name: str, schedule: ScheduleBody) -> ScheduleView:
+        """Create or replace a fleet-wide schedule (admin key)."""
+        return await self._call(ScheduleView, "PUT", f"/v1/schedules/{name}", body=schedule)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Stop a fleet-wide schedule (admin key)."""
+        await self._call(_Empty, "DELETE", f"/v1/schedules/{name}")
+
     async def run(self, run_id: str) -> Run:
         """One run."""
         return await self._call(Run, "GET", f"/v1/runs/{run_id}")
@@ -160,6 +206,10 @@ def _problem(status: int, reason: str, raw: bytes) -> ApiError:
     except ValueError:
         return ApiError(status, reason, raw[:200].decode(errors="replace") or "no detail")
     return ApiError(status, problem.title, problem.detail)
+
+
+class _Empty(BaseModel):
+    """An answer without a body (204)."""
 
 
 class _Problem(BaseModel):

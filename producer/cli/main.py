@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from producer.cli import commands
@@ -73,11 +74,35 @@ def _demo(args: argparse.Namespace) -> int:
         print("stopped the demo's stack")
 
 
+EXIT_CODES = """exit codes:
+  0    done (watch: every run ended and none failed)
+  1    the API refused (4xx/5xx), a watched batch has failed or cancelled runs,
+       an import had failed rows, or a bulk retrain started nothing
+  2    bad arguments or settings, or the API could not be reached or timed out
+  3    dev status: the local stack is down
+  130  interrupted (Ctrl-C)
+
+Data goes to stdout (-o table|json|jsonl); progress, notes and errors go to stderr."""
+
+
+def package_version() -> str:
+    """The installed version of retrainq."""
+    try:
+        return version("retrainq")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``retrainq``."""
     parser = argparse.ArgumentParser(
-        prog="retrainq", description="Retrain one model per customer, at fleet scale."
+        prog="retrainq",
+        description="Retrain one model per customer, at fleet scale.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"retrainq {package_version()}")
+    commands.add_output_flags(parser, default="table")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev = subcommands.add_parser("dev", help="run the local stack (Redis, Azurite, emulator, API)")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")

@@ -1,18 +1,18 @@
-"""How the CLI shows API answers: short human tables, or JSON for scripts."""
+"""How the CLI shows API answers as short human tables (``-o table``, the default)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from producer.schemas import BatchStatus, TenantPage, TenantView
+from producer.schemas import BatchStatus, RunBrief, ScheduleView, TenantView
+from worker.evaluate import Gate
 from worker.schemas import Run
-
-
-def show_json(console: Console, model: BaseModel) -> None:
-    """The model as indented JSON (stable for scripts)."""
-    console.print_json(model.model_dump_json())
 
 
 def show_fields(console: Console, fields: dict[str, object]) -> None:
@@ -21,6 +21,11 @@ def show_fields(console: Console, fields: dict[str, object]) -> None:
     for name, value in fields.items():
         if value not in (None, "", {}, []):
             console.print(f"{name:<{width}}  {value}", highlight=False, markup=False)
+
+
+def show_model(console: Console, model: BaseModel) -> None:
+    """Any answer as ``field  value`` lines."""
+    show_fields(console, model.model_dump(mode="json"))
 
 
 def show_tenant(console: Console, tenant: TenantView) -> None:
@@ -40,10 +45,10 @@ def show_tenant(console: Console, tenant: TenantView) -> None:
     )
 
 
-def show_tenants(console: Console, page: TenantPage) -> None:
-    """A page of tenants as a table."""
+def show_tenants(console: Console, tenants: Sequence[TenantView]) -> None:
+    """Tenants as a table."""
     table = Table("id", "kind", "service", "data", "deployed run")
-    for tenant in page.items:
+    for tenant in tenants:
         table.add_row(
             tenant.id,
             tenant.target.kind,
@@ -52,8 +57,6 @@ def show_tenants(console: Console, page: TenantPage) -> None:
             tenant.deployed.run_id if tenant.deployed else "-",
         )
     console.print(table)
-    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
-    console.print(f"{len(page.items)} shown of {page.total}{more}", highlight=False)
 
 
 def show_run(console: Console, run: Run) -> None:
@@ -83,3 +86,115 @@ def batch_summary(status: BatchStatus) -> str:
     """Non-zero counts by state, e.g. ``queued 10 · training 3 · succeeded 7``."""
     parts = [f"{state} {count}" for state, count in status.counts.items() if count]
     return " · ".join(parts) or "no runs"
+
+
+def when(moment: datetime | None) -> str:
+    """A UTC time to the second, e.g. ``2026-12-04 18:31:58Z``."""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+
+
+def short(text: str | None, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def show_runs(console: Console, runs: Sequence[Run]) -> None:
+    """Runs as a table."""
+    table = Table("run", "tenant", "state", "lane", "created", "error")
+    for run in runs:
+        table.add_row(
+            run.id,
+            run.tenant_id,
+            run.state.value,
+            run.lane.value,
+            when(run.created_at),
+            short(run.error, 50) or "-",
+        )
+    console.print(table)
+
+
+def eta(status: BatchStatus) -> str:
+    """The batch's ETA as the API reckons it, or ``unknown``."""
+    if status.eta_seconds is None:
+        return "unknown"
+    seconds = round(status.eta_seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def show_batches(console: Console, batches: Sequence[BatchStatus]) -> None:
+    """Batches as a table."""
+    table = Table("batch", "created", "reason", "done", "states")
+    for batch in batches:
+        done = f"{batch.done}/{batch.total}"
+        table.add_row(batch.id, when(batch.created_at), batch.reason, done, batch_summary(batch))
+    console.print(table)
+
+
+def show_batch(console: Console, status: BatchStatus) -> None:
+    """One batch's progress."""
+    rate = status.throughput_per_second
+    show_fields(
+        console,
+        {
+            "batch": status.id,
+            "created": when(status.created_at),
+            "reason": status.reason,
+            "done": f"{status.done}/{status.total} ({status.progress:.0%})",
+            "states": batch_summary(status),
+            "throughput": f"{rate * 60:.1f} runs/min" if rate else "unknown",
+            "eta": eta(status) if status.done < status.total else None,
+        },
+    )
+
+
+def show_failures(console: Console, failed: Sequence[RunBrief]) -> None:
+    """Failed runs with their reasons (tenant, state, code, error)."""
+    table = Table("tenant", "run", "state", "code", "reason")
+    for run in failed:
+        reason = run.error or (run.decision.reason if run.decision else "")
+        table.add_row(run.tenant_id, run.id, run.state.value, run.error_code or "-", short(reason))
+    console.print(table)
+
+
+def show_schedules(console: Console, schedules: Sequence[ScheduleView]) -> None:
+    """Schedules as a table, soonest first."""
+    table = Table("name", "cron", "kind", "tenant/target", "next fire")
+    for item in schedules:
+        scope = item.tenant_id or item.target_kind or "all"
+        table.add_row(item.name, item.cron, item.kind, scope, when(item.next_fire_at))
+    console.print(table)
+
+
+def show_schedule(console: Console, schedule: ScheduleView) -> None:
+    """One schedule."""
+    show_schedules(console, [schedule])
+
+
+def show_gate(console: Console, gate: Gate) -> None:
+    """A tenant's gate."""
+    show_fields(
+        console,
+        {
+            "metric": gate.metric,
+            "direction": gate.effective_direction,
+            "threshold": "none" if gate.threshold is None else f"{gate.threshold:g}",
+            "max regression": (
+                "none" if gate.max_regression is None else f"{gate.max_regression:.0%}"
+            ),
+        },
+    )
+
+
+class _Imported(Protocol):
+    id: str
+    api_key: str
+    run_id: str | None
+
+
+def show_imported(console: Console, created: Sequence[_Imported]) -> None:
+    """Onboarded tenants with their API keys (shown once) and first runs."""
+    table = Table("tenant", "api key", "first run")
+    for item in created:
+        table.add_row(item.id, item.api_key, item.run_id or "-")
+    console.print(table)

@@ -1,0 +1,256 @@
+"""CLI commands about tenants: onboard, list, show, patch, offboard, data, gate and schedules."""
+
+from __future__ import annotations
+
+import argparse
+
+from producer.cli import render
+from producer.cli.base import CommandError, Leaf, Subcommands, group
+from producer.cli.client import ApiClient
+from producer.cli.importer import tenants_import
+from producer.cli.output import Output
+from producer.schemas import ScheduleBody, TenantCreate, TenantPatch
+from worker.evaluate import Gate
+from worker.schemas import ClassicTarget, NewServiceTarget, Target
+
+
+def parse_target(classic: str | None, new: str | None) -> Target | None:
+    """The target of ``--classic WS_ID:RESOURCE`` or ``--new TEMPLATE`` (None if neither)."""
+    if classic:
+        service, _, resource = classic.partition(":")
+        if not service or not resource:
+            raise CommandError("--classic takes WEB_SERVICE_ID:RESOURCE_NAME")
+        return ClassicTarget(web_service_id=service, resource_name=resource)
+    if new:
+        return NewServiceTarget(template_service=new)
+    return None
+
+
+async def tenants_create(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Onboard a tenant; prints its API key once."""
+    target = parse_target(args.classic, args.new)
+    assert target is not None  # argparse requires --classic or --new
+    body = TenantCreate(
+        id=args.tenant,
+        display_name=args.name,
+        target=target,
+        training_service=args.service,
+        data_path=args.data_path,
+        train=not args.no_train,
+    )
+    created = await client.create_tenant(body)
+    if out.mode != "table":
+        out.show(created, render.show_model)
+        return 0
+    render.show_tenant(out.console, created.tenant)
+    out.line(f"api key   {created.api_key}  (shown once; store it now)")
+    if created.run is not None:
+        out.line(f"first run {created.run.id} ({created.run.state.value})")
+    elif not args.no_train:
+        tenant = created.tenant.id
+        out.note(
+            "no first run: the tenant has no training data yet; upload it with "
+            f"'retrainq data upload {tenant} FILE', then 'retrainq retrain {tenant}'"
+        )
+    return 0
+
+
+async def tenants_list(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """A page of tenants."""
+    page = await client.list_tenants(args.limit, args.offset, args.kind)
+    out.show_page(page, page.items, render.show_tenants)
+    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+    out.note(f"{len(page.items)} shown of {page.total}{more}")
+    return 0
+
+
+async def tenants_show(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """One tenant."""
+    out.show(await client.get_tenant(args.tenant), render.show_tenant)
+    return 0
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--param takes NAME=VALUE, not {pair!r}")
+        params[name] = value
+    return params
+
+
+async def tenants_patch(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Change a tenant's name, target, training service, data path, parameters or schedule."""
+    changes: dict[str, object] = {}
+    if args.name is not None:
+        changes["display_name"] = args.name
+    target = parse_target(args.classic, args.new)
+    if target is not None:
+        changes["target"] = target
+    if args.service is not None:
+        changes["training_service"] = args.service
+    if args.data_path is not None:
+        changes["data_path"] = args.data_path
+    if args.param is not None:
+        changes["global_parameters"] = _parameters(args.param)
+    if args.schedule is not None:
+        changes["schedule"] = args.schedule
+    if args.no_schedule:
+        changes["schedule"] = None
+    if not changes:
+        raise CommandError("nothing to change: give at least one option (see --help)")
+    tenant = await client.patch_tenant(args.tenant, TenantPatch.model_validate(changes))
+    out.show(tenant, render.show_tenant)
+    return 0
+
+
+async def tenants_offboard(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Offboard a tenant: revoke its keys, cancel its active run, stop its schedule."""
+    gone = await client.offboard(args.tenant, remove_remote=args.remove_remote)
+    if out.mode != "table":
+        out.show(gone, render.show_model)
+        return 0
+    out.line(f"offboarded {gone.tenant_id}")
+    if gone.cancelled_run_id:
+        out.line(f"cancel requested for run {gone.cancelled_run_id}")
+    if gone.remote_removal:
+        out.line("removal of its endpoint or web service requested")
+    return 0
+
+
+async def data_upload(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Stream a CSV file as the tenant's next data version."""
+    with args.file as stream:  # opened by argparse; aiohttp streams it in chunks
+        uploaded = await client.upload(args.tenant, stream)
+    if out.mode != "table":
+        out.show(uploaded, render.show_model)
+        return 0
+    out.line(
+        f"uploaded {uploaded.size_bytes} bytes as data version {uploaded.data_version} "
+        f"({uploaded.data_path}; columns: {', '.join(uploaded.columns)})"
+    )
+    return 0
+
+
+async def gate_show(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """The gate a tenant's new models must pass (the default when none is set)."""
+    tenant = await client.get_tenant(args.tenant)
+    gate = tenant.gate or Gate()
+    out.show(gate, render.show_gate)
+    if tenant.gate is None:
+        out.note("no gate set: the default applies")
+    return 0
+
+
+async def gate_set(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Change the gate: given fields replace the current ones; ``--default`` clears it."""
+    changes: dict[str, object] = {
+        name: getattr(args, name)
+        for name in ("metric", "direction", "threshold", "max_regression")
+        if getattr(args, name) is not None
+    }
+    for name in ("threshold", "max_regression"):
+        if getattr(args, f"no_{name}"):
+            changes[name] = None
+    if args.default == bool(changes):
+        raise CommandError("give --default, or one or more gate fields (see --help)")
+    gate: Gate | None = None
+    if not args.default:
+        current = (await client.get_tenant(args.tenant)).gate or Gate()
+        gate = Gate.model_validate(current.model_dump() | changes)
+    tenant = await client.patch_tenant(args.tenant, TenantPatch(gate=gate))
+    out.show(tenant.gate or Gate(), render.show_gate)
+    return 0
+
+
+async def schedules_list(client: ApiClient, out: Output, _args: argparse.Namespace) -> int:
+    """Every schedule (fleet and tenant), soonest first."""
+    page = await client.schedules()
+    out.show_page(page, page.items, render.show_schedules)
+    return 0
+
+
+async def schedules_put(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Create or replace a fleet-wide schedule."""
+    body = ScheduleBody(cron=args.cron, target_kind=args.kind)
+    out.show(await client.put_schedule(args.name, body), render.show_schedule)
+    return 0
+
+
+async def schedules_delete(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Stop a fleet-wide schedule."""
+    await client.delete_schedule(args.name)
+    out.note(f"deleted schedule {args.name}")
+    return 0
+
+
+def _target_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--classic", metavar="WS_ID:RESOURCE", help="classic endpoint target")
+    where.add_argument("--new", metavar="TEMPLATE", help="new web service from a template")
+
+
+def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
+    """``tenants``, ``data``, ``gate`` and ``schedules``."""
+    tgroup = group(subcommands, "tenants", "onboard, list, show, change and offboard tenants")
+    create = leaf(tgroup, "create", tenants_create, "onboard a tenant (prints its API key once)")
+    create.add_argument("tenant", help="tenant id (lowercase letters, digits, hyphens)")
+    _target_flags(create, required=True)
+    create.add_argument("--name", default="", help="display name")
+    create.add_argument("--service", default="default", help="training service")
+    create.add_argument("--data-path", help="blob path of existing training data")
+    create.add_argument("--no-train", action="store_true", help="do not start a first run")
+    listing = leaf(tgroup, "list", tenants_list, "list tenants")
+    listing.add_argument("--kind", choices=["classic", "new"])
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    leaf(tgroup, "show", tenants_show, "show a tenant").add_argument("tenant")
+    patch = leaf(tgroup, "patch", tenants_patch, "change a tenant (options left out stay)")
+    patch.add_argument("tenant")
+    _target_flags(patch, required=False)
+    patch.add_argument("--name", help="display name")
+    patch.add_argument("--service", help="training service")
+    patch.add_argument("--data-path", help="blob path of the training data")
+    patch.add_argument(
+        "--param", action="append", metavar="NAME=VALUE", help="global parameter (replaces all)"
+    )
+    schedule = patch.add_mutually_exclusive_group()
+    schedule.add_argument("--schedule", metavar="CRON", help="the tenant's own cron (UTC)")
+    schedule.add_argument("--no-schedule", action="store_true", help="clear its schedule")
+    offboard = leaf(tgroup, "offboard", tenants_offboard, "offboard a tenant (admin)")
+    offboard.add_argument("tenant")
+    offboard.add_argument(
+        "--remove-remote", action="store_true", help="also delete its endpoint or web service"
+    )
+    bulk_import = leaf(tgroup, "import", tenants_import, "onboard the tenants of a CSV file")
+    bulk_import.add_argument("file", type=argparse.FileType("r", encoding="utf-8-sig"))
+    bulk_import.add_argument("--concurrency", type=int, default=8, help="requests at once (8)")
+    bulk_import.add_argument("--no-train", action="store_true", help="start no first runs")
+
+    dgroup = group(subcommands, "data", "training data")
+    upload = leaf(dgroup, "upload", data_upload, "upload a training CSV")
+    upload.add_argument("tenant")
+    upload.add_argument("file", type=argparse.FileType("rb"), help="CSV file with a header")
+
+    ggroup = group(subcommands, "gate", "the gate new models must pass before deployment")
+    leaf(ggroup, "show", gate_show, "show a tenant's gate").add_argument("tenant")
+    gate = leaf(ggroup, "set", gate_set, "change a tenant's gate")
+    gate.add_argument("tenant")
+    gate.add_argument("--metric", help="Evaluate Model column, e.g. 'Mean Absolute Error'")
+    gate.add_argument("--direction", choices=["higher_is_better", "lower_is_better"])
+    gate.add_argument("--threshold", type=float, help="absolute bound the metric must meet")
+    gate.add_argument("--no-threshold", action="store_true", help="no absolute bound")
+    gate.add_argument(
+        "--max-regression", type=float, help="fraction worse than the deployed model (0.1)"
+    )
+    gate.add_argument("--no-max-regression", action="store_true", help="no comparison")
+    gate.add_argument("--default", action="store_true", help="clear it: the default applies")
+
+    sgroup = group(subcommands, "schedules", "fleet-wide retrain schedules")
+    leaf(sgroup, "list", schedules_list, "list schedules")
+    put = leaf(sgroup, "put", schedules_put, "create or replace a fleet-wide schedule")
+    put.add_argument("name", help="lowercase letters, digits, hyphens")
+    put.add_argument("--cron", required=True, help="cron expression (UTC), e.g. '0 3 * * *'")
+    put.add_argument("--kind", choices=["classic", "new"], help="only tenants of this kind")
+    leaf(sgroup, "delete", schedules_delete, "delete a fleet-wide schedule").add_argument("name")
