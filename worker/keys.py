@@ -129,6 +129,14 @@ class Keys:
         """Counter of one API key's requests in one fixed window (with a TTL)."""
         return f"{self.prefix}:ratelimit:{key_id}:{window}"
 
+    def idempotent_request(self, caller: str, key: str) -> str:
+        """String: JSON ``{fingerprint, run_id}`` of one caller's ``Idempotency-Key`` (TTL)."""
+        return f"{self.prefix}:idemreq:{caller}:{key}"
+
+    def auth_failures(self, kind: str, ident: str, window: int) -> str:
+        """Counter of failed authentications by one client address or key prefix in a window."""
+        return f"{self.prefix}:authfail:{kind}:{ident}:{window}"
+
     def failpoint(self, name: str, run_id: str) -> str:
         """String: set once a chaos-test failpoint crashed the worker for this run."""
         return f"{self.prefix}:failpoint:{name}:{run_id}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -15,16 +17,21 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 
 from producer.api import routes_fleet, routes_runs, routes_schedules, routes_tenants
-from producer.api.auth import auth_middleware
-from producer.api.metrics import metrics, metrics_middleware
+from producer.api.auth import FAILED_AUTH, auth_middleware, failed_auth_limits
+from producer.api.http import header_middleware
+from producer.api.idempotency import IDEMPOTENCY, idempotency_middleware
+from producer.api.metrics import API_METRICS, metrics, metrics_middleware
 from producer.api.openapi import build_openapi
 from producer.api.problems import problem_middleware
+from producer.api.server import serve
 from producer.api.settings import ApiSettings
 from producer.api.state import BLOBS, QUEUE, REDIS, SCHEDULES, SETTINGS, STORE
 from worker.blobs import BlobStore, BlobStoreError
+from worker.idempotency import IdempotencyRecords
 from worker.keys import Keys
 from worker.logs import configure_logging
 from worker.queue import StepQueue
+from worker.ratelimits import FailedAuthCounters
 from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
 from worker.settings import describe_validation_error
@@ -84,12 +91,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         job_deserializer=deserialize,
         default_queue_name=settings.redis.queue_name,
     )
+    keys = Keys(settings.redis.prefix)
     app[REDIS] = client
-    app[STORE] = Store(
-        client,
-        Keys(settings.redis.prefix),
-        run_timeout=timedelta(seconds=settings.run_timeout_seconds),
-    )
+    app[STORE] = Store(client, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
+    app[FAILED_AUTH] = FailedAuthCounters(client, keys, failed_auth_limits(settings))
+    app[IDEMPOTENCY] = IdempotencyRecords(client, keys)
     app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
     app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE], app[SETTINGS].training_services)
     yield
@@ -112,20 +118,35 @@ def create_app(settings: ApiSettings) -> web.Application:
     """Build the API application for ``settings``."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            problem_middleware,
+            header_middleware,
+            auth_middleware,
+            idempotency_middleware,
+        ],
     )
     app[SETTINGS] = settings
+    API_METRICS.auth_limits.labels("per_address").set(settings.failed_auth_per_address)
+    API_METRICS.auth_limits.labels("per_key_prefix").set(settings.failed_auth_per_key_prefix)
+    API_METRICS.auth_limits.labels("window_seconds").set(settings.failed_auth_window_seconds)
     app[OPENAPI] = json.dumps(build_openapi()).encode()
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_blobs_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     routes_tenants.add_routes(app)
     routes_runs.add_routes(app)
     routes_schedules.add_routes(app)
     routes_fleet.add_routes(app)
+    return app
+
+
+def create_metrics_app() -> web.Application:
+    """The API's ``/metrics`` (Prometheus), served on ``metrics_port``, apart from the API."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -136,8 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", help="address to bind (default from RETRAINQ_HOST)")
     parser.add_argument("--port", type=int, help="port (default from RETRAINQ_PORT)")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of /metrics (default from RETRAINQ_METRICS_PORT)"
+    )
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+    overrides = {k: v for k, v in given if v is not None}
     try:
         settings = ApiSettings(**overrides)
     except ValidationError as exc:
@@ -145,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log)
     log.info("api.starting", host=settings.host, port=settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    app, metrics_app = create_app(settings), create_metrics_app()
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(serve(app, metrics_app, settings.host, settings.port, settings.metrics_port))
     return 0
 
 

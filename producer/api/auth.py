@@ -1,4 +1,4 @@
-"""Bearer-key authentication, tenant isolation and per-key rate limits."""
+"""Bearer-key authentication, tenant isolation, per-key and failed-authentication rate limits."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import math
 
 from aiohttp import web
 
+from producer.api.metrics import API_METRICS
 from producer.api.problems import Handler, Problem, not_found
+from producer.api.settings import ApiSettings
 from producer.api.state import PRINCIPAL, SETTINGS, STORE, Principal
+from worker.ratelimits import FailedAuthCounters, FailedAuthLimits
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/ui", "/ui/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/ui", "/ui/"})
 # The dashboard's static files; every data call they make carries its own bearer key.
 PUBLIC_PREFIXES = ("/ui/",)
 MAX_KEY_LENGTH = 256
 TENANT_KEY_PREFIX = "rtq_"
+FAILED_AUTH = web.AppKey("failed_auth", FailedAuthCounters)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="retrainq"'}
 
 
@@ -28,14 +32,25 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers=dict(_CHALLENGE))
 
 
+def _printable_ascii(text: str) -> bool:
+    # Header bytes that are not UTF-8 arrive as surrogates; keys are printable ASCII only.
+    return text.isascii() and text.isprintable()
+
+
 def bearer_key(header: str | None) -> str:
     """The key of an ``Authorization: Bearer <key>`` header; 401 when missing or malformed."""
     if not header:
         raise _unauthorized("send 'Authorization: Bearer <api key>'")
     scheme, _, key = header.partition(" ")
     key = key.strip()
-    if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH or " " in key:
-        raise _unauthorized("the Authorization header must be 'Bearer <api key>'")
+    if (
+        scheme.lower() != "bearer"
+        or not key
+        or len(key) > MAX_KEY_LENGTH
+        or " " in key
+        or not _printable_ascii(key)
+    ):
+        raise _unauthorized("the Authorization header must be 'Bearer <api key>' (printable ASCII)")
     return key
 
 
@@ -67,12 +82,57 @@ async def enforce_rate_limit(request: web.Request, principal: Principal) -> None
         )
 
 
+def failed_auth_limits(settings: ApiSettings) -> FailedAuthLimits:
+    """The failed-authentication limits of ``settings``."""
+    return FailedAuthLimits(
+        per_address=settings.failed_auth_per_address,
+        per_key_prefix=settings.failed_auth_per_key_prefix,
+        window_seconds=settings.failed_auth_window_seconds,
+    )
+
+
+def _too_many_failures(wait: float) -> Problem:
+    API_METRICS.auth_limited.inc()
+    return Problem(
+        429,
+        "Too Many Requests",
+        "too many failed authentications from this client; wait before trying again",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+async def authenticate_request(request: web.Request) -> Principal:
+    """The caller of ``request``; failed attempts count against the client's address.
+
+    A client address over its limit is answered 429 before any key is looked up; a refused
+    key also counts against its first characters, so spreading guesses of one key over many
+    addresses is limited too. Valid keys are never counted.
+    """
+    counters = request.app[FAILED_AUTH]
+    address = request.remote or "unknown"
+    wait = await counters.blocked(address)
+    if wait is not None:
+        raise _too_many_failures(wait)
+    header = request.headers.get("Authorization")
+    try:
+        return await authenticate(request, bearer_key(header))
+    except Problem as exc:
+        if exc.status != 401:
+            raise
+        API_METRICS.auth_failures.inc()
+        key = header.partition(" ")[2].strip() if header else None
+        wait = await counters.failed(address, key)
+        if wait is not None:
+            raise _too_many_failures(wait) from None
+        raise
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every route except health, metrics, the OpenAPI document and the UI files."""
+    """Authenticate every route except health, the OpenAPI document and the UI files."""
     if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
-    principal = await authenticate(request, bearer_key(request.headers.get("Authorization")))
+    principal = await authenticate_request(request)
     await enforce_rate_limit(request, principal)
     request[PRINCIPAL] = principal
     return await handler(request)

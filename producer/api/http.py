@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from producer.api.auth import check_tenant_access, principal
-from producer.api.problems import Problem, not_found
+from producer.api.problems import Handler, Problem, not_found
 from producer.api.state import SETTINGS, STORE
 from producer.schemas import RUN_ID_PATTERN
 from worker.schemas import TENANT_ID_PATTERN, Run, Tenant
@@ -56,7 +56,33 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
             return model()
         raise Problem(422, "Unprocessable Content", "body: a JSON object is required")
     require_media_type(request, is_json, "application/json")
-    return model.model_validate_json(raw)
+    # Strict: a boolean is true or false, an integer is a JSON integer ("yes", "1" are 422).
+    return model.model_validate_json(raw, strict=True)
+
+
+def _printable(value: str) -> bool:
+    # Bytes that are not UTF-8 arrive as lone surrogates; tabs are allowed, other controls not.
+    return all(c == "\t" or c.isprintable() for c in value)
+
+
+@web.middleware
+async def header_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for a header whose value holds control bytes or bytes that are not UTF-8.
+
+    The answer names the header, never its value. ``Authorization`` is left to the auth
+    middleware: a key that is not printable ASCII is a 401 there (and a failed login).
+    """
+    for name, value in request.headers.items():
+        if name.lower() == "authorization":
+            continue
+        if not (_printable(name) and _printable(value)):
+            shown = name if _printable(name) and len(name) <= 64 else "(unprintable name)"
+            raise Problem(
+                400,
+                "Bad Request",
+                f"header {shown}: holds control characters or bytes that are not UTF-8",
+            )
+    return await handler(request)
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -6,7 +6,14 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from producer.api.problems import Handler
 
@@ -18,6 +25,9 @@ class ApiMetrics:
     requests: Counter
     latency: Histogram
     runs_enqueued: Counter
+    auth_failures: Counter
+    auth_limited: Counter
+    auth_limits: Gauge
 
 
 API_METRICS = ApiMetrics(
@@ -31,6 +41,17 @@ API_METRICS = ApiMetrics(
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
     ),
     runs_enqueued=Counter("retrainq_api_runs_enqueued_total", "Runs created by lane", ["lane"]),
+    auth_failures=Counter(
+        "retrainq_api_auth_failures_total", "Requests refused 401 (missing, malformed, unknown key)"
+    ),
+    auth_limited=Counter(
+        "retrainq_api_auth_limited_total", "Requests refused 429 after too many failed logins"
+    ),
+    auth_limits=Gauge(
+        "retrainq_api_failed_auth_limit",
+        "Failed authentications allowed per window (per address, per key prefix; window: s)",
+        ["limit"],
+    ),
 )
 
 

@@ -12,6 +12,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from worker.blobs import BlobStoreError
+from worker.datapaths import DataPathError
+from worker.store import StaleRecord, StoreError, TenantExists, TenantNotFound
 
 PROBLEM_TYPE = "application/problem+json"
 ABOUT_BLANK = "about:blank"
@@ -90,6 +92,22 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return problem_response(exc.status, exc.reason, detail, headers)
 
 
+def store_problem(exc: StoreError) -> Problem:
+    """The 4xx of a record-store refusal: a missing or existing tenant, a busy record."""
+    if isinstance(exc, TenantNotFound):
+        return not_found("tenant", str(exc))
+    if isinstance(exc, TenantExists):
+        return Problem(409, "Conflict", f"tenant {str(exc)!r} exists (or was offboarded)")
+    if isinstance(exc, StaleRecord):
+        return Problem(
+            409,
+            "Conflict",
+            "the record kept changing while this request updated it; try again",
+            headers={"Retry-After": "1"},
+        )
+    return Problem(409, "Conflict", "the record store refused the change; try again")
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error as a problem document; never a traceback, never a 500 for bad input."""
@@ -104,12 +122,26 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return _from_http_exception(exc)
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+    except DataPathError as exc:
+        return problem_response(422, "Unprocessable Content", str(exc), code=exc.code)
+    except StoreError as exc:
+        found = store_problem(exc)
+        return problem_response(found.status, found.title, found.detail, found.headers)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         log.warning("api.redis_unavailable", error=type(exc).__name__)
         return problem_response(
             503,
             "Service Unavailable",
             "the record store (Redis) is unreachable; try again shortly",
+            {"Retry-After": str(REDIS_RETRY_AFTER)},
+        )
+    except (ConnectionError, TimeoutError) as exc:
+        # Not Redis (its client raises its own errors): a socket below another client.
+        log.warning("api.backend_unavailable", error=type(exc).__name__)
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "a service behind the API is unreachable; try again shortly",
             {"Retry-After": str(REDIS_RETRY_AFTER)},
         )
     except BlobStoreError as exc:

@@ -10,8 +10,9 @@ from aiohttp import web
 from producer.api.auth import require_admin
 from producer.api.http import json_response, read_body
 from producer.api.problems import Problem, not_found
-from producer.api.state import SCHEDULES
+from producer.api.state import SCHEDULES, SETTINGS
 from producer.schemas import ScheduleBody, SchedulePage, ScheduleView
+from worker.cron import check_interval
 from worker.schedules import Schedule
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -55,6 +56,10 @@ async def put_schedule(request: web.Request) -> web.Response:
     require_admin(request)
     name = _name(request)
     body = await read_body(request, ScheduleBody)
+    try:
+        check_interval(body.cron, request.app[SETTINGS].min_fleet_schedule_seconds)
+    except ValueError as exc:
+        raise Problem(422, "Unprocessable Content", f"cron: {exc}") from None
     schedule = Schedule(name=name, cron=body.cron, kind="fleet", target_kind=body.target_kind)
     upcoming = await request.app[SCHEDULES].put(schedule)
     return json_response(_view(schedule, upcoming))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 
 from aiohttp import web
 
-from producer.api.auth import TENANT_KEY_PREFIX, hash_key, require_admin
+from producer.api.auth import TENANT_KEY_PREFIX, hash_key, principal, require_admin
 from producer.api.http import (
     json_response,
     query_flag,
@@ -29,11 +30,14 @@ from producer.schemas import (
     TenantPatch,
     TenantView,
 )
-from worker.blobs import training_data_path, validate_path
+from worker.blobs import training_data_path
+from worker.cron import check_interval
+from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists
 
 NULLABLE = frozenset({"data_path", "gate", "schedule"})
+ALL_FIELDS = frozenset({"data_path", "global_parameters", "training_service", "schedule"})
 SCAN_CHUNK = 500
 
 
@@ -42,13 +46,28 @@ def tenant_view(tenant: Tenant) -> TenantView:
     return TenantView.model_validate(tenant.model_dump(exclude={"api_key_hashes", "deleted"}))
 
 
-def _check_data_path(path: str | None) -> None:
-    if path is None:
-        return
-    try:
-        validate_path(path)
-    except ValueError as exc:
-        raise Problem(422, "Unprocessable Content", f"data_path: {exc}") from None
+def check_tenant_fields(
+    request: web.Request, tenant: Tenant, changed: Collection[str] = ALL_FIELDS
+) -> None:
+    """422 unless the tenant's data, data parameter and schedule are allowed to its caller.
+
+    A tenant key names only paths under ``data/{tenant}/``; an admin also the shared
+    prefixes of the settings; nobody another tenant's prefix. Only ``changed`` fields are
+    checked (a foreign path stored earlier is refused by its next run, not by every PATCH).
+    """
+    settings = request.app[SETTINGS]
+    if tenant.data_path is not None and "data_path" in changed:
+        shared = settings.shared_data_prefixes if principal(request).admin else ()
+        check_data_path(tenant.id, tenant.data_path, shared)
+    service = settings.training_services.get(tenant.training_service)
+    if {"global_parameters", "training_service"} & set(changed):
+        parameter = service.data_parameter if service else None
+        check_global_parameters(tenant.global_parameters, parameter)
+    if tenant.schedule is not None and "schedule" in changed:
+        try:
+            check_interval(tenant.schedule, settings.min_tenant_schedule_seconds)
+        except ValueError as exc:
+            raise Problem(422, "Unprocessable Content", f"schedule: {exc}") from None
 
 
 def _check_service(request: web.Request, name: str) -> None:
@@ -62,7 +81,17 @@ def _check_service(request: web.Request, name: str) -> None:
 
 
 async def start_run(request: web.Request, run_request: RunRequest, tenant: Tenant) -> RunAccepted:
-    """Create (or coalesce into the active) run and enqueue the first step of a new one."""
+    """Create (or coalesce into the active) run and enqueue the first step of a new one.
+
+    A training run of a tenant whose stored data path is not its own (set before paths were
+    checked) is refused with the code ``foreign_data_path``; the worker checks again.
+    """
+    if run_request.rollback_to is None and tenant.data_path is not None:
+        shared = request.app[SETTINGS].shared_data_prefixes
+        try:
+            check_data_path(tenant.id, tenant.data_path, shared)
+        except DataPathError as exc:
+            raise Problem(409, "Conflict", str(exc), code=exc.code) from None
     store = request.app[STORE]
     created = await store.create_run(run_request, tenant=tenant)
     if created.created:
@@ -79,7 +108,6 @@ async def create_tenant(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_body(request, TenantCreate)
     _check_service(request, body.training_service)
-    _check_data_path(body.data_path)
     store = request.app[STORE]
     api_key = TENANT_KEY_PREFIX + secrets.token_urlsafe(32)
     digest = hash_key(api_key)
@@ -87,6 +115,7 @@ async def create_tenant(request: web.Request) -> web.Response:
         **body.model_dump(exclude={"train"}),
         api_key_hashes=[digest],
     )
+    check_tenant_fields(request, tenant)
     if not await store.register_api_key(digest, tenant.id):
         raise Problem(409, "Conflict", "API key collision; try again")
     try:
@@ -153,7 +182,8 @@ async def patch_tenant(request: web.Request) -> web.Response:
             raise Problem(422, "Unprocessable Content", f"{name}: may not be null")
     if "training_service" in changes:
         _check_service(request, changes["training_service"])
-    _check_data_path(changes.get("data_path"))
+    merged = Tenant.model_validate({**current.model_dump(), **changes})
+    check_tenant_fields(request, merged, changes.keys())
 
     def change(tenant: Tenant) -> Tenant | None:
         if tenant.deleted:

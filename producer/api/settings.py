@@ -22,7 +22,38 @@ class ApiSettings(RetrainqSettings):
     redis_timeout_seconds: float = Field(
         default=2.0, gt=0, le=60, description="socket timeout of Redis calls (no hang: 503)"
     )
-    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    idempotency_ttl_seconds: int = Field(
+        default=24 * 3600, ge=60, description="how long an Idempotency-Key is remembered"
+    )
+    failed_auth_per_address: int = Field(
+        default=30,
+        ge=1,
+        description="failed authentications one client address may make per "
+        "window before it is answered 429",
+    )
+    failed_auth_per_key_prefix: int = Field(
+        default=60,
+        ge=1,
+        description="failed authentications with keys sharing their first 8 "
+        "characters per window (from any address)",
+    )
+    failed_auth_window_seconds: int = Field(default=60, ge=1, le=3600)
+    min_tenant_schedule_seconds: int = Field(
+        default=60, ge=60, description="tenant schedules may fire at most this often"
+    )
+    min_fleet_schedule_seconds: int = Field(
+        default=300, ge=60, description="fleet-wide schedules may fire at most this often"
+    )
+    max_upload_rows: int = Field(
+        default=2_000_000, ge=1, description="data rows an uploaded training CSV may hold"
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of the API's own /metrics, apart from the API's port (0: a free "
+        "port, logged at start; deployments set 9102)",
+    )
     enqueue_concurrency: int = Field(
         default=64, ge=1, le=1024, description="arq enqueues in flight for a bulk retrain"
     )

@@ -33,6 +33,8 @@ def make_settings(redis_url: str, blob_connection_string: str, **overrides: Any)
         "blob": {"connection_string": blob_connection_string, "container": "api-tests"},
         "admin_keys": [SecretStr(ADMIN_KEY)],
         "rate_limit_requests": 100_000,
+        "failed_auth_per_address": 100_000,
+        "failed_auth_per_key_prefix": 100_000,
         **overrides,
     }
     return ApiSettings(_env_file=None, **values)

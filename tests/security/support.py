@@ -70,6 +70,9 @@ def api_env(redis_url: str, blob_connection_string: str, **extra: str) -> dict[s
         "RETRAINQ_BLOB__CONTAINER": "security",
         "RETRAINQ_ADMIN_KEYS": json.dumps([ADMIN_KEY]),
         "RETRAINQ_RATE_LIMIT_REQUESTS": "100000",
+        "RETRAINQ_FAILED_AUTH_PER_ADDRESS": "100000",
+        "RETRAINQ_FAILED_AUTH_PER_KEY_PREFIX": "100000",
+        "RETRAINQ_METRICS_PORT": "0",
         "RETRAINQ_LOG__FORMAT": "json",
         **extra,
     }
