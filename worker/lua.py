@@ -11,6 +11,29 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
 return 1
 """
 
+# Create a tenant's record, its version and its place in the tenant index at once.
+# KEYS: the tenant hash, the tenants zset. ARGV: doc, tenant id, creation score.
+# Returns 1 when created, 0 when the id is taken.
+CREATE_DOC = """
+local tenant_key, tenants_key = KEYS[1], KEYS[2]
+local doc, tenant_id, score = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HEXISTS', tenant_key, 'doc') == 1 then return 0 end
+redis.call('HSET', tenant_key, 'doc', doc, 'version', 0)
+redis.call('ZADD', tenants_key, score, tenant_id)
+return 1
+"""
+
+# Compare-and-set of a tenant record that also pushes an entry on a list (its model history),
+# both or neither. KEYS: the hash, the list. ARGV: expected version, new doc, list entry.
+SAVE_DOC_AND_PUSH = """
+local doc_key, list_key = KEYS[1], KEYS[2]
+local expected, doc, entry = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', doc_key, 'version') ~= expected then return 0 end
+redis.call('HSET', doc_key, 'doc', doc, 'version', tonumber(expected) + 1)
+redis.call('LPUSH', list_key, entry)
+return 1
+"""
+
 # Take or keep a per-tenant deploy lock. KEYS: lock. ARGV: owner, ttl ms.
 LOCK = """
 local holder = redis.call('GET', KEYS[1])

@@ -1,4 +1,4 @@
-"""Recent BES job durations per training service, and how many runs are parked.
+"""Recent BES job durations per training service.
 
 A training run whose BES job is still running is *parked*: instead of a deferred arq job per
 poll, it sits in one sorted set scored by its next poll, and each worker's sweeper polls the
@@ -21,15 +21,11 @@ DURATIONS_KEPT = 64
 
 
 class ParkedRuns:
-    """Recent BES job durations, and the size of the polls set."""
+    """Recent BES job durations of each training service."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-
-    async def parked_count(self) -> int:
-        """How many runs are parked with the poll sweeper."""
-        return int(await reply(self.redis.zcard(self.keys.polls)))
 
     async def record_duration(self, service: str, seconds: float) -> None:
         """Remember how long a finished BES job of ``service`` took (the last few dozen)."""

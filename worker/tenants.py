@@ -53,18 +53,18 @@ class TenantRecords:
         self.redis = redis
         self.keys = keys
         self._save_doc = redis.register_script(lua.SAVE_DOC)
+        self._create_doc = redis.register_script(lua.CREATE_DOC)
+        self._save_and_push = redis.register_script(lua.SAVE_DOC_AND_PUSH)
         self._fleet_page = redis.register_script(lua.FLEET_PAGE)
 
     async def create_tenant(self, tenant: Tenant) -> None:
         """Store a new tenant; raises ``TenantExists`` if the id is taken."""
-        key = self.keys.tenant(tenant.id)
-        created = await reply(self.redis.hsetnx(key, "doc", tenant.model_dump_json()))
+        created = await self._create_doc(
+            keys=[self.keys.tenant(tenant.id), self.keys.tenants],
+            args=[tenant.model_dump_json(), tenant.id, tenant.created_at.timestamp()],
+        )
         if not created:
             raise TenantExists(tenant.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"version": 0})
-            pipe.zadd(self.keys.tenants, {tenant.id: tenant.created_at.timestamp()})
-            await pipe.execute()
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant, or None."""
@@ -135,25 +135,24 @@ class TenantRecords:
         runs = [(state, int(float(created))) for state, created in pairs]
         return FleetPage(tenants, runs)
 
-    async def record_deployment(self, tenant_id: str, model: DeployedModel) -> bool:
-        """Make ``model`` the tenant's deployed model if it is newer than the current one."""
-        accepted = False
-
-        def change(tenant: Tenant) -> Tenant | None:
-            nonlocal accepted
+    async def record_deployment(
+        self, tenant_id: str, model: DeployedModel, attempts: int = 20
+    ) -> bool:
+        """Make ``model`` the tenant's deployed model if it is newer than the current one, and
+        add it to the model history in the same write."""
+        entry = model.model_dump_json()
+        for _ in range(attempts):
+            tenant, version = await self._tenant_with_version(tenant_id)
             if tenant.deployed is not None and tenant.deployed.seq >= model.seq:
-                accepted = tenant.deployed.run_id == model.run_id
-                return None
-            tenant.deployed = model
-            accepted = True
-            return tenant
-
-        await self.update_tenant(tenant_id, change)
-        if accepted:
-            await reply(
-                self.redis.lpush(self.keys.tenant_models(tenant_id), model.model_dump_json())
+                return tenant.deployed.run_id == model.run_id
+            updated = tenant.model_copy(update={"deployed": model})
+            saved = await self._save_and_push(
+                keys=[self.keys.tenant(tenant_id), self.keys.tenant_models(tenant_id)],
+                args=[version, updated.model_dump_json(), entry],
             )
-        return accepted
+            if saved:
+                return True
+        raise StaleRecord(f"tenant {tenant_id} kept changing")
 
     async def model_history(self, tenant_id: str, limit: int = 100) -> list[DeployedModel]:
         """Models deployed to a tenant, newest first."""

@@ -7,11 +7,12 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.typing import WorkerCoroutine
 from arq.worker import func
 from structlog.testing import capture_logs
 
@@ -46,7 +47,9 @@ async def _kill_connections(
     kills = 0
     deadline = time.monotonic() + within
     while not enough() and time.monotonic() < deadline:
-        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        await redis.execute_command(  # type: ignore[no-untyped-call]  # untyped in redis-py
+            "CLIENT", "KILL", "TYPE", "normal"
+        )
         kills += 1
         await asyncio.sleep(0.005)
     return kills
@@ -77,7 +80,10 @@ async def test_redis_outages_while_starting_jobs_leave_every_job_slot_free(
     for _ in range(JOBS):
         await arq_pool.enqueue_job("short")
     worker = ResilientWorker(
-        functions=[func(short, name="short", timeout=5), func(hold, name="hold", timeout=15)],
+        functions=[
+            func(cast(WorkerCoroutine, short), name="short", timeout=5),
+            func(cast(WorkerCoroutine, hold), name="hold", timeout=15),
+        ],
         redis_settings=_settings(redis_url),
         max_jobs=MAX_JOBS,
         poll_delay=0.01,

@@ -21,8 +21,8 @@ from redis.asyncio.client import Pipeline
 
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.tenants import StaleRecord
 from worker.run.model import TERMINAL_STATES, Lane, Run, RunState, Transition, applied
+from worker.tenants import StaleRecord
 
 
 class StaleRun(StaleRecord):

@@ -21,7 +21,6 @@ from redis.asyncio.client import Pipeline
 from worker.keys import Keys
 from worker.redisio import reply
 from worker.run.ledger import Grant, Ledger, now_ms, script
-from worker.run.model import Lane
 from worker.settings import TrainingServiceConfig
 
 __all__ = ["Grant", "Hold", "Slots"]
@@ -136,18 +135,6 @@ class Slots:
         """Pause dispatch of ``service`` for ``seconds`` after a 429/503."""
         await self.redis.set(self.keys.throttle(service), "1", px=max(1, int(seconds * 1000)))
 
-    def waiting_key(self, service: str, lane: Lane) -> str:
-        """Where a run of ``lane`` waits for a slot of ``service``."""
-        return self.keys.waiting(service, lane.value)
-
     async def in_use(self, service: str) -> int:
         """Slots of ``service`` whose lease has not run out."""
         return int(await reply(self.redis.zcount(self.keys.slots(service), f"({now_ms()}", "+inf")))
-
-    async def waiting(self, service: str) -> int:
-        """Runs waiting for a slot of ``service``, both lanes."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in Lane:
-                pipe.zcard(self.keys.waiting(service, lane.value))
-            counts = await pipe.execute()
-        return sum(int(c) for c in counts)
