@@ -16,7 +16,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 
-from producer.api import routes_fleet, routes_runs, routes_schedules, routes_tenants
+from producer.api import routes_docs, routes_fleet, routes_runs, routes_schedules, routes_tenants
 from producer.api.auth import FAILED_AUTH, auth_middleware, failed_auth_limits
 from producer.api.http import header_middleware
 from producer.api.idempotency import IDEMPOTENCY, idempotency_middleware
@@ -140,6 +140,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     routes_runs.add_routes(app)
     routes_schedules.add_routes(app)
     routes_fleet.add_routes(app)
+    routes_docs.add_routes(app)
     return app
 
 

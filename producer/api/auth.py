@@ -14,9 +14,11 @@ from producer.api.settings import ApiSettings
 from producer.api.state import PRINCIPAL, SETTINGS, STORE, Principal
 from worker.ratelimits import FailedAuthCounters, FailedAuthLimits
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/ui", "/ui/"})
+PUBLIC_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/openapi.json", "/ui", "/ui/", "/docs", "/docs/"}
+)
 # The dashboard's static files; every data call they make carries its own bearer key.
-PUBLIC_PREFIXES = ("/ui/",)
+PUBLIC_PREFIXES = ("/ui/", "/docs/")
 MAX_KEY_LENGTH = 256
 TENANT_KEY_PREFIX = "rtq_"
 FAILED_AUTH = web.AppKey("failed_auth", FailedAuthCounters)

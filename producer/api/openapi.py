@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from producer.api import examples
 from producer.schemas import (
     RUN_ID_PATTERN,
     BatchAccepted,
@@ -337,13 +338,17 @@ def build_openapi() -> dict[str, Any]:
         },
     }
     paths.update(_dashboard_paths(b, paths))
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            _describe(path, method, operation, b.ref(ProblemDetails))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "retrainq",
             "version": "1",
-            "description": "Durable per-tenant model retraining: onboard, upload, retrain, watch.",
+            "description": DESCRIPTION,
         },
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": b.schemas,
@@ -375,3 +380,113 @@ def _dashboard_paths(b: _Builder, paths: dict[str, Any]) -> dict[str, Any]:
             )
         },
     }
+
+
+DESCRIPTION = """Durable per-tenant model retraining: onboard, upload, retrain, watch.
+
+Send `Authorization: Bearer <key>`: an admin key sees every tenant and the fleet routes; a
+tenant's key (issued once at onboarding) sees only that tenant, and other tenants' resources
+answer 404. Every error is an `application/problem+json` document; each operation lists the
+statuses it answers. The `retrainq` CLI calls these routes (see `retrainq --help`)."""
+
+TAGS = {
+    "tenants": "Onboard, show, change and offboard tenants; their deployed models.",
+    "data": "Training data uploads (CSV), each a new data version.",
+    "runs": "Retrains of one tenant: start, list, show, cancel, roll back.",
+    "batches": "Bulk retrains: start, progress, the runs of a batch.",
+    "schedules": "Fleet-wide recurring retrains.",
+    "fleet": "The dashboard's read-only views and who a key belongs to.",
+    "health": "Liveness and readiness probes (public).",
+}
+_TAG_OF_SEGMENT = {
+    "data": "data",
+    "retrains": "runs",
+    "runs": "runs",
+    "rollback": "runs",
+    "models": "tenants",
+    "tenants": "tenants",
+    "batches": "batches",
+    "schedules": "schedules",
+    "me": "fleet",
+    "fleet": "fleet",
+}
+
+
+def tag_of(path: str) -> str:
+    """The tag of a path: by its last named segment (``/v1/tenants/{id}/runs`` is ``runs``),
+    except that everything under ``/v1/batches`` is ``batches``."""
+    named = [part for part in path.split("/") if part and not part.startswith("{")]
+    if named[1:2] == ["batches"]:
+        return "batches"
+    for segment in reversed(named):
+        if segment in _TAG_OF_SEGMENT:
+            return _TAG_OF_SEGMENT[segment]
+    return "health"
+
+
+def operation_id(method: str, path: str) -> str:
+    """``get_v1_tenants_tenant_id_runs`` from ``GET /v1/tenants/{tenant_id}/runs``."""
+    parts = [part.strip("{}").replace("-", "_").replace(".", "_") for part in path.split("/")]
+    return "_".join([method, *(part for part in parts if part)])
+
+
+def error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
+    """The problem statuses an operation answers, from what it takes and who may call it."""
+    statuses: set[int] = set()
+    params = operation.get("parameters", [])
+    public = operation.get("security") == []
+    if not public:
+        statuses |= {401, 429, 503}
+    if operation["summary"] == "Readiness (Redis reachable)":
+        statuses.add(503)
+    if "(admin)" in operation["summary"]:
+        statuses.add(403)
+    path_params = [param["name"] for param in params if param["in"] == "path"]
+    if "name" in path_params:
+        statuses.add(422)  # schedule names outside the pattern are refused, not unknown
+        if method != "put":  # a PUT creates the schedule its path names
+            statuses.add(404)
+    elif path_params:
+        statuses.add(404)
+    if any(param["in"] in ("query", "header") for param in params):
+        statuses.add(422)
+    if "requestBody" in operation:
+        statuses |= {413, 415, 422}
+    if method != "get" and not public:
+        statuses.add(409)  # a record changed under the write, or the state forbids it
+    return sorted(statuses)
+
+
+def _example_of(content: dict[str, Any], table: dict[type[BaseModel], Any]) -> None:
+    """Put the example of the schema's model (by its ref) beside the schema."""
+    ref = content.get("schema", {}).get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    for model, example in table.items():
+        if model.__name__ == name:
+            content["example"] = example
+
+
+def _describe(path: str, method: str, operation: dict[str, Any], problem: dict[str, Any]) -> None:
+    """Add the tag, operation id, examples and documented error responses of an operation."""
+    operation["tags"] = [tag_of(path)]
+    operation["operationId"] = operation_id(method, path)
+    body = operation.get("requestBody", {}).get("content", {}).get(JSON)
+    if body is not None:
+        _example_of(body, examples.REQUESTS)
+    elif "requestBody" in operation:
+        operation["requestBody"]["content"]["text/csv"]["example"] = (
+            "season,hr,temp,cnt\n1,8,0.24,16\n"
+        )
+    responses = operation["responses"]
+    for reply in responses.values():
+        if JSON in reply.get("content", {}):
+            _example_of(reply["content"][JSON], examples.RESPONSES)
+    for status in error_statuses(method, operation):
+        _, meaning, _ = examples.PROBLEMS[status]
+        responses[str(status)] = {
+            "description": meaning,
+            "content": {
+                "application/problem+json": {"schema": problem, "example": examples.problem(status)}
+            },
+        }
+    responses["default"]["description"] = "an unexpected error (problem details)"

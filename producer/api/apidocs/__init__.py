@@ -1,0 +1,1 @@
+"""Static files of the API reference page at ``/docs`` (Swagger UI reads ``/openapi.json``)."""
