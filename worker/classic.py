@@ -8,13 +8,15 @@ nothing more; what to do with the answers is the run machine's business.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from worker.azureml.bes import BesClient, BesJobRequest, JobState
 from worker.azureml.errors import CannotStartJobError
 from worker.azureml.locations import BlobReference
 from worker.blobs import BlobStore
+from worker.datapaths import DataPathError, check_data_path, check_global_parameters
+from worker.errors import RunFailed
 from worker.run.model import Run
 from worker.run.ports import JobReport
 from worker.settings import TrainingServiceConfig
@@ -35,11 +37,13 @@ class ClassicTraining:
         services: Mapping[str, TrainingServiceConfig],
         blobs: BlobStore,
         sas_ttl: timedelta,
+        shared_prefixes: Sequence[str] = (),
     ) -> None:
         self.clients = clients
         self.services = services
         self.blobs = blobs
         self.sas_ttl = sas_ttl
+        self.shared_prefixes = tuple(shared_prefixes)
 
     def client(self, run: Run) -> BesClient:
         """The BES client of the endpoint the run's slot is on."""
@@ -60,6 +64,12 @@ class ClassicTraining:
             service.model_output: self.blobs.reference(run.outputs.model_path),
             service.evaluation_output: self.blobs.reference(run.outputs.evaluation_path),
         }
+        try:  # checked when the run was queued; again here, where its SAS is minted
+            if run.data_path is not None:
+                check_data_path(run.tenant_id, run.data_path, self.shared_prefixes)
+            check_global_parameters(run.global_parameters, service.data_parameter)
+        except DataPathError as exc:
+            raise RunFailed(str(exc), exc.code) from exc
         parameters = dict(run.global_parameters)
         inputs = None
         if run.data_path is not None:

@@ -217,6 +217,7 @@ def build_deps(
             settings.training_services,
             blobs,
             timedelta(seconds=settings.blob.sas_ttl_seconds),
+            settings.shared_data_prefixes,
         ),
         failpoints=Failpoints(settings.failpoints, redis, keys),
     )

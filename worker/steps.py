@@ -40,9 +40,11 @@ def policy_of(settings: WorkerSettings) -> mc.Policy:
             name: mc.ServiceFacts(
                 has_data_parameter=service.data_parameter is not None,
                 endpoints=len(service.endpoints),
+                data_parameter=service.data_parameter,
             )
             for name, service in settings.training_services.items()
         },
+        shared_data_prefixes=tuple(settings.shared_data_prefixes),
         step_max_failures=settings.step_max_failures,
         poll_min_seconds=settings.poll_min_seconds,
         poll_max_seconds=settings.poll_max_seconds,

@@ -120,3 +120,20 @@ async def test_a_created_job_the_run_never_starts_is_deleted_and_recorded(
     assert (run.orphaned_submissions, run.orphans_deleted) == (1, 1)
     stats = await fleet.training_stats()
     assert (stats["jobs_created"], stats["jobs_started"], stats["jobs_cancelled"]) == (1, 0, 1)
+
+
+async def test_a_run_whose_stored_data_path_is_foreign_fails_before_any_job(
+    fleet: Fleet,
+) -> None:
+    """A tenant record pointing at another tenant's blob (written before paths were
+    checked): its run fails with 'foreign_data_path' and no job (so no SAS) is made."""
+    await fleet.onboard("owner")
+    tenant = await fleet.onboard("borrower")
+    await fleet.store.update_tenant(
+        tenant.id, lambda t: t.model_copy(update={"data_path": "data/owner/v1.csv"})
+    )
+    fleet.start_workers(1)
+    (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=30)
+    assert (run.state, run.error_code) == (RunState.FAILED, "foreign_data_path"), run.error
+    assert run.data_path == "data/owner/v1.csv"
+    assert (await fleet.training_stats())["jobs_created"] == 0

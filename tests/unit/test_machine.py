@@ -47,6 +47,7 @@ PLANS: list[tuple[str, Run, type[mc.Action]]] = [
     ("queued rollback", run(rollback_to="r0"), mc.LoadRollbackSource),
     ("queued, unknown service", run(training_service="gone"), mc.EndRun),
     ("queued, no data", run(data_path=None), mc.EndRun),
+    ("queued, foreign data", run(data_path="data/other/v1.csv"), mc.EndRun),
     ("waiting", run(RunState.WAITING_SLOT), mc.AskSlot),
     ("submitting, no job", run(RunState.SUBMITTING, bes_endpoint=0), mc.SubmitJob),
     ("submitting, job", run(RunState.SUBMITTING, bes_job_id="j"), mc.StartJob),
@@ -74,6 +75,15 @@ def test_a_cancel_of_a_job_holding_run_deletes_its_job_first() -> None:
     assert mc.plan(late, TICK, POLICY) == mc.EndRun(
         False, "the run passed its deadline", "deadline_exceeded", None
     )
+
+
+def test_a_run_on_another_tenants_data_fails_with_its_own_code() -> None:
+    """Data outside the tenant's prefix (and not under a shared one) never reaches a job."""
+    foreign = mc.plan(run(data_path="data/other/v1.csv"), TICK, POLICY)
+    assert isinstance(foreign, mc.EndRun)
+    assert foreign.code == "foreign_data_path"
+    shared = mc.Policy(services=POLICY.services, shared_data_prefixes=("shared/",))
+    assert isinstance(mc.plan(run(data_path="shared/all.csv"), TICK, shared), mc.EnterWaiting)
 
 
 def test_a_submit_after_an_unanswered_one_counts_an_orphan() -> None:

@@ -9,12 +9,13 @@ comes next (continue, defer, park, wait for a slot, end, or nothing). No I/O hap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from worker.azureml.bes import JobState
+from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.evaluate import Decision, EvaluationError, Gate, parse_evaluation_csv
 from worker.evaluate import decide as gate_decision
 from worker.polling import poll_interval, training_age
@@ -30,6 +31,7 @@ class ServiceFacts:
 
     has_data_parameter: bool
     endpoints: int
+    data_parameter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Policy:
     """The settings the machine decides by (built once from the worker's settings)."""
 
     services: Mapping[str, ServiceFacts]
+    shared_data_prefixes: tuple[str, ...] = ()
     step_max_failures: int = 8
     poll_min_seconds: float = 1.0
     poll_max_seconds: float = 30.0
@@ -302,7 +305,18 @@ def _plan_queued(run: Run, policy: Policy) -> Action:
     if run.data_path is None and not service.has_data_parameter:
         reason = "the tenant has no training data yet; upload it first"
         return EndRun(cancel=False, reason=reason, code="no_data", job_id=None)
+    try:
+        check_run_data(run, service, policy.shared_data_prefixes)
+    except DataPathError as exc:
+        return EndRun(cancel=False, reason=str(exc), code=exc.code, job_id=None)
     return EnterWaiting()
+
+
+def check_run_data(run: Run, service: ServiceFacts, shared_prefixes: Sequence[str]) -> None:
+    """Raise ``DataPathError`` unless the run's data and parameters are its tenant's own."""
+    if run.data_path is not None:
+        check_data_path(run.tenant_id, run.data_path, shared_prefixes)
+    check_global_parameters(run.global_parameters, service.data_parameter)
 
 
 # --- decide ---------------------------------------------------------------------------------
