@@ -18,7 +18,7 @@ from producer.api.http import (
 from producer.api.metrics import API_METRICS
 from producer.api.problems import Problem
 from producer.api.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
-from producer.api.uploads import columns_of, read_upload
+from producer.api.uploads import CsvCheck, read_upload
 from producer.schemas import (
     DataUploaded,
     Models,
@@ -223,17 +223,16 @@ async def delete_tenant(request: web.Request) -> web.Response:
 async def upload_data(request: web.Request) -> web.Response:
     """``PUT /v1/tenants/{tenant_id}/data``: store a training CSV as the next data version."""
     tenant = await visible_tenant(request)
-    data = await read_upload(request, request.app[SETTINGS].max_upload_bytes)
-    columns = columns_of(data)
-    service = request.app[SETTINGS].training_services.get(tenant.training_service)
-    missing = [c for c in service.columns if c not in columns] if service else []
-    if missing:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"the CSV lacks columns the training service {tenant.training_service!r} needs: "
-            + ", ".join(missing[:20]),
-        )
+    settings = request.app[SETTINGS]
+    service = settings.training_services.get(tenant.training_service)
+    check = CsvCheck(
+        required=service.columns if service else (),
+        numeric=settings.numeric_columns.get(tenant.training_service, ()),
+        max_rows=settings.max_upload_rows,
+    )
+    # Checked while it arrives: a refused file stores nothing and changes no data version.
+    data = await read_upload(request, settings.max_upload_bytes, check)
+    columns = check.header
     store = request.app[STORE]
     version = await store.next_data_version(tenant.id)
     path = training_data_path(tenant.id, f"v{version}")

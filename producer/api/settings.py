@@ -44,6 +44,11 @@ class ApiSettings(RetrainqSettings):
     min_fleet_schedule_seconds: int = Field(
         default=300, ge=60, description="fleet-wide schedules may fire at most this often"
     )
+    numeric_columns: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="per training service, the CSV columns that must hold finite numbers "
+        "(a column not listed is numeric when its first value is a number)",
+    )
     max_upload_rows: int = Field(
         default=2_000_000, ge=1, description="data rows an uploaded training CSV may hold"
     )

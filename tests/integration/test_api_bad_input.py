@@ -11,13 +11,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
 
 from producer.api.app import create_app, create_metrics_app
 from producer.api.problems import problem_middleware
 from producer.api.server import ProblemAppRunner
 from producer.api.settings import ApiSettings
-from tests.integration.conftest_api import ADMIN, ADMIN_KEY, ApiTestClient, bearer, onboard
+from tests.integration.conftest_api import (
+    ADMIN,
+    ADMIN_KEY,
+    ApiTestClient,
+    bearer,
+    make_settings,
+    onboard,
+)
 from worker.store import StaleRecord, StoreError, TenantExists, TenantNotFound
 
 
@@ -144,21 +150,10 @@ async def test_an_oserror_below_the_api_is_not_called_redis() -> None:
         assert "Redis" not in (await answer.json())["detail"]
 
 
-def _limited(redis_url: str, blob: str, **limits: int) -> ApiSettings:
-    return ApiSettings(
-        _env_file=None,
-        redis={"url": redis_url},
-        blob={"connection_string": blob, "container": "api-tests"},
-        admin_keys=[SecretStr(ADMIN_KEY)],
-        rate_limit_requests=100_000,
-        **limits,  # type: ignore[arg-type]  # validated by pydantic
-    )
-
-
 @pytest.fixture
 def api_settings(redis_url: str, blob_connection_string: str) -> ApiSettings:
     """Failed logins: 5 per address and 8 per key prefix in a minute."""
-    return _limited(
+    return make_settings(
         redis_url,
         blob_connection_string,
         failed_auth_per_address=5,

@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from producer.api.settings import ApiSettings
-from tests.integration.conftest_api import ADMIN, CSV, ApiTestClient, bearer, onboard
+from tests.integration.conftest_api import (
+    ADMIN,
+    CSV,
+    ApiTestClient,
+    bearer,
+    make_settings,
+    onboard,
+)
 from worker.keys import Keys
 from worker.tenants import TenantRecords
 
@@ -17,19 +23,11 @@ from worker.tenants import TenantRecords
 @pytest.fixture
 def api_settings(redis_url: str, blob_connection_string: str) -> ApiSettings:
     """The test settings with one shared prefix and a service whose data is a parameter."""
-    return ApiSettings(
-        _env_file=None,
-        redis={"url": redis_url},
-        blob={"connection_string": blob_connection_string, "container": "api-tests"},
-        admin_keys=[SecretStr("admin-key-for-tests-0123456789")],
-        rate_limit_requests=100_000,
-        failed_auth_per_address=100_000,
-        failed_auth_per_key_prefix=100_000,
+    return make_settings(
+        redis_url,
+        blob_connection_string,
         shared_data_prefixes=["shared/public/"],
-        training_services={
-            "default": {},
-            "by-uri": {"data_parameter": "URI"},
-        },
+        training_services={"default": {}, "by-uri": {"data_parameter": "URI"}},
     )
 
 
