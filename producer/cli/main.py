@@ -22,9 +22,18 @@ def _dev_up(args: argparse.Namespace) -> int:
         redis=args.redis_port, azurite=args.azurite_port, emulator=args.emulator_port, api=args.port
     )
     env = stack.up(workers=args.workers, ports=ports)
-    print(f"stack is up; settings written to {stack.env_file}")
+    if stack.started:
+        kept = f"; already running: {', '.join(stack.kept)}" if stack.kept else ""
+        print(f"stack is up (started: {', '.join(stack.started)}{kept})")
+    else:
+        print("stack is already up; every service is running")
+    api = env["RETRAINQ_API_URL"]
+    print(f"  dashboard      {api}/ui")
+    print(f"  API reference  {api}/docs")
+    print(f"  admin key      RETRAINQ_API_KEY in {stack.env_file} (the CLI reads it from there)")
     for key in ("RETRAINQ_API_URL", "RETRAINQ_EMULATOR_URL", "RETRAINQ_REDIS__URL"):
         print(f"  {key}={env[key]}")
+    print(f"  ports and key are kept in {stack.config_file}; data in {stack.state_dir}")
     if args.wait:
         print("press Ctrl-C to stop")
         stack.wait_forever()
@@ -106,10 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev = subcommands.add_parser("dev", help="run the local stack (Redis, Azurite, emulator, API)")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
-    up = dev_commands.add_parser("up", help="start the stack and write .stack/env")
+    up = dev_commands.add_parser(
+        "up", help="start what of the stack is not running (the same ports and key each time)"
+    )
     up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     up.add_argument("--wait", action="store_true", help="stay in the foreground; Ctrl-C stops")
-    up.add_argument("--port", type=int, default=0, help="API port (default: a free port)")
+    up.add_argument(
+        "--port", type=int, default=0, help="API port (default: the last one, else a free one)"
+    )
     up.add_argument("--redis-port", type=int, default=0)
     up.add_argument("--azurite-port", type=int, default=0)
     up.add_argument("--emulator-port", type=int, default=0)

@@ -1,9 +1,12 @@
 """The local stack behind ``retrainq dev up|down|status``: Redis, Azurite, emulator, API, workers.
 
-``up`` starts every service on free (or given) ports, writes the connection settings it used to
-``.stack/env`` (read by the other commands and by ``make demo``) and the pids it started to
-``.stack/stack.json``; ``down`` stops exactly those pids. ``up --wait`` stays in the foreground
-and stops everything on Ctrl-C or SIGTERM.
+The stack outlives a restart: Redis keeps its AOF under ``.stack/redis``, Azurite its blobs
+under ``.stack/azurite``, and the ports and admin key chosen by the first ``up`` are kept in
+``.stack/config.json``, so ``down`` then ``up`` brings back the same URLs, key and data.
+``up`` starts only what is not running (a stack with one dead worker gets that worker back),
+writes the connection settings to ``.stack/env`` (read by the other commands and by
+``make demo``) and the pids to ``.stack/stack.json``; ``down`` stops exactly those pids.
+``up --wait`` stays in the foreground and stops everything on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -47,15 +50,6 @@ class StackPorts:
     emulator: int = 0
     api: int = 0
 
-    def resolved(self) -> StackPorts:
-        """The same ports with every 0 replaced by a free port."""
-        return StackPorts(
-            redis=self.redis or free_port(),
-            azurite=self.azurite or free_port(),
-            emulator=self.emulator or free_port(),
-            api=self.api or free_port(),
-        )
-
 
 @dataclass(frozen=True)
 class RunningService:
@@ -67,16 +61,62 @@ class RunningService:
     log: str
 
 
-def stack_env(ports: StackPorts, admin_key: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class StackConfig:
+    """What every ``up`` of one stack reuses: its ports and its admin key."""
+
+    redis: int
+    azurite: int
+    emulator: int
+    api: int
+    worker_ports: tuple[int, ...]
+    admin_key: str
+
+    @classmethod
+    def read(cls, path: Path) -> StackConfig | None:
+        """The config kept at ``path``, or None if there is none."""
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        return cls(**{**raw, "worker_ports": tuple(raw["worker_ports"])})
+
+    def write(self, path: Path) -> None:
+        """Keep the config (owner-only: it holds the admin key)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**asdict(self), "worker_ports": list(self.worker_ports)}))
+        path.chmod(0o600)
+
+
+def choose_config(kept: StackConfig | None, asked: StackPorts, workers: int) -> StackConfig:
+    """Ports given on the command line, else those of the kept config, else free ones; the
+    kept admin key, else a new one."""
+
+    def port(given: int, old: int | None) -> int:
+        return given or old or free_port()
+
+    old_workers = kept.worker_ports if kept else ()
+    worker_ports = list(old_workers[:workers])
+    worker_ports += [free_port() for _ in range(workers - len(worker_ports))]
+    return StackConfig(
+        redis=port(asked.redis, kept.redis if kept else None),
+        azurite=port(asked.azurite, kept.azurite if kept else None),
+        emulator=port(asked.emulator, kept.emulator if kept else None),
+        api=port(asked.api, kept.api if kept else None),
+        worker_ports=tuple(worker_ports),
+        admin_key=kept.admin_key if kept else "rtq_admin_" + secrets.token_urlsafe(24),
+    )
+
+
+def stack_env(config: StackConfig) -> dict[str, str]:
     """Settings (as environment variables) that point every component at this stack."""
-    emulator_url = f"http://127.0.0.1:{ports.emulator}"
+    emulator_url = f"http://127.0.0.1:{config.emulator}"
     return {
-        "RETRAINQ_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
-        "RETRAINQ_BLOB__CONNECTION_STRING": azurite_connection_string(ports.azurite),
-        "RETRAINQ_ADMIN_KEYS": json.dumps([admin_key]),
-        "RETRAINQ_API_URL": f"http://127.0.0.1:{ports.api}",
-        "RETRAINQ_API_KEY": admin_key,
-        "RETRAINQ_PORT": str(ports.api),
+        "RETRAINQ_REDIS__URL": f"redis://127.0.0.1:{config.redis}/0",
+        "RETRAINQ_BLOB__CONNECTION_STRING": azurite_connection_string(config.azurite),
+        "RETRAINQ_ADMIN_KEYS": json.dumps([config.admin_key]),
+        "RETRAINQ_API_URL": f"http://127.0.0.1:{config.api}",
+        "RETRAINQ_API_KEY": config.admin_key,
+        "RETRAINQ_PORT": str(config.api),
         "RETRAINQ_EMULATOR_URL": emulator_url,
         "RETRAINQ_LOG__FORMAT": "json",
     }
@@ -115,8 +155,11 @@ class DevStack:
     def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
         self.state_dir = state_dir
         self.state_file = state_dir / "stack.json"
+        self.config_file = state_dir / "config.json"
         self.env_file = state_dir / "env"
         self.log_dir = state_dir / "logs"
+        self.started: list[str] = []
+        self.kept: list[str] = []
 
     def recorded(self) -> list[RunningService]:
         """Services recorded by the last ``up`` (empty when none)."""
@@ -129,82 +172,104 @@ class DevStack:
         self.state_file.write_text(json.dumps({"services": [asdict(s) for s in services]}))
 
     def up(self, workers: int = 2, ports: StackPorts | None = None) -> dict[str, str]:
-        """Start everything; on any failure stop what was started and raise."""
-        if any(pid_alive(s.pid) for s in self.recorded()):
-            raise ServiceError("the stack is already up; run 'retrainq dev down' first")
+        """Start whatever of the stack is not running; on a failure stop what this call started
+        and raise. ``started`` and ``kept`` name the services started and found running."""
         redis_bin = ensure_redis_server()
         azurite_bin = ensure_azurite()
-        chosen = (ports or StackPorts()).resolved()
-        admin_key = "rtq_admin_" + secrets.token_urlsafe(24)
-        env = stack_env(chosen, admin_key)
-        (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
+        config = choose_config(StackConfig.read(self.config_file), ports or StackPorts(), workers)
+        config.write(self.config_file)
+        env = stack_env(config)
+        for name in ("redis", "azurite"):
+            (self.state_dir / name).mkdir(parents=True, exist_ok=True)
         infrastructure = [
             ManagedProcess(
                 "redis",
-                redis_argv(redis_bin, chosen.redis, self.state_dir / "redis", aof=True),
-                chosen.redis,
+                redis_argv(redis_bin, config.redis, self.state_dir / "redis", aof=True),
+                config.redis,
                 self.log_dir / "redis.log",
                 ready=redis_ready,
             ),
             ManagedProcess(
                 "azurite",
-                azurite_argv(azurite_bin, chosen.azurite),
-                chosen.azurite,
+                azurite_argv(azurite_bin, config.azurite, self.state_dir / "azurite"),
+                config.azurite,
                 self.log_dir / "azurite.log",
             ),
             ManagedProcess(
                 "emulator",
-                [console_script("retrainq-emulator"), "--port", str(chosen.emulator)],
-                chosen.emulator,
+                [console_script("retrainq-emulator"), "--port", str(config.emulator)],
+                config.emulator,
                 self.log_dir / "emulator.log",
                 env={"RETRAINQ_EMULATOR_LOG_FORMAT": "json"},
             ),
         ]
-        started: list[RunningService] = []
+        running = {s.name: s for s in self.recorded() if pid_alive(s.pid) and _is_ours(s.pid)}
+        services: list[RunningService] = []
+        self.started, self.kept = [], []
         try:
-            self._start(infrastructure, started)
+            self._ensure(infrastructure, running, services)
             emulator_url = env["RETRAINQ_EMULATOR_URL"]
             env.update(worker_env(fetch_emulator_config(emulator_url), emulator_url))
-            self._start(self._application(chosen, env, workers), started)
+            self._ensure(self._application(config, env), running, services)
         except BaseException:
-            for service in reversed(started):
-                stop_pid(service.pid)
-            self.state_file.unlink(missing_ok=True)
+            for service in reversed(services):
+                if service.name in self.started:
+                    stop_pid(service.pid)
+            self._record([s for s in services if s.name in self.kept])
             raise
+        for name, extra in running.items():  # workers beyond the count asked for
+            if name not in self.kept:
+                stop_pid(extra.pid)
         write_env_file(self.env_file, env)
         return env
 
-    def _application(
-        self, ports: StackPorts, env: dict[str, str], workers: int
-    ) -> list[ManagedProcess]:
+    def _application(self, config: StackConfig, env: dict[str, str]) -> list[ManagedProcess]:
         api = ManagedProcess(
             "api",
-            [console_script("retrainq-api"), "--port", str(ports.api)],
-            ports.api,
+            [console_script("retrainq-api"), "--port", str(config.api)],
+            config.api,
             self.log_dir / "api.log",
             env=env,
         )
         plan = [api]
-        for index in range(workers):
-            port = free_port()
+        for index, port in enumerate(config.worker_ports, start=1):
             plan.append(
                 ManagedProcess(
-                    f"worker-{index + 1}",
+                    f"worker-{index}",
                     [console_script("retrainq-worker"), "--health-port", str(port)],
                     port,
-                    self.log_dir / f"worker-{index + 1}.log",
-                    env={**env, "RETRAINQ_POD_NAME": f"worker-{index + 1}"},
+                    self.log_dir / f"worker-{index}.log",
+                    env={**env, "RETRAINQ_POD_NAME": f"worker-{index}"},
                 )
             )
         return plan
 
-    def _start(self, plan: list[ManagedProcess], started: list[RunningService]) -> None:
+    def _ensure(
+        self,
+        plan: list[ManagedProcess],
+        running: dict[str, RunningService],
+        services: list[RunningService],
+    ) -> None:
+        """Keep each planned service that runs on its port; start the others."""
         for process in plan:
-            process.start(timeout=60)
-            started.append(
-                RunningService(process.name, process.pid, process.port, str(process.log_path))
-            )
-            self._record(started)
+            alive = running.get(process.name)
+            if alive is not None and alive.port == process.port:
+                services.append(alive)
+                self.kept.append(process.name)
+            else:
+                if alive is not None:  # running on a port the config no longer names
+                    stop_pid(alive.pid)
+                if port_open(process.port):
+                    raise ServiceError(
+                        f"port {process.port} for {process.name} is taken by another process; "
+                        f"stop it, or delete {self.config_file} to choose new ports"
+                    )
+                process.start(timeout=60)
+                services.append(
+                    RunningService(process.name, process.pid, process.port, str(process.log_path))
+                )
+                self.started.append(process.name)
+            self._record(services)
 
     def status(self) -> list[tuple[RunningService, bool, bool]]:
         """Each recorded service with (process alive, port answering)."""

@@ -109,11 +109,13 @@ def redis_argv(binary: str, port: int, data_dir: Path, *, aof: bool = True) -> l
     return argv
 
 
-def azurite_argv(binary: Path, port: int) -> list[str]:
-    """Command line of an in-memory Azurite blob service on ``port``."""
+def azurite_argv(binary: Path, port: int, location: Path | None = None) -> list[str]:
+    """Command line of an Azurite blob service on ``port``: in memory, or keeping its blobs
+    under ``location`` so that they outlive a restart."""
+    keep = ["--inMemoryPersistence"] if location is None else ["--location", str(location)]
     return [
         str(binary),
-        "--inMemoryPersistence",
+        *keep,
         "--blobHost",
         "127.0.0.1",
         "--blobPort",
