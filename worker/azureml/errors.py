@@ -3,9 +3,9 @@
 ::
 
     AzureMLError
-     ├── TransientError         connection errors, timeouts, 408/429/500/502/503/504
+     ├── TransientError         connection errors, timeouts, 408, 429, 5xx but 501/505
      │    └── ThrottledError    429 and 503: the service asks us to slow down (retry_after)
-     └── PermanentError         other 4xx, unexpected answers, bad payloads
+     └── PermanentError         every other 4xx (never retried), 501/505, unexpected answers
           ├── NotFoundError     404
           └── CannotStartJobError  400 CannotStartJob: the BES job was already started or ended
 
@@ -29,6 +29,8 @@ from worker.logs import MASK, redact_text
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLED_STATUSES = frozenset({429, 503})
+# 5xx that say the request itself can never work there: repeating it is pointless.
+_PERMANENT_5XX = frozenset({501, 505})
 _SAFE_QUERY = frozenset({"api-version", "details", "format"})
 _MESSAGE_LIMIT = 500
 
@@ -68,8 +70,11 @@ class AzureMLError(Exception):
 
     @property
     def remote_code(self) -> str | None:
-        """The most specific remote error code: the detail code, else the class code."""
-        return self.detail_code or self.code
+        """The most specific remote error code: the detail code, else the class code, else
+        ``http_<status>`` for an answer without an error body."""
+        if self.detail_code or self.code:
+            return self.detail_code or self.code
+        return f"http_{self.status}" if self.status is not None else None
 
     def __str__(self) -> str:
         parts: list[str] = []
@@ -193,6 +198,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def is_transient_status(status: int) -> bool:
+    """Whether an answer with ``status`` may succeed if the call is repeated later."""
+    return status in TRANSIENT_STATUSES or (500 <= status <= 599 and status not in _PERMANENT_5XX)
+
+
 def error_for_status(
     status: int,
     body: bytes | str,
@@ -208,7 +218,7 @@ def error_for_status(
     cls: type[AzureMLError]
     if status in THROTTLED_STATUSES:
         cls = ThrottledError
-    elif status in TRANSIENT_STATUSES:
+    elif is_transient_status(status):
         cls = TransientError
     elif status == 404:
         cls = NotFoundError
