@@ -137,6 +137,23 @@ class Keys:
         """Counter of failed authentications by one client address or key prefix in a window."""
         return f"{self.prefix}:authfail:{kind}:{ident}:{window}"
 
+    @property
+    def workers(self) -> str:
+        """Sorted set of live worker ids, by the time each registered (ms)."""
+        return f"{self.prefix}:workers"
+
+    def worker_heartbeat(self, worker_id: str) -> str:
+        """String with a short TTL, renewed while the worker lives."""
+        return f"{self.prefix}:worker:{worker_id}:alive"
+
+    def worker_steps(self, worker_id: str) -> str:
+        """Set of the arq job ids a worker is running."""
+        return f"{self.prefix}:worker:{worker_id}:steps"
+
+    def worker_claims(self, worker_id: str) -> str:
+        """Set of the parked runs a worker's sweeper has claimed."""
+        return f"{self.prefix}:worker:{worker_id}:claims"
+
     def failpoint(self, name: str, run_id: str) -> str:
         """String: set once a chaos-test failpoint crashed the worker for this run."""
         return f"{self.prefix}:failpoint:{name}:{run_id}"

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import time
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -15,13 +15,13 @@ import structlog
 from aiohttp import web
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
-from arq.typing import WorkerCoroutine
+from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Retry, Worker, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from worker.azureml.arm import ArmClient, StaticToken, TokenProvider
 from worker.azureml.bes import BesClient
@@ -35,6 +35,7 @@ from worker.deps import Deps
 from worker.failpoints import Failpoints
 from worker.health import start_health_server
 from worker.keys import Keys
+from worker.liveness import Liveness, worker_id_for
 from worker.locks import Locks
 from worker.metrics import METRICS
 from worker.offboard import remove_remote
@@ -50,6 +51,24 @@ from worker.store import Store
 from worker.sweeper import Sweeper
 
 log = structlog.get_logger("retrainq.worker")
+
+
+class WorkerContext(TypedDict, total=False):
+    """arq's ``ctx`` of a retrainq worker: arq's own keys and what ``on_startup`` adds."""
+
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+    stepper: Stepper
+    schedules: Schedules
+    liveness: Liveness
+    arm_token: TokenProvider
+    health: web.AppRunner
+    started: float
+    sweeper: asyncio.Task[None]
+    gauges: asyncio.Task[None]
+    liveness_loop: asyncio.Task[None]
+
 
 # Inside one step a call may be retried once, quickly; longer waits are new deferred steps.
 STEP_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
@@ -225,15 +244,15 @@ def build_deps(
     return deps
 
 
-async def advance(ctx: dict[Any, Any], run_id: str) -> None:
+async def advance(ctx: WorkerContext, run_id: str) -> None:
     """arq job: advance one run by one step (or a few instant ones)."""
-    stepper: Stepper = ctx["stepper"]
+    stepper = ctx["stepper"]
     await stepper.advance(run_id)
 
 
-async def offboard(ctx: dict[Any, Any], tenant_id: str) -> str:
+async def offboard(ctx: WorkerContext, tenant_id: str) -> str:
     """arq job: remove an offboarded tenant's endpoint or web service (retried with backoff)."""
-    stepper: Stepper = ctx["stepper"]
+    stepper = ctx["stepper"]
     attempt = int(ctx.get("job_try", 1))
     outcome = await remove_remote(stepper.deps, tenant_id, attempt)
     if outcome == "retry":
@@ -241,19 +260,19 @@ async def offboard(ctx: dict[Any, Any], tenant_id: str) -> str:
     return outcome
 
 
-async def reconcile(ctx: dict[Any, Any]) -> int:
+async def reconcile(ctx: WorkerContext) -> int:
     """arq cron: re-enqueue runs whose next step is overdue, and fill free slots."""
-    stepper: Stepper = ctx["stepper"]
+    stepper = ctx["stepper"]
     return await reconcile_runs(stepper.deps, stepper.dispatch)
 
 
-async def fire_schedules(ctx: dict[Any, Any]) -> int:
+async def fire_schedules(ctx: WorkerContext) -> int:
     """arq cron: turn due schedule slots into runs and batches (once per slot, fleet-wide)."""
-    schedules: Schedules = ctx["schedules"]
+    schedules = ctx["schedules"]
     return await schedules.fire_due()
 
 
-async def sample_gauges_forever(ctx: dict[Any, Any]) -> None:
+async def sample_gauges_forever(ctx: WorkerContext) -> None:
     """Sample the gauges every few seconds until cancelled, in every worker.
 
     Not an arq cron job: arq runs each cron tick on one worker of the fleet, and a gauge
@@ -268,18 +287,39 @@ async def sample_gauges_forever(ctx: dict[Any, Any]) -> None:
         await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
 
 
-async def sample_gauges(ctx: dict[Any, Any]) -> None:
+async def sample_gauges(ctx: WorkerContext) -> None:
     """Backlog and slot gauges (the ready backlog drives autoscaling), read through the same
     view as the dashboard's fleet route."""
     from worker.views import FleetViews
 
-    stepper: Stepper = ctx["stepper"]
+    stepper = ctx["stepper"]
     load = await FleetViews.of(stepper.deps.store, stepper.deps.settings).load()
     for service in load.services:
         METRICS.slots_in_use.labels(service.name).set(service.in_use)
     for kind, count in load.backlog.by_kind().items():
         METRICS.backlog.labels(kind).set(count)
     METRICS.bes_in_flight.set(load.in_flight)
+
+
+async def step_started(ctx: WorkerContext) -> None:
+    """arq hook: record the job this worker now runs (best effort: recovery then waits for
+    arq's in-progress TTL instead)."""
+    liveness = ctx.get("liveness")
+    if liveness is not None:
+        try:
+            await liveness.step_started(ctx["job_id"])
+        except RedisError as exc:
+            log.warning("liveness.record_failed", error=str(exc))
+
+
+async def step_ended(ctx: WorkerContext) -> None:
+    """arq hook: the job ended (or was given back to arq)."""
+    liveness = ctx.get("liveness")
+    if liveness is not None:
+        try:
+            await liveness.step_ended(ctx["job_id"])
+        except RedisError as exc:
+            log.warning("liveness.record_failed", error=str(exc))
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
@@ -291,7 +331,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
     if burst:
         settings = settings.model_copy(update={"poll_sweeper": False})
 
-    async def on_startup(ctx: dict[Any, Any]) -> None:
+    async def on_startup(ctx: WorkerContext) -> None:
         redis = aioredis.Redis.from_url(
             settings.redis.url.get_secret_value(),
             decode_responses=True,
@@ -305,6 +345,17 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["arm_token"] = arm_token
         deps = build_deps(settings, redis, ctx["redis"], session, blobs, arm_token)
         ctx["stepper"] = Stepper(deps)
+        liveness = Liveness(
+            redis,
+            deps.store.keys,
+            deps.ledger,
+            worker_id_for(settings.pod_name),
+            ttl_seconds=settings.heartbeat_seconds * 3,
+            beat_seconds=settings.heartbeat_seconds,
+        )
+        await liveness.beat()
+        ctx["liveness"] = liveness
+        ctx["liveness_loop"] = asyncio.create_task(liveness.run_forever(), name="liveness")
         if settings.poll_sweeper:
             sweeper = Sweeper(
                 deps,
@@ -312,31 +363,38 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 batch=settings.sweep_batch,
                 concurrency=settings.sweep_concurrency,
                 claim_seconds=settings.sweep_claim_seconds,
+                owner=liveness.worker_id,
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
         ctx["gauges"] = asyncio.create_task(sample_gauges_forever(ctx), name="gauges")
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue, settings.training_services)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
-        log.info("worker.ready", services=sorted(settings.training_services))
+        log.info(
+            "worker.ready", services=sorted(settings.training_services), worker=liveness.worker_id
+        )
 
-    async def on_shutdown(ctx: dict[Any, Any]) -> None:
-        for name in ("sweeper", "gauges"):
-            loop: asyncio.Task[None] | None = ctx.get(name)
+    async def on_shutdown(ctx: WorkerContext) -> None:
+        for loop in (ctx.get("sweeper"), ctx.get("gauges"), ctx.get("liveness_loop")):
             if loop is not None:
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
-        runner: web.AppRunner | None = ctx.get("health")
+        runner = ctx.get("health")
         if runner is not None:
             await runner.cleanup()
-        stepper: Stepper | None = ctx.get("stepper")
+        liveness = ctx.get("liveness")
+        if liveness is not None:
+            with contextlib.suppress(RedisError):  # its heartbeat lapses all the same
+                await liveness.leave()
+        stepper = ctx.get("stepper")
         if stepper is not None:
             await stepper.deps.session.close()
             await stepper.deps.blobs.close()
             await stepper.deps.store.redis.aclose()
-        if isinstance(ctx.get("arm_token"), AzureIdentityToken):
-            await ctx["arm_token"].close()
+        token = ctx.get("arm_token")
+        if isinstance(token, AzureIdentityToken):
+            await token.close()
         log.info("worker.stopped")
 
     every = set(range(0, 60, 2))
@@ -368,8 +426,10 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         poll_delay=0.05,
         queue_read_limit=max(1000, settings.max_jobs * 5),
         job_completion_wait=timeout,
-        on_startup=on_startup,
-        on_shutdown=on_shutdown,
+        on_startup=cast(StartupShutdown, on_startup),
+        on_shutdown=cast(StartupShutdown, on_shutdown),
+        on_job_start=cast(StartupShutdown, step_started),
+        after_job_end=cast(StartupShutdown, step_ended),
         health_check_interval=settings.health_check_interval_seconds,
         health_check_key=f"{settings.redis.queue_name}:health:{settings.pod_name}",
         job_serializer=serialize,

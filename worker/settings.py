@@ -138,6 +138,13 @@ class WorkerSettings(RetrainqSettings):
     )
     sweep_batch: int = Field(default=256, ge=1, le=5000)
     sweep_concurrency: int = Field(default=64, ge=1, le=1000)
+    heartbeat_seconds: float = Field(
+        default=2.0,
+        ge=0.2,
+        le=60,
+        description="how often a worker renews its heartbeat; one that misses three in a row "
+        "is taken for dead and its steps and claims are released to the others",
+    )
     sweep_claim_seconds: float = Field(default=20.0, ge=1, le=300)
     step_max_failures: int = Field(default=8, ge=1, le=100)
     bulk_every: int = Field(default=5, ge=0, le=1000)

@@ -53,6 +53,7 @@ class Sweeper:
         batch: int = 256,
         concurrency: int = 64,
         claim_seconds: float = 20.0,
+        owner: str = "-",
     ) -> None:
         self.deps = deps
         self.dispatch = dispatch
@@ -60,6 +61,7 @@ class Sweeper:
         self.policy = policy_of(deps.settings)
         self.batch = batch
         self.claim_seconds = claim_seconds
+        self.owner = owner
         self.gate = asyncio.Semaphore(concurrency)
         self.rng = random.Random()
 
@@ -77,7 +79,7 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """Poll one batch of due parked runs; returns how many were claimed."""
-        run_ids = await self.ledger.claim_polls(self.batch, self.claim_seconds)
+        run_ids = await self.ledger.claim_polls(self.batch, self.claim_seconds, self.owner)
         if not run_ids:
             return 0
         runs = {run.id: run for run in await self.ledger.load_many(run_ids)}
@@ -89,6 +91,7 @@ class Sweeper:
         async with self.ledger.redis.pipeline(transaction=False) as pipe:
             for run_id, outcome in zip(run_ids, decided, strict=True):
                 await self._record(pipe, run_id, runs.get(run_id), outcome, freed, holds)
+            self.ledger.settle_claims(pipe, self.owner, run_ids)
             replies = await pipe.execute()
         lost = [run for at, run in holds.items() if int(replies[at]) == Hold.LOST]
         # Slots of ended jobs were given back above: hand them to waiting runs now, before

@@ -22,7 +22,7 @@ from worker.azureml.arm import StaticToken
 from worker.blobs import BlobStore
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.runtime import build_deps, sample_gauges
+from worker.runtime import WorkerContext, build_deps, sample_gauges
 from worker.settings import WorkerSettings
 from worker.steps import Stepper
 from worker.store import Store
@@ -54,7 +54,7 @@ def api_settings(redis_url: str, blob_connection_string: str) -> ApiSettings:
 @pytest.fixture
 async def worker_ctx(
     redis: aioredis.Redis, redis_url: str, blob_connection_string: str
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[WorkerContext]:
     """A worker's context as ``on_startup`` wires it, on the same Redis and services."""
     settings = WorkerSettings(
         _env_file=None,
@@ -66,7 +66,7 @@ async def worker_ctx(
     async with aiohttp.ClientSession() as session:
         blobs = BlobStore.from_config(settings.blob)
         deps = build_deps(settings, redis, pool, session, blobs, StaticToken(SecretStr("")))
-        yield {"stepper": Stepper(deps), "redis": pool}
+        yield WorkerContext(stepper=Stepper(deps), redis=pool)
         await blobs.close()
     await pool.aclose()
 
@@ -94,7 +94,7 @@ def gauge(name: str, **labels: str) -> float | None:
 
 
 async def test_the_fleet_route_and_the_gauges_agree_on_one_redis_state(
-    api: TestClient[web.Request, web.Application], redis: aioredis.Redis, worker_ctx: dict[str, Any]
+    api: TestClient[web.Request, web.Application], redis: aioredis.Redis, worker_ctx: WorkerContext
 ) -> None:
     """Slots in use (leases not expired), runs waiting and the arq backlog are the same on
     ``/v1/fleet`` as on the worker's gauges, and are the seeded numbers."""

@@ -126,6 +126,7 @@ class Ledger:
         self._cancel = redis.register_script(script("request_cancel"))
         self._claim = redis.register_script(script("claim_polls"))
         self._dispatch = redis.register_script(script("dispatch"))
+        self._recover = redis.register_script(script("recover_worker"))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -329,13 +330,20 @@ class Ledger:
 
     # --- parked runs (the poll sweeper) ----------------------------------------------------
 
-    async def claim_polls(self, limit: int, claim_seconds: float) -> list[str]:
-        """Parked runs whose poll is due, each held back ``claim_seconds`` for the caller."""
+    async def claim_polls(self, limit: int, claim_seconds: float, owner: str = "-") -> list[str]:
+        """Parked runs whose poll is due, each held back ``claim_seconds`` for the caller,
+        recorded as claimed by worker ``owner``."""
         now = now_ms()
         ids: list[str] = await self._claim(
-            keys=[self.keys.polls], args=[now, now + int(claim_seconds * 1000), limit]
+            keys=[self.keys.polls, self.keys.worker_claims(owner)],
+            args=[now, now + int(claim_seconds * 1000), limit],
         )
         return ids
+
+    def settle_claims(self, pipe: Pipeline, owner: str, run_ids: Sequence[str]) -> None:
+        """Queue on ``pipe``: ``owner``'s sweep of these runs is recorded; the claims end."""
+        if run_ids:
+            pipe.srem(self.keys.worker_claims(owner), *run_ids)
 
     def repark(self, pipe: Pipeline, run_id: str, poll_in: float) -> None:
         """Queue on ``pipe``: the run's next poll in ``poll_in`` s, one more poll counted.
@@ -348,6 +356,23 @@ class Ledger:
     def mark_finished(self, pipe: Pipeline, run_id: str, job_id: str) -> None:
         """Queue on ``pipe``: the run's job was seen ``Finished`` (its step skips a poll)."""
         pipe.hset(self.keys.run(run_id), F_FINISHED, job_id)
+
+    async def release_lapsed(self, worker_id: str, in_progress_prefix: str) -> tuple[int, int]:
+        """Release what a worker whose heartbeat lapsed held: (steps, claims) released, or
+        (0, 0) when it is alive or another worker released it first."""
+        released = await self._recover(
+            keys=[
+                self.keys.worker_heartbeat(worker_id),
+                self.keys.workers,
+                self.keys.worker_steps(worker_id),
+                self.keys.worker_claims(worker_id),
+                self.keys.polls,
+            ],
+            args=[worker_id, in_progress_prefix, now_ms()],
+        )
+        if not released:
+            return 0, 0
+        return int(released[0]), int(released[1])
 
     def unpark(self, pipe: Pipeline, run_id: str) -> None:
         """Queue on ``pipe``: forget a parked run that is gone or no longer training."""
