@@ -1,4 +1,5 @@
-"""A small fleet for pipeline tests: tenants with data, real worker processes, scoring checks."""
+"""A small fleet for pipeline tests: tenants with data, workers (in this event loop, or processes
+for chaos and security tests), scoring checks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from emulator import datagen
 from emulator.training import ModelSpec, input_columns, parse_csv, train
 from producer.devtools.emulated import predictive_service_ids, worker_env
 from producer.devtools.processes import ManagedProcess, console_script, free_port
+from tests.integration.workers import LocalWorker, settings_from
 from worker.blobs import BlobStore, training_data_path
 from worker.keys import Keys
 from worker.queue import StepQueue
@@ -46,6 +48,7 @@ class Fleet:
     store: Store = field(init=False)
     queue: StepQueue = field(init=False)
     workers: list[ManagedProcess] = field(default_factory=list)
+    local: list[LocalWorker] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.store = Store(self.redis, Keys("retrainq"))
@@ -73,9 +76,9 @@ class Fleet:
 
     # --- workers -----------------------------------------------------------------------------
 
-    def start_workers(self, count: int, **settings: str) -> list[ManagedProcess]:
-        """Start ``count`` worker processes configured for this fleet."""
-        env = {
+    def worker_env(self, **settings: str) -> dict[str, str]:
+        """``RETRAINQ_*`` variables of a worker of this fleet, ``settings`` on top."""
+        return {
             "RETRAINQ_REDIS__URL": self.redis_url,
             "RETRAINQ_BLOB__CONNECTION_STRING": self.blob_connection_string,
             "RETRAINQ_LOG__FORMAT": "json",
@@ -84,6 +87,33 @@ class Fleet:
             **worker_env(self.config, self.emulator_url),
             **settings,
         }
+
+    def run_workers(self, count: int, *, burst: bool = False, **settings: str) -> list[LocalWorker]:
+        """Start ``count`` workers in this event loop (stopped when the fleet closes)."""
+        started = []
+        for _ in range(count):
+            name = f"local-{len(self.local) + 1}"
+            env = self.worker_env(
+                RETRAINQ_HEALTH_PORT=str(free_port()), RETRAINQ_POD_NAME=name, **settings
+            )
+            started.append(LocalWorker.start(name, settings_from(env), burst=burst))
+            self.local.append(started[-1])
+        return started
+
+    async def drain(self, count: int = 1, within: float = 120, **settings: str) -> None:
+        """Run ``count`` burst workers until arq's queue is empty: every queued step has run."""
+        workers = self.run_workers(count, burst=True, **settings)
+        try:
+            for worker in workers:
+                await worker.finished(within)
+        finally:
+            for worker in workers:
+                await worker.stop()
+                self.local.remove(worker)
+
+    def start_workers(self, count: int, **settings: str) -> list[ManagedProcess]:
+        """Start ``count`` worker processes configured for this fleet (chaos and security)."""
+        env = self.worker_env(**settings)
         started = []
         for _ in range(count):
             index = len(self.workers) + 1
@@ -268,6 +298,8 @@ async def open_fleet(
 
 async def close_fleet(fleet: Fleet) -> None:
     """Stop workers and close clients."""
+    for worker in fleet.local:
+        await worker.stop()
     fleet.stop_workers()
     await fleet.http.close()
     await fleet.blobs.close()

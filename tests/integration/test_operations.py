@@ -3,11 +3,16 @@ backlog gauges every worker samples."""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from structlog.testing import capture_logs
 
 from tests.integration.fleet import QUEUE, Fleet, until
 from tests.runs import put_in_state
@@ -25,7 +30,7 @@ async def test_cancelling_a_training_run_deletes_its_bes_job(fleet: Fleet) -> No
     """A cancel request ends the run ``cancelled`` and the remote job is cancelled too."""
     tenant = await fleet.onboard("cancel-me")
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 60})
-    fleet.start_workers(1)
+    fleet.run_workers(1)
     run_id = await fleet.retrain(tenant.id)
 
     async def training() -> bool:
@@ -44,20 +49,23 @@ async def test_cancelling_a_training_run_deletes_its_bes_job(fleet: Fleet) -> No
 async def test_step_logs_carry_run_context_and_metrics_count_outcomes(fleet: Fleet) -> None:
     """Every step line names tenant, run, batch, state; /metrics and /healthz answer."""
     tenants = [await fleet.onboard(f"obs{i}") for i in range(3)]
-    (worker,) = fleet.start_workers(1)
-    run_ids = [await fleet.retrain(t.id) for t in tenants]
-    runs = await fleet.wait_terminal(run_ids)
-    assert all(r.state is RunState.SUCCEEDED for r in runs)
-    base = f"http://127.0.0.1:{worker.port}"
-    async with fleet.http.get(f"{base}/metrics") as reply:
-        metrics = await reply.text()
-    assert 'retrainq_runs_total{outcome="succeeded"} 3.0' in metrics
-    assert 'retrainq_bes_jobs_started_total{service="default"} 3.0' in metrics
-    assert "retrainq_remote_calls_total" in metrics
-    async with fleet.http.get(f"{base}/healthz") as reply:
-        assert (await reply.json())["status"] == "ok"
-    worker.stop()
-    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line]
+    before = {name: _sample(REGISTRY, name, labels) for name, labels in COUNTED}
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        (worker,) = fleet.run_workers(1)
+        run_ids = [await fleet.retrain(t.id) for t in tenants]
+        runs = await fleet.wait_terminal(run_ids)
+        assert all(r.state is RunState.SUCCEEDED for r in runs)
+        base = f"http://127.0.0.1:{worker.port}"
+        async with fleet.http.get(f"{base}/metrics") as response:
+            exported = CollectorRegistry()
+            exported.register(_Parsed(await response.text()))
+        async with fleet.http.get(f"{base}/healthz") as response:
+            assert (await response.json())["status"] == "ok"
+        await worker.stop()
+    # Counters are the process's: this test's runs are what they gained during it.
+    for name, labels in COUNTED:
+        assert _sample(exported, name, labels) - before[name] == 3, name
+    assert _sample(exported, "retrainq_remote_calls_total", {"api": "bes", "status": "200"}) > 0
     submitted = [line for line in lines if line.get("event") == "bes.submitted"]
     assert len(submitted) == 3
     for line in submitted:
@@ -70,11 +78,31 @@ async def test_step_logs_carry_run_context_and_metrics_count_outcomes(fleet: Fle
     assert sorted(line["run_id"] for line in succeeded) == sorted(run_ids)
 
 
+COUNTED = [
+    ("retrainq_runs_total", {"outcome": "succeeded"}),
+    ("retrainq_bes_jobs_started_total", {"service": "default"}),
+]
+
+
+class _Parsed(Collector):
+    """The metric families of a Prometheus text exposition."""
+
+    def __init__(self, text: str) -> None:
+        self.families = list(text_string_to_metric_families(text))
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _sample(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
 async def test_offboarding_with_remote_removal_deletes_endpoint_and_service(fleet: Fleet) -> None:
     """The worker deletes an offboarded tenant's classic endpoint and new web service."""
     classic = await fleet.onboard("gone-classic")
     new = await fleet.onboard("gone-new", "new")
-    fleet.start_workers(1)
+    fleet.run_workers(1)
     runs = await fleet.wait_terminal([await fleet.retrain(classic.id), await fleet.retrain(new.id)])
     assert all(r.state is RunState.SUCCEEDED for r in runs)
     await fleet.runtime_of(classic)  # both exist and serve before offboarding
@@ -102,7 +130,7 @@ async def test_a_run_past_its_deadline_fails_and_its_bes_job_is_deleted(fleet: F
     tenant = await fleet.onboard("slowpoke")
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 600})
     fleet.store.run_timeout = timedelta(seconds=4)  # the deadline is set when the run is made
-    fleet.start_workers(1)
+    fleet.run_workers(1)
     run_id = await fleet.retrain(tenant.id)
     runs = await fleet.wait_terminal([run_id], within=30)
     assert runs[0].state is RunState.FAILED
@@ -122,7 +150,7 @@ async def test_a_requested_rerun_survives_a_crash_right_after_the_run_ended(flee
     # What a worker leaves behind when killed between saving the end and its tail work.
     await reply(fleet.redis.hset(fleet.store.keys.run(run.id), "rerun", "1"))
     await put_in_state(fleet.store, run, RunState.FAILED, due_in=0)
-    fleet.start_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="0.5")
+    fleet.run_workers(1, RETRAINQ_RECONCILE_GRACE_SECONDS="0.5")
 
     async def followed_up() -> bool:
         return len(await fleet.store.tenant_run_ids(tenant.id)) == 2

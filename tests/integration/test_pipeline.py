@@ -1,9 +1,12 @@
-"""The retrain pipeline end to end: real worker processes, Redis, Azurite and the emulator."""
+"""The retrain pipeline end to end: arq workers in this event loop, real Redis, Azurite and the
+emulator."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,6 +18,8 @@ from worker.schemas import Lane, RunState
 
 pytestmark = pytest.mark.timeout(240)
 
+T = TypeVar("T")
+
 
 async def test_fifty_tenants_retrain_concurrently_and_serve_their_own_models(
     fleet: Fleet,
@@ -22,9 +27,9 @@ async def test_fifty_tenants_retrain_concurrently_and_serve_their_own_models(
     """40 classic endpoints and 10 new services: all succeed, each scores its own model."""
     tenants = [await fleet.onboard(f"c{i:02d}") for i in range(40)]
     tenants += [await fleet.onboard(f"n{i:02d}", "new") for i in range(10)]
-    fleet.start_workers(2)
     run_ids = [await fleet.retrain(t.id) for t in tenants]
-    runs = await fleet.wait_terminal(run_ids, within=180)
+    await fleet.drain(2)
+    runs = await fleet.wait_terminal(run_ids, within=0)
     failed = [(r.tenant_id, r.state.value, r.error) for r in runs if r.state != RunState.SUCCEEDED]
     assert not failed, dump(failed)
     stats = await fleet.training_stats()
@@ -40,8 +45,9 @@ async def test_a_model_failing_the_gate_is_rejected_and_the_old_one_keeps_servin
 ) -> None:
     """A retrain on drifted data that misses the gate ends rejected; scoring is unchanged."""
     tenant = await fleet.onboard("gated")
-    fleet.start_workers(1)
-    first = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    first_id = await fleet.retrain(tenant.id)
+    await fleet.drain()
+    first = await fleet.wait_terminal([first_id], within=0)
     assert first[0].state is RunState.SUCCEEDED, first[0].error
     rows = sample_rows(fleet, tenant.id)
     before = await fleet.score(tenant, rows)
@@ -50,7 +56,9 @@ async def test_a_model_failing_the_gate_is_rejected_and_the_old_one_keeps_servin
     )
     path = await fleet.upload(tenant.id, version=2, drift=True)
     await fleet.store.update_tenant(tenant.id, lambda t: t.model_copy(update={"data_path": path}))
-    second = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    second_id = await fleet.retrain(tenant.id)
+    await fleet.drain()
+    second = await fleet.wait_terminal([second_id], within=0)
     assert second[0].state is RunState.REJECTED
     assert second[0].decision is not None
     assert not second[0].decision.accepted
@@ -64,9 +72,9 @@ async def test_the_service_cap_bounds_running_bes_jobs(fleet: Fleet) -> None:
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 0.5})
     services = training_services(fleet.config, fleet.emulator_url)
     services["default"]["max_running"] = 5
-    fleet.start_workers(2, RETRAINQ_TRAINING_SERVICES=json.dumps(services))
     run_ids = [await fleet.retrain(t.id, Lane.BULK) for t in tenants]
-    runs = await fleet.wait_terminal(run_ids, within=180)
+    await fleet.drain(2, RETRAINQ_TRAINING_SERVICES=json.dumps(services))
+    runs = await fleet.wait_terminal(run_ids, within=0)
     assert all(r.state is RunState.SUCCEEDED for r in runs), dump([r.error for r in runs])
     stats = await fleet.training_stats()
     assert stats["jobs_started"] == 30
@@ -79,15 +87,18 @@ async def test_runs_of_one_tenant_finishing_out_of_order_leave_the_newer_model(
 ) -> None:
     """An older run reaching deploy after a newer one is superseded, not deployed."""
     tenant = await fleet.onboard("order")
-    fleet.start_workers(1)
-    old = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    old_id = await fleet.retrain(tenant.id)
+    await fleet.drain()
+    old = await fleet.wait_terminal([old_id], within=0)
     assert old[0].state is RunState.SUCCEEDED
     path = await fleet.upload(tenant.id, version=2, drift=True)
     permissive = Gate(max_regression=None)
     await fleet.store.update_tenant(
         tenant.id, lambda t: t.model_copy(update={"data_path": path, "gate": permissive})
     )
-    newer = await fleet.wait_terminal([await fleet.retrain(tenant.id)])
+    newer_id = await fleet.retrain(tenant.id)
+    await fleet.drain()
+    newer = await fleet.wait_terminal([newer_id], within=0)
     assert newer[0].state is RunState.SUCCEEDED
     # Replay the old run's deploy step as if it finished late.
     late = old[0].model_copy(update={"state": RunState.DEPLOYING})
@@ -98,7 +109,12 @@ async def test_runs_of_one_tenant_finishing_out_of_order_leave_the_newer_model(
         )
     )
     await fleet.queue.advance(late.id, late.version)
-    await asyncio.sleep(2)
+    await fleet.drain()  # the late step has run
+    replayed = await fleet.store.get_run(late.id)
+    assert replayed is not None
+    assert replayed.state is RunState.SUCCEEDED
+    assert replayed.error is not None
+    assert replayed.error.startswith("superseded: ")
     current = await fleet.store.get_tenant(tenant.id)
     assert current is not None
     assert current.deployed is not None
@@ -112,12 +128,11 @@ async def test_an_interactive_run_behind_500_waiting_bulk_runs_starts_within_sec
     fleet: Fleet,
 ) -> None:
     """Interactive work is dispatched before a deep bulk backlog."""
-    bulk = [await fleet.onboard(f"bulk{i:03d}", rows=60) for i in range(500)]
+    bulk = await in_chunks([fleet.onboard(f"bulk{i:03d}", rows=60) for i in range(500)])
     urgent = await fleet.onboard("urgent")
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 1.0})
-    fleet.start_workers(1)
-    for tenant in bulk:
-        await fleet.retrain(tenant.id, Lane.BULK)
+    fleet.run_workers(1)
+    await in_chunks([fleet.retrain(tenant.id, Lane.BULK) for tenant in bulk])
 
     # Wait until the bulk lane has filled every slot and the rest are waiting.
     async def backlog_is_deep() -> bool:
@@ -131,3 +146,11 @@ async def test_an_interactive_run_behind_500_waiting_bulk_runs_starts_within_sec
         return run is not None and run.bes_started
 
     assert await until(bes_job_started, within=5) < 5
+
+
+async def in_chunks(calls: list[Coroutine[Any, Any, T]], size: int = 50) -> list[T]:
+    """Await ``calls`` ``size`` at a time, results in order."""
+    results: list[T] = []
+    for start in range(0, len(calls), size):
+        results += await asyncio.gather(*calls[start : start + size])
+    return results
