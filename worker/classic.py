@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+import structlog
+
 from worker.azureml.bes import BesClient, BesJobRequest, JobState
 from worker.azureml.errors import CannotStartJobError
 from worker.azureml.locations import BlobReference
@@ -20,6 +22,8 @@ from worker.errors import RunFailed
 from worker.run.model import Run
 from worker.run.ports import JobReport
 from worker.settings import TrainingServiceConfig
+
+log = structlog.get_logger("retrainq.classic")
 
 MAX_EVALUATION_BYTES = 1 << 20
 
@@ -99,6 +103,7 @@ class ClassicTraining:
             status = await client.status(job_id)
             if status.state is JobState.NOT_STARTED:
                 raise
+            log.info("bes.already_started", status=status.state.value)
 
     async def status(self, run: Run, job_id: str) -> JobReport:
         """The job's state and failure details."""

@@ -138,6 +138,8 @@ class Stepper:
     async def _step(self, run: Run) -> Moved:
         action = mc.plan(run, self._tick(), self.policy)
         if isinstance(action, mc.SubmitJob):
+            if action.intent.orphaned_submissions > run.orphaned_submissions:
+                log.warning("bes.orphan_assumed", attempts=run.submit_attempts)
             # The intent is recorded before the call: a crash after it is seen next time.
             run = (await self._commit(run, mc.Step((action.intent,), mc.Next.CONTINUE))).run
         if isinstance(action, mc.StartJob):
@@ -174,6 +176,8 @@ class Stepper:
         if after.bes_job_id and not before.bes_job_id:
             bind_context(bes_job_id=after.bes_job_id)
             log.info("bes.submitted", endpoint=after.bes_endpoint)
+        if after.decision is not None and before.decision is None:
+            log.info("gate.decided", accepted=after.decision.accepted, reason=after.decision.reason)
         if after.last_error and after.step_failures > before.step_failures:
             log.warning(
                 "run.step_retry",
