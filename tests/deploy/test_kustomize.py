@@ -145,14 +145,15 @@ def test_pod_monitors_scrape_each_metrics_port(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
     """The Prometheus Operator scrapes /metrics of the worker pods on RETRAINQ_HEALTH_PORT (the
-    KEDA trigger's gauge) and of the API pods on RETRAINQ_PORT, by container port name."""
+    KEDA trigger's gauge) and of the API pods on RETRAINQ_METRICS_PORT, by container port
+    name (never the API port)."""
     docs = rendered[overlay]
     ports = {
         "retrainq-worker": config_value(
             docs, "RETRAINQ_HEALTH_PORT", WorkerSettings.model_fields["health_port"].default
         ),
         "retrainq-api": config_value(
-            docs, "RETRAINQ_PORT", ApiSettings.model_fields["port"].default
+            docs, "RETRAINQ_METRICS_PORT", ApiSettings.model_fields["metrics_port"].default
         ),
     }
     for name, port in ports.items():
@@ -338,7 +339,10 @@ def test_network_policies(rendered: dict[str, list[Doc]], overlay: str) -> None:
         return {p["port"] for rule in rules for p in rule.get("ports", [])}
 
     api = one(docs, "NetworkPolicy", "retrainq-api")["spec"]
-    assert ports(api["ingress"]) == {int(config_value(docs, "RETRAINQ_PORT", 8080))}
+    assert ports(api["ingress"]) == {
+        int(config_value(docs, "RETRAINQ_PORT", 8080)),
+        int(config_value(docs, "RETRAINQ_METRICS_PORT", 9102)),
+    }
     worker = one(docs, "NetworkPolicy", "retrainq-worker")["spec"]
     assert {6379, 443, 53} <= ports(worker["egress"])
     assert "Egress" in worker["policyTypes"]
