@@ -4,28 +4,54 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from emulator.app import main
 from emulator.config import default_config
 from emulator.datagen import bike_rental_csv
-from producer.devtools.processes import ManagedProcess, console_script
-
-BIN = console_script("retrainq-emulator")
+from producer.devtools.processes import ManagedProcess
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the command and capture its output."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINQ_EMULATOR_")}
-    return subprocess.run(
-        [BIN, *args], capture_output=True, text=True, env={**clean, **(env or {})}, timeout=60
-    )
+@dataclass(frozen=True)
+class Result:
+    """What one command line did: exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_help_exits_zero() -> None:
+@pytest.fixture
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Result]:
+    """Run ``retrainq-emulator`` in this process (argparse's exits included) on a clean
+    environment; the console script itself serves in the last test."""
+    for name in os.environ:
+        if name.startswith("RETRAINQ_EMULATOR_"):
+            monkeypatch.delenv(name)
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as scoped:
+            for name, value in (env or {}).items():
+                scoped.setenv(name, value)
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def test_help_exits_zero(run: Callable[..., Result]) -> None:
     """--help documents the flags and exits 0."""
     result = run("--help")
     assert result.returncode == 0
@@ -33,7 +59,7 @@ def test_help_exits_zero() -> None:
         assert flag in result.stdout
 
 
-def test_print_config_env_and_flags() -> None:
+def test_print_config_env_and_flags(run: Callable[..., Result]) -> None:
     """--print-config prints the default config with secrets; flags beat environment variables."""
     result = run("--print-config", env={"RETRAINQ_EMULATOR_PORT": "9911"})
     doc = json.loads(result.stdout)
@@ -47,7 +73,7 @@ def test_print_config_env_and_flags() -> None:
     assert json.loads(result.stdout)["public_url"] == "http://emulator:8090"
 
 
-def test_config_file(tmp_path: Path) -> None:
+def test_config_file(tmp_path: Path, run: Callable[..., Result]) -> None:
     """--config loads another config; an invalid one exits 2 with a message."""
     config = default_config(training_endpoints=3)
     path = tmp_path / "emulator.json"
@@ -62,7 +88,7 @@ def test_config_file(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_invalid_settings_are_one_line() -> None:
+def test_invalid_settings_are_one_line(run: Callable[..., Result]) -> None:
     """A setting out of range stops the emulator with one line naming it (exit 2)."""
     result = run("--port", "-1", "--print-config")
     assert result.returncode == 2
@@ -71,7 +97,7 @@ def test_invalid_settings_are_one_line() -> None:
     assert lines[0].startswith("retrainq-emulator: invalid configuration: port: ")
 
 
-def test_gen_data_is_deterministic_per_tenant(tmp_path: Path) -> None:
+def test_gen_data_is_deterministic_per_tenant(tmp_path: Path, run: Callable[..., Result]) -> None:
     """gen-data writes the same CSV as the datagen module, different per tenant and drift."""
     out = tmp_path / "a.csv"
     assert (
@@ -87,7 +113,9 @@ def test_gen_data_is_deterministic_per_tenant(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("rows", ["0", "-5", "many"])
-def test_gen_data_rows_must_be_a_positive_whole_number(tmp_path: Path, rows: str) -> None:
+def test_gen_data_rows_must_be_a_positive_whole_number(
+    tmp_path: Path, rows: str, run: Callable[..., Result]
+) -> None:
     """--rows below 1 or not a number is a usage error (exit 2) and writes no file."""
     out = tmp_path / "x.csv"
     result = run("gen-data", "--tenant", "x", "--rows", rows, "--out", str(out))
@@ -97,7 +125,9 @@ def test_gen_data_rows_must_be_a_positive_whole_number(tmp_path: Path, rows: str
 
 
 @pytest.mark.parametrize("out", ["missing/dir/x.csv", "."])
-def test_gen_data_unwritable_out_is_a_one_line_error(tmp_path: Path, out: str) -> None:
+def test_gen_data_unwritable_out_is_a_one_line_error(
+    tmp_path: Path, out: str, run: Callable[..., Result]
+) -> None:
     """A --out that cannot be written exits 2 with one line on stderr, not a traceback."""
     result = run("gen-data", "--tenant", "x", "--rows", "10", "--out", str(tmp_path / out))
     assert result.returncode == 2
