@@ -102,6 +102,12 @@ def package_version() -> str:
         return "unknown"
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from producer.cli.doctor import doctor  # the Azure clients load only for this command
+
+    return doctor(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``retrainq``."""
     parser = argparse.ArgumentParser(
@@ -142,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default=str(DEFAULT_STATE_DIR / "demo"), help="where the demo stack lives"
     )
     demo.set_defaults(handler=_demo)
+    check = subcommands.add_parser(
+        "doctor",
+        help="check Redis, blob storage, each BES endpoint and the Azure tokens; print fixes",
+        description="Check every dependency the worker is configured for (one harmless read "
+        "each) and print a table with fixes; exit 1 if any check failed.",
+    )
+    commands.add_output_flags(check, default=argparse.SUPPRESS)
+    check.set_defaults(handler=_doctor)
     commands.add_api_commands(subcommands)
     return parser
 
