@@ -1,49 +1,76 @@
-"""The main job: ``retrainq demo`` on a fresh stack of its own (a smaller fleet here)."""
+"""The main job: ``retrainq demo`` on a fresh local stack of its own (a smaller fleet here).
+
+The demo's stack is the launcher's (``DevStack``), so the same run shows that ``up`` starts
+every service and that ``down`` leaves no process and no port behind.
+"""
 
 from __future__ import annotations
 
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from producer.devtools.processes import console_script, pid_alive
+from producer.devtools.devstack import DevStack, RunningService, read_env_file
+from producer.devtools.processes import console_script, pid_alive, port_open
 
 pytestmark = pytest.mark.timeout(240)
 
+SERVICES = ["redis", "azurite", "emulator", "api", "worker-1", "worker-2"]
 
-def test_demo_runs_end_to_end_lists_every_tenant_and_writes_its_report(tmp_path: Path) -> None:
-    """Exit 0, a result row per tenant, predictions shown, a report written, nothing left."""
+
+def test_demo_runs_end_to_end_on_a_stack_it_starts_and_stops(tmp_path: Path) -> None:
+    """Every service answers while the demo runs; exit 0, a result row per tenant, predictions
+    shown, a report written; afterwards no pid lives and no port listens."""
     report = tmp_path / "report.html"
     state = tmp_path / "stack"
-    done = subprocess.run(
-        [
-            console_script("retrainq"),
-            "demo",
-            "--tenants",
-            "6",
-            "--new-services",
-            "2",
-            "--report",
-            str(report),
-            "--state-dir",
-            str(state),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = tmp_path / "demo.out"
+    argv = [console_script("retrainq"), "demo", "--tenants", "6", "--new-services", "2"]
+    argv += ["--report", str(report), "--state-dir", str(state)]
+    with output.open("w") as out, subprocess.Popen(argv, stdout=out, stderr=out, text=True) as demo:
+        try:
+            services = wait_until_up(DevStack(state_dir=state), demo, output, within=120)
+            env = read_env_file(DevStack(state_dir=state).env_file)
+            with urllib.request.urlopen(env["RETRAINQ_API_URL"] + "/readyz", timeout=5) as reply:
+                assert reply.status == 200
+            returncode = demo.wait(timeout=200)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    printed = output.read_text()
+    assert returncode == 0, printed[-6000:]
     for tenant in ["rental001", "rental004", "station001", "station002"]:
-        assert f"│ {tenant}" in done.stdout
-    assert "predictions before and after" in done.stdout
-    assert "6 tenants; bulk retrain:" in done.stdout
+        assert f"│ {tenant}" in printed
+    assert "predictions before and after" in printed
+    assert "6 tenants; bulk retrain:" in printed
     page = report.read_text()
     assert "<svg" in page
     assert page.count("<tr>") == 7  # header + one row per tenant
-    assert "stopped the demo's stack" in done.stdout
-    assert not (state / "stack.json").exists()
+    assert "stopped the demo's stack" in printed
+    for service in services:
+        assert not pid_alive(service.pid), f"{service.name} still running"
+        assert not port_open(service.port), f"port {service.port} of {service.name} still open"
+    assert DevStack(state_dir=state).status() == []
     assert processes_mentioning(str(state)) == []
+
+
+def wait_until_up(
+    stack: DevStack, demo: subprocess.Popen[str], output: Path, within: float
+) -> list[RunningService]:
+    """The stack's services once all of them run and listen and its env file is written."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert demo.poll() is None, f"the demo ended early:\n{output.read_text()[-6000:]}"
+        try:
+            rows = stack.status() if stack.env_file.exists() else []
+        except ValueError:  # the state file is being rewritten as a service starts
+            rows = []
+        if [s.name for s, _, _ in rows] == SERVICES and all(a and b for _, a, b in rows):
+            return [s for s, _, _ in rows]
+        time.sleep(0.1)
+    raise AssertionError(f"stack not up after {within}s:\n{output.read_text()[-6000:]}")
 
 
 def processes_mentioning(text: str) -> list[int]:
