@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 
 from tests.deploy.support import DEPLOY, REPO, console_scripts
@@ -124,19 +123,6 @@ def test_dependencies_are_pinned_and_extras_follow_the_image() -> None:
     assert any(i.keyword == "COPY" and "constraints.txt" in i.args.split() for i in build)
     assert pip_extras() == set(), "no optional extras in the production image"
     assert pip_extras("emulator") == {"emulator"}
-
-
-def test_the_emulator_extra_holds_what_only_the_emulator_needs() -> None:
-    """scikit-learn and numpy are in the emulator extra, not in the dependencies every image
-    installs."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    names = {re.split(r"[\[<>=~! ]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
-    emulator = {
-        re.split(r"[\[<>=~! ]", dep, maxsplit=1)[0]
-        for dep in project["optional-dependencies"]["emulator"]
-    }
-    assert {"scikit-learn", "numpy"} <= emulator
-    assert not names & emulator
 
 
 def test_runtime_images_run_as_non_root_user() -> None:
