@@ -157,7 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_output_flags(check, default=argparse.SUPPRESS)
     check.set_defaults(handler=_doctor)
     commands.add_api_commands(subcommands)
+    completion = subcommands.add_parser(
+        "completion", help='print a shell completion script: eval "$(retrainq completion bash)"'
+    )
+    completion.add_argument("shell", choices=["bash"])
+    completion.set_defaults(handler=_completion)
     return parser
+
+
+def _completion(_args: argparse.Namespace) -> int:
+    from producer.cli.completion import bash_script
+
+    print(bash_script(build_parser()), end="")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
