@@ -132,6 +132,38 @@ async def execute(request: web.Request) -> web.Response:
     return reply(request, "rrs", web.json_response(body))
 
 
+def swagger_document(runtime: Runtime, title: str, base: str) -> dict[str, Any]:
+    """A swagger.json of a runtime: its input columns with their types, and its global
+    parameters (a training service's data-URL parameters; none on a predictive one)."""
+    spec = runtime.spec
+    numeric = set(input_columns(spec.numeric_features))
+    columns = input_columns(spec.features)
+    if runtime.kind == "training":
+        columns = [*columns, spec.label]
+        numeric.add(spec.label)
+    properties = {
+        c: {"type": "number", "format": "double"} if c in numeric else {"type": "string"}
+        for c in columns
+    }
+    parameters = runtime.data_uri_parameters if runtime.kind == "training" else []
+    return {
+        "swagger": "2.0",
+        "info": {"title": title, "version": "2.0"},
+        "basePath": base,
+        "paths": {
+            "/execute": {"post": {"summary": "Score rows (RRS)", "parameters": []}},
+            "/jobs": {"post": {"summary": "Submit a batch job (BES)", "parameters": []}},
+        },
+        "definitions": {
+            "input1": {"type": "object", "properties": properties},
+            "GlobalParameters": {
+                "type": "object",
+                "properties": {name: {"type": "string"} for name in parameters},
+            },
+        },
+    }
+
+
 async def swagger(request: web.Request) -> web.Response:
     """GET swagger.json of a new web service (a minimal description of its runtime API)."""
     state = request.app[STATE]
@@ -139,24 +171,17 @@ async def swagger(request: web.Request) -> web.Response:
     service = state.arm_by_service_id.get(match["service_id"].lower())
     if service is None or service.subscription_id.lower() != match["subscription_id"].lower():
         raise ApiError(404, "NotFound", "The web service was not found.")
-    spec = service.runtime.spec
     base = f"/subscriptions/{service.subscription_id}/services/{service.service_id}"
-    doc = {
-        "swagger": "2.0",
-        "info": {"title": service.properties.get("title", service.name), "version": "2.0"},
-        "basePath": base,
-        "paths": {
-            "/execute": {"post": {"summary": "Score rows (RRS)", "parameters": []}},
-            "/jobs": {"post": {"summary": "Submit a batch job (BES)", "parameters": []}},
-        },
-        "definitions": {
-            "input1": {
-                "type": "object",
-                "properties": {f: {"type": "string"} for f in input_columns(spec.features)},
-            }
-        },
-    }
-    return web.json_response(doc)
+    title = service.properties.get("title", service.name)
+    return web.json_response(swagger_document(service.runtime, title, base))
+
+
+async def classic_swagger(request: web.Request) -> web.Response:
+    """GET swagger.json of a classic endpoint (its key and ``api-version=2.0`` required)."""
+    runtime = runtime_of(request)
+    match = request.match_info
+    base = f"/workspaces/{match['workspace_id']}/services/{match['endpoint_id']}"
+    return web.json_response(swagger_document(runtime, runtime.label, base))
 
 
 def add_routes(app: web.Application) -> None:
@@ -165,4 +190,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/subscriptions/{subscription_id}/services/{service_id}/execute", execute)
     app.router.add_get(
         "/subscriptions/{subscription_id}/services/{service_id}/swagger.json", swagger
+    )
+    app.router.add_get(
+        "/workspaces/{workspace_id}/services/{endpoint_id}/swagger.json", classic_swagger
     )

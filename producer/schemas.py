@@ -77,6 +77,11 @@ class TenantView(BaseModel):
     endpoint_name: str | None
     service_name: str | None
     deployed: DeployedModel | None
+    verified: bool | None = Field(
+        default=None,
+        description="whether the target passed the onboarding preflight (false: onboarded "
+        "with verify=false or with the preflight off; null: before preflights existed)",
+    )
 
 
 class TenantCreated(BaseModel):

@@ -154,6 +154,10 @@ class Keys:
         """Set of the parked runs a worker's sweeper has claimed."""
         return f"{self.prefix}:worker:{worker_id}:claims"
 
+    def tenant_verification(self, tenant_id: str) -> str:
+        """String: JSON of the onboarding preflight's outcome for a tenant's current target."""
+        return f"{self.prefix}:tenant:{tenant_id}:verified"
+
     def failpoint(self, name: str, run_id: str) -> str:
         """String: set once a chaos-test failpoint crashed the worker for this run."""
         return f"{self.prefix}:failpoint:{name}:{run_id}"

@@ -22,6 +22,7 @@ from producer.api.http import header_middleware
 from producer.api.idempotency import IDEMPOTENCY, idempotency_middleware
 from producer.api.metrics import API_METRICS, metrics, metrics_middleware
 from producer.api.openapi import build_openapi
+from producer.api.preflight import VERIFICATIONS, preflight_ctx
 from producer.api.problems import problem_middleware
 from producer.api.server import serve
 from producer.api.settings import ApiSettings
@@ -36,6 +37,7 @@ from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
 from worker.settings import describe_validation_error
 from worker.store import Store
+from worker.verification import Verifications
 
 __all__ = ["REDIS", "SETTINGS", "create_app", "main"]
 
@@ -96,6 +98,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = Store(client, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
     app[FAILED_AUTH] = FailedAuthCounters(client, keys, failed_auth_limits(settings))
     app[IDEMPOTENCY] = IdempotencyRecords(client, keys)
+    app[VERIFICATIONS] = Verifications(client, keys)
     app[QUEUE] = StepQueue(pool, settings.redis.queue_name)
     app[SCHEDULES] = Schedules(client, app[STORE], app[QUEUE], app[SETTINGS].training_services)
     yield
@@ -133,6 +136,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     app[OPENAPI] = json.dumps(build_openapi()).encode()
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_blobs_ctx)
+    app.cleanup_ctx.append(preflight_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)

@@ -99,9 +99,9 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def query_flag(request: web.Request, name: str) -> bool:
+def query_flag(request: web.Request, name: str, default: bool = False) -> bool:
     """A boolean query parameter (``true``/``false``, ``1``/``0``)."""
-    raw = request.query.get(name, "false").lower()
+    raw = request.query.get(name, "true" if default else "false").lower()
     if raw not in ("true", "false", "1", "0"):
         raise Problem(422, "Unprocessable Content", f"{name}: must be true or false")
     return raw in ("true", "1")

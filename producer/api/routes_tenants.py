@@ -16,6 +16,8 @@ from producer.api.http import (
     visible_tenant,
 )
 from producer.api.metrics import API_METRICS
+from producer.api.preflight import ALL_FIELDS as ALL_REMOTE
+from producer.api.preflight import VERIFICATIONS, verify_tenant
 from producer.api.problems import Problem
 from producer.api.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
 from producer.api.uploads import CsvCheck, read_upload
@@ -41,9 +43,15 @@ ALL_FIELDS = frozenset({"data_path", "global_parameters", "training_service", "s
 SCAN_CHUNK = 500
 
 
-def tenant_view(tenant: Tenant) -> TenantView:
+def tenant_view(tenant: Tenant, verified: bool | None = None) -> TenantView:
     """The API's view of a tenant (without key hashes)."""
-    return TenantView.model_validate(tenant.model_dump(exclude={"api_key_hashes", "deleted"}))
+    fields = tenant.model_dump(exclude={"api_key_hashes", "deleted"})
+    return TenantView.model_validate({**fields, "verified": verified})
+
+
+async def _verified(request: web.Request, tenant_id: str) -> bool | None:
+    found = await request.app[VERIFICATIONS].get_many([tenant_id])
+    return found[tenant_id].verified if tenant_id in found else None
 
 
 def check_tenant_fields(
@@ -116,6 +124,7 @@ async def create_tenant(request: web.Request) -> web.Response:
         api_key_hashes=[digest],
     )
     check_tenant_fields(request, tenant)
+    outcome = await verify_tenant(request, tenant)  # before anything is stored
     if not await store.register_api_key(digest, tenant.id):
         raise Problem(409, "Conflict", "API key collision; try again")
     try:
@@ -123,13 +132,14 @@ async def create_tenant(request: web.Request) -> web.Response:
     except TenantExists:
         await store.drop_api_keys([digest])
         raise Problem(409, "Conflict", f"tenant {tenant.id!r} exists (or was offboarded)") from None
+    await request.app[VERIFICATIONS].record(tenant.id, outcome)
     if tenant.schedule is not None:
         await request.app[SCHEDULES].put_tenant(tenant.id, tenant.schedule)
     run: Run | None = None
     if body.train and tenant.data_path is not None:
         request_ = RunRequest(tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason="onboarding")
         run = (await start_run(request, request_, tenant)).run
-    created = TenantCreated(tenant=tenant_view(tenant), api_key=api_key, run=run)
+    created = TenantCreated(tenant=tenant_view(tenant, outcome.verified), api_key=api_key, run=run)
     return json_response(created, 201)
 
 
@@ -150,11 +160,13 @@ async def list_tenants(request: web.Request) -> web.Response:
         if not ids:
             break
         found = {t.id: t for t in await store.get_tenants(ids)}
+        verified = await request.app[VERIFICATIONS].get_many(ids)
         for tenant_id in ids:
             position += 1
             tenant = found.get(tenant_id)
             if tenant and not tenant.deleted and kind in (None, tenant.target.kind):
-                items.append(tenant_view(tenant))
+                outcome = verified.get(tenant_id)
+                items.append(tenant_view(tenant, outcome.verified if outcome else None))
                 if len(items) == limit:
                     break
     page = TenantPage(
@@ -169,7 +181,8 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 async def get_tenant(request: web.Request) -> web.Response:
     """``GET /v1/tenants/{tenant_id}``."""
-    return json_response(tenant_view(await visible_tenant(request)))
+    tenant = await visible_tenant(request)
+    return json_response(tenant_view(tenant, await _verified(request, tenant.id)))
 
 
 async def patch_tenant(request: web.Request) -> web.Response:
@@ -184,6 +197,9 @@ async def patch_tenant(request: web.Request) -> web.Response:
         _check_service(request, changes["training_service"])
     merged = Tenant.model_validate({**current.model_dump(), **changes})
     check_tenant_fields(request, merged, changes.keys())
+    outcome = None
+    if ALL_REMOTE & changes.keys():  # the target or what it is checked against changed
+        outcome = await verify_tenant(request, merged)
 
     def change(tenant: Tenant) -> Tenant | None:
         if tenant.deleted:
@@ -195,7 +211,10 @@ async def patch_tenant(request: web.Request) -> web.Response:
         raise Problem(404, "Not Found", f"no tenant {current.id!r}")
     if "schedule" in changes:
         await request.app[SCHEDULES].put_tenant(updated.id, updated.schedule)
-    return json_response(tenant_view(updated))
+    if outcome is not None:
+        await request.app[VERIFICATIONS].record(updated.id, outcome)
+        return json_response(tenant_view(updated, outcome.verified))
+    return json_response(tenant_view(updated, await _verified(request, updated.id)))
 
 
 async def delete_tenant(request: web.Request) -> web.Response:

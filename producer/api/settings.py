@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from worker.settings import RetrainqSettings
+from worker.settings import AzureMLConfig, RetrainqSettings
 
 
 class ApiSettings(RetrainqSettings):
@@ -52,6 +52,12 @@ class ApiSettings(RetrainqSettings):
     max_upload_rows: int = Field(
         default=2_000_000, ge=1, description="data rows an uploaded training CSV may hold"
     )
+    preflight: bool = Field(
+        default=True,
+        description="check a tenant's target and global parameters against Azure ML before "
+        "it is stored (a request may skip it with ?verify=false)",
+    )
+    azureml: AzureMLConfig = AzureMLConfig()
     metrics_port: int = Field(
         default=0,
         ge=0,

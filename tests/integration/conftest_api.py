@@ -35,6 +35,7 @@ def make_settings(redis_url: str, blob_connection_string: str, **overrides: Any)
         "rate_limit_requests": 100_000,
         "failed_auth_per_address": 100_000,
         "failed_auth_per_key_prefix": 100_000,
+        "preflight": False,  # no Azure ML behind these tests; tests/integration/test_preflight.py
         **overrides,
     }
     return ApiSettings(_env_file=None, **values)

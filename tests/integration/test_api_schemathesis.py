@@ -37,6 +37,7 @@ def served_api(
         "RETRAINQ_BLOB__CONTAINER": "schemathesis",
         "RETRAINQ_ADMIN_KEYS": json.dumps([ADMIN_KEY]),
         "RETRAINQ_RATE_LIMIT_REQUESTS": "100000",
+        "RETRAINQ_PREFLIGHT": "false",
         "RETRAINQ_LOG__FORMAT": "json",
     }
     api = ManagedProcess(

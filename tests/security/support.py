@@ -73,6 +73,7 @@ def api_env(redis_url: str, blob_connection_string: str, **extra: str) -> dict[s
         "RETRAINQ_FAILED_AUTH_PER_ADDRESS": "100000",
         "RETRAINQ_FAILED_AUTH_PER_KEY_PREFIX": "100000",
         "RETRAINQ_METRICS_PORT": "0",
+        "RETRAINQ_PREFLIGHT": "false",
         "RETRAINQ_LOG__FORMAT": "json",
         **extra,
     }

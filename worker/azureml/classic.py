@@ -58,7 +58,17 @@ class Endpoint(_Tolerant):
     resources: list[EndpointResource] = Field(default_factory=list)
 
 
+class WebServiceBrief(_Tolerant):
+    """A classic web service as the management API lists it (PROTOCOL §5)."""
+
+    id: str
+    name: str
+    default_endpoint_name: str | None = None
+    endpoint_count: int | None = None
+
+
 _ENDPOINTS = TypeAdapter(list[Endpoint])
+_SERVICES = TypeAdapter(list[WebServiceBrief])
 
 
 def _endpoint_name(name: str, *, patching: bool = False) -> str:
@@ -125,6 +135,26 @@ class EndpointsClient:
         except NotFoundError:
             return None
         return self._endpoint(reply, url)
+
+    async def list_services(self) -> list[WebServiceBrief]:
+        """The workspace's web services (id and name)."""
+        reply = await self._call("GET", self._base)
+        try:
+            return _SERVICES.validate_python(reply.body)
+        except ValidationError as exc:
+            raise invalid_response(exc, method="GET", url=self._base) from exc
+
+    async def get_service(self, service_id: str) -> WebServiceBrief | None:
+        """The web service, or ``None`` when the workspace has none with that id."""
+        url = f"{self._base}/{segment(service_id, 'web service id')}"
+        try:
+            reply = await self._call("GET", url)
+        except NotFoundError:
+            return None
+        try:
+            return WebServiceBrief.model_validate(reply.body)
+        except ValidationError as exc:
+            raise invalid_response(exc, method="GET", url=url) from exc
 
     async def list_endpoints(self, service_id: str) -> list[Endpoint]:
         """Every endpoint of the web service (the first is ``default``)."""
