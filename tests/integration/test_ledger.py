@@ -123,6 +123,15 @@ async def test_a_cancel_keeps_an_active_run_due_even_when_a_step_saves_after_it(
     assert not await store.ledger.is_due(run.id)
 
 
+async def test_a_run_that_ends_while_waiting_leaves_its_waiting_set(store: Store) -> None:
+    """Cancelled while waiting for a slot: it is never granted one afterwards."""
+    await _tenant(store)
+    run = await _queued(store)
+    waiting = await store.ledger.apply(run, (m.Waiting(),), utcnow(), Placement(waiting=True))
+    await store.ledger.apply(waiting, (m.Cancelled(),), utcnow(), Placement(due_in=0))
+    assert await store.redis.zcard(store.keys.waiting("default", "interactive")) == 0
+
+
 async def test_creating_a_run_for_a_busy_tenant_returns_the_active_one(store: Store) -> None:
     """One active run per tenant: a second request gets the first, flagged to run again."""
     await _tenant(store)

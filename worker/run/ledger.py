@@ -254,9 +254,7 @@ class Ledger:
                 self.keys.due,
                 self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch,
                 self.keys.tenant(run.tenant_id),
-                self.keys.waiting(run.training_service, run.lane.value)
-                if waiting
-                else self.keys.no_batch,
+                self.keys.waiting(run.training_service, run.lane.value),
                 self.keys.polls,
             ],
             args=[

@@ -17,7 +17,12 @@ if due_ms == '' then
 else
   redis.call('ZADD', due_key, due_ms, run_id)
 end
-if waiting_score ~= '' then redis.call('ZADD', waiting_key, 'NX', waiting_score, run_id) end
+if waiting_score ~= '' then
+  redis.call('ZADD', waiting_key, 'NX', waiting_score, run_id)
+elseif TERMINAL[state] then
+  -- An ended run (cancelled while waiting, say) never takes a slot.
+  redis.call('ZREM', waiting_key, run_id)
+end
 if park_ms == '' then
   redis.call('ZREM', polls_key, run_id)
 else
