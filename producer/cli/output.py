@@ -16,6 +16,7 @@ from rich.console import Console
 Mode = Literal["table", "json", "jsonl"]
 MODES: tuple[Mode, ...] = ("table", "json", "jsonl")
 M = TypeVar("M", bound=BaseModel)
+PIPE_WIDTH = 1000  # tables fit their content; this only bounds a table with huge cells
 
 
 def _stdout() -> TextIO:
@@ -36,8 +37,11 @@ class Output:
 
     @property
     def console(self) -> Console:
-        """A console on stdout for tables (plain text when stdout is not a terminal)."""
-        return Console(file=self.stdout(), soft_wrap=True, highlight=False)
+        """A console on stdout for tables: plain and as wide as its rows when stdout is not a
+        terminal, so that a pipe or a file gets whole ids instead of cut columns."""
+        stream = self.stdout()
+        width = None if stream.isatty() else PIPE_WIDTH
+        return Console(file=stream, soft_wrap=True, highlight=False, width=width)
 
     @property
     def err(self) -> Console:

@@ -101,7 +101,13 @@ def short(text: str | None, width: int = 60) -> str:
 
 def show_runs(console: Console, runs: Sequence[Run]) -> None:
     """Runs as a table."""
-    table = Table("run", "tenant", "state", "lane", "created", "error")
+    table = Table()
+    table.add_column("run", no_wrap=True, min_width=32)
+    table.add_column("tenant", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("lane", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("error")
     for run in runs:
         table.add_row(
             run.id,
@@ -124,7 +130,12 @@ def eta(status: BatchStatus) -> str:
 
 def show_batches(console: Console, batches: Sequence[BatchStatus]) -> None:
     """Batches as a table."""
-    table = Table("batch", "created", "reason", "done", "states")
+    table = Table()
+    table.add_column("batch", no_wrap=True, min_width=32)
+    table.add_column("created", no_wrap=True)
+    table.add_column("reason")
+    table.add_column("done", no_wrap=True)
+    table.add_column("states")
     for batch in batches:
         done = f"{batch.done}/{batch.total}"
         table.add_row(batch.id, when(batch.created_at), batch.reason, done, batch_summary(batch))
@@ -150,7 +161,12 @@ def show_batch(console: Console, status: BatchStatus) -> None:
 
 def show_failures(console: Console, failed: Sequence[RunBrief]) -> None:
     """Failed runs with their reasons (tenant, state, code, error)."""
-    table = Table("tenant", "run", "state", "code", "reason")
+    table = Table()
+    table.add_column("tenant", no_wrap=True)
+    table.add_column("run", no_wrap=True, min_width=32)
+    table.add_column("state", no_wrap=True)
+    table.add_column("code")
+    table.add_column("reason")
     for run in failed:
         reason = run.error or (run.decision.reason if run.decision else "")
         table.add_row(run.tenant_id, run.id, run.state.value, run.error_code or "-", short(reason))
