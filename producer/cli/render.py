@@ -75,10 +75,21 @@ def show_run(console: Console, run: Run) -> None:
             "bes job": run.bes_job_id,
             "metrics": ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items()),
             "decision": run.decision.reason if run.decision else None,
+            "retrying": _retrying(run),
             "cancel requested": run.cancel_requested or None,
             "rerun requested": run.rerun_requested or None,
             "error": run.error,
         },
+    )
+
+
+def _retrying(run: Run) -> str | None:
+    """The last transient error of a run that is retrying, its attempt and next try."""
+    if run.state.terminal or not run.last_error:
+        return None
+    return (
+        f"{short(run.last_error, 80)} (failures {run.step_failures}, "
+        f"next try {when(run.next_attempt_at)})"
     )
 
 
