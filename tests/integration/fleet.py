@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,15 +126,17 @@ class Fleet:
                 self.log_dir / f"worker-{index}.log",
                 env={**env, "RETRAINQ_POD_NAME": f"worker-{index}"},
             )
-            worker.start(timeout=60)
             self.workers.append(worker)
             started.append(worker)
+        # Each start waits for the worker's port; the processes boot side by side.
+        with ThreadPoolExecutor(max_workers=count or 1) as boot:
+            list(boot.map(lambda worker: worker.start(timeout=60), started))
         return started
 
     def stop_workers(self) -> None:
-        """Stop every worker this fleet started."""
-        for worker in self.workers:
-            worker.stop()
+        """Stop every worker this fleet started (side by side, as they started)."""
+        with ThreadPoolExecutor(max_workers=len(self.workers) or 1) as stopping:
+            list(stopping.map(lambda worker: worker.stop(), self.workers))
 
     # --- tenants and runs --------------------------------------------------------------------
 
