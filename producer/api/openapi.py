@@ -398,6 +398,15 @@ TAGS = {
     "fleet": "The dashboard's read-only views and who a key belongs to.",
     "health": "Liveness and readiness probes (public).",
 }
+# Writes that never answer 409: schedules replace or remove one record without a version, and a
+# bulk retrain coalesces tenants that already run instead of refusing them.
+NO_CONFLICT = frozenset(
+    {
+        ("put", "/v1/schedules/{name}"),
+        ("delete", "/v1/schedules/{name}"),
+        ("post", "/v1/batches"),
+    }
+)
 _TAG_OF_SEGMENT = {
     "data": "data",
     "retrains": "runs",
@@ -430,7 +439,7 @@ def operation_id(method: str, path: str) -> str:
     return "_".join([method, *(part for part in parts if part)])
 
 
-def error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
+def error_statuses(method: str, path: str, operation: dict[str, Any]) -> list[int]:
     """The problem statuses an operation answers, from what it takes and who may call it."""
     statuses: set[int] = set()
     params = operation.get("parameters", [])
@@ -452,7 +461,7 @@ def error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
         statuses.add(422)
     if "requestBody" in operation:
         statuses |= {413, 415, 422}
-    if method != "get" and not public:
+    if method != "get" and not public and (method, path) not in NO_CONFLICT:
         statuses.add(409)  # a record changed under the write, or the state forbids it
     return sorted(statuses)
 
@@ -481,7 +490,7 @@ def _describe(path: str, method: str, operation: dict[str, Any], problem: dict[s
     for reply in responses.values():
         if JSON in reply.get("content", {}):
             _example_of(reply["content"][JSON], examples.RESPONSES)
-    for status in error_statuses(method, operation):
+    for status in error_statuses(method, path, operation):
         _, meaning, _ = examples.PROBLEMS[status]
         responses[str(status)] = {
             "description": meaning,
