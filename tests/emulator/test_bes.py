@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,9 +95,14 @@ async def test_each_status_get_mints_a_fresh_sas(emu: Emu, blobs: Blobs) -> None
     _, job_id = await submit(emu, submission(blobs))
     await emu.http.post(f"{base}/jobs/{job_id}/start{V}", headers=auth)
     first = (await wait_for_job(emu, base, auth, job_id))["Results"]["output1"]["SasBlobToken"]
-    await asyncio.sleep(1.05)
-    second = (await wait_for_job(emu, base, auth, job_id))["Results"]["output1"]["SasBlobToken"]
-    assert first != second
+    # A SAS names its start and expiry to the second: the next second's GET must differ.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        second = (await wait_for_job(emu, base, auth, job_id))["Results"]["output1"]
+        if second["SasBlobToken"] != first:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("every status GET for 3 s carried the same SAS token")
 
 
 async def test_instant_mode_still_writes_valid_blobs(emu: Emu, blobs: Blobs) -> None:
@@ -358,8 +364,10 @@ async def test_concurrency_limit_queues_jobs_as_running(emu: Emu, blobs: Blobs) 
         _, job_id = await submit(emu, submission(blobs, f"c{i}"))
         ids.append(job_id)
     await asyncio.gather(*(emu.http.post(f"{base}/jobs/{j}/start{V}", headers=auth) for j in ids))
-    await asyncio.sleep(0.1)
-    stats = (await emu.stats())["web_services"]["Bike Rental Training"]
+    async with asyncio.timeout(5):  # each started job's task counts itself running or waiting
+        stats = await training_stats(emu)
+        while stats["running_now"] + stats["waiting_now"] < 45:
+            stats = await training_stats(emu)
     assert (stats["running_now"], stats["waiting_now"]) == (40, 5)
     statuses = [
         (await emu.json("GET", f"{base}/jobs/{j}{V}", headers=auth))[1]["StatusCode"] for j in ids
@@ -367,7 +375,7 @@ async def test_concurrency_limit_queues_jobs_as_running(emu: Emu, blobs: Blobs) 
     assert set(statuses) == {"Running"}
     for job_id in ids:
         assert (await wait_for_job(emu, base, auth, job_id))["StatusCode"] == "Finished"
-    stats = (await emu.stats())["web_services"]["Bike Rental Training"]
+    stats = await training_stats(emu)
     assert stats["max_concurrent_running"] == 40
     assert stats["jobs_finished"] == 45
     assert all(v == 1 for v in stats["started_jobs_by_output"].values())
@@ -377,3 +385,9 @@ async def test_unknown_paths_answer_the_error_body(emu: Emu) -> None:
     """Unknown paths answer the JSON error body too (no HTML, no traceback)."""
     status, body = await emu.json("GET", f"{emu.url}/nothing/here")
     assert (status, body["error"]["code"]) == (404, "NotFound")
+
+
+async def training_stats(emu: Emu) -> dict[str, Any]:
+    """Job counters of the training web service."""
+    stats: dict[str, Any] = (await emu.stats())["web_services"]["Bike Rental Training"]
+    return stats
