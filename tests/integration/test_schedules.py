@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ START = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def schedules(redis: aioredis.Redis, redis_url: str) -> Schedules:
+async def schedules(redis: aioredis.Redis, redis_url: str) -> AsyncIterator[Schedules]:
     """Schedules over a store with three tenants (two classic, one new service)."""
     store = Store(redis, Keys("t"))
     for tenant_id, target in [
@@ -36,7 +37,8 @@ async def schedules(redis: aioredis.Redis, redis_url: str) -> Schedules:
         job_deserializer=deserialize,
         default_queue_name="t:queue",
     )
-    return Schedules(redis, store, StepQueue(pool, "t:queue"))
+    yield Schedules(redis, store, StepQueue(pool, "t:queue"))
+    await pool.aclose()
 
 
 async def test_a_tenant_schedule_fires_once_per_slot_even_when_workers_race(
