@@ -30,6 +30,9 @@ _FORMULA_STARTS = frozenset("=+-@")
 # Whole-column screens; a hit (or a quoted cell holding a newline) walks the column cell by cell.
 _FORMULA = re.compile(r"^\s*(?:[=+\-@](?:[^0-9\n]|$)|[=@]$)", re.MULTILINE)
 _BLANK = re.compile(r"^\s*$", re.MULTILINE)
+_DECIMAL = r"[ \t]*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t]*"
+_DECIMALS = re.compile(rf"{_DECIMAL}(?:\n{_DECIMAL})*")
+_SHORT_NUMBER = 300
 _SHOWN_CHARS = 24
 
 
@@ -178,11 +181,16 @@ class CsvCheck:
 
     def _column_ok(self, index: int, column: tuple[str, ...]) -> bool:
         """Whether every cell of ``column`` passes, decided by whole-column operations."""
-        if max(map(len, column)) > MAX_CELL_CHARS:
+        longest = max(map(len, column))
+        if longest > MAX_CELL_CHARS:
             return False
         if self._kinds[index] is None:  # the first value of an unconfigured column decides
             self._kinds[index] = _number(column[0].strip()) is not None
         if self._kinds[index]:
+            joined = "\n".join(column)
+            # Plain decimals of fewer than 300 characters are finite floats: one regex pass.
+            if _DECIMALS.fullmatch(joined) and longest < _SHORT_NUMBER:
+                return True
             try:
                 return math.isfinite(sum(map(float, column)))  # inf, nan or overflow: walk it
             except ValueError:

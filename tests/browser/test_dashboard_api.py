@@ -29,8 +29,8 @@ async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
     api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """Tenants by kind and model state, leased slots, queue backlog and runs by state."""
-    a = await onboard(api, "tenant-a", data_path="data/a.csv")
-    await onboard(api, "tenant-b", data_path="data/b.csv")
+    a = await onboard(api, "tenant-a", data_path="data/tenant-a/a.csv")
+    await onboard(api, "tenant-b", data_path="data/tenant-b/b.csv")
     await onboard(api, "tenant-c", train=False)
     await finish(redis, a["run"]["id"], RunState.FAILED)
     now = int(time.time() * 1000)
@@ -67,7 +67,7 @@ async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
 
 async def test_batches_and_their_runs_are_listed_for_admins_only(api: ApiTestClient) -> None:
     """Recent batches with progress, a batch's runs with phases; 403 for tenant keys."""
-    created = await onboard(api, "tenant-a", data_path="data/a.csv", train=False)
+    created = await onboard(api, "tenant-a", data_path="data/tenant-a/a.csv", train=False)
     response = await api.post("/v1/batches", json={"all": True}, headers=ADMIN)
     assert response.status == 202
     batch_id = (await response.json())["batch_id"]

@@ -30,7 +30,9 @@ async def schedules(redis: aioredis.Redis, redis_url: str) -> AsyncIterator[Sche
         ("b", ClassicTarget(web_service_id="s", resource_name="r")),
         ("c", NewServiceTarget(template_service="tpl")),
     ]:
-        await store.create_tenant(Tenant(id=tenant_id, target=target, data_path="data/x.csv"))
+        await store.create_tenant(
+            Tenant(id=tenant_id, target=target, data_path=f"data/{tenant_id}/x.csv")
+        )
     pool = await create_pool(
         RedisSettings.from_dsn(redis_url),
         job_serializer=serialize,

@@ -105,3 +105,9 @@ def test_offending_cells_are_listed_in_row_order_across_columns() -> None:
     with pytest.raises(CsvError) as caught:
         check(data, 1 << 20, numeric=["a"])
     assert [(c["row"], c["column"]) for c in caught.value.cells] == [(3, "a")]
+
+
+def test_numbers_too_long_for_a_float_are_not_finite() -> None:
+    """A 400-digit integer overflows to inf: refused although it is all digits."""
+    with pytest.raises(CsvError, match="not a finite number"):
+        check(b"a\n1\n" + b"9" * 400 + b"\n", numeric=["a"])
