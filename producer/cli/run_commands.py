@@ -8,8 +8,8 @@ from producer.cli import render
 from producer.cli.base import CommandError, Leaf, Subcommands, count, group
 from producer.cli.client import ApiClient
 from producer.cli.output import Output
-from producer.cli.watching import FAILED_STATES, BatchReport, failed_runs, follow
-from producer.schemas import BatchAccepted, BatchCreate, BatchStatus
+from producer.cli.watching import FAILED_STATES, BatchReport, failed_runs, follow, ride_out
+from producer.schemas import BatchAccepted, BatchCreate, BatchStatus, RunBrief
 
 
 async def retrain(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
@@ -136,7 +136,9 @@ async def batches_show(client: ApiClient, out: Output, args: argparse.Namespace)
 async def batches_watch(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
     """Follow a batch until every run ended; exit 1 if any failed or was cancelled."""
     status = await follow(client, out, args.batch, args.interval, args.give_up_after)
-    failed = await failed_runs(client, args.batch) if _has_failures(status) else []
+    failed: list[RunBrief] = []
+    if _has_failures(status):
+        failed = await ride_out(lambda: failed_runs(client, args.batch), out, args.give_up_after)
     _show_report(out, BatchReport(batch=status, failed=failed))
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +24,7 @@ FAILED_STATES = frozenset({"failed", "cancelled"})
 PLAIN_EVERY_SECONDS = 30.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 15.0
+T = TypeVar("T")
 
 
 class BatchReport(BaseModel):
@@ -43,11 +45,11 @@ def retryable(exc: ApiError) -> bool:
 
 
 async def ride_out(
-    call: Callable[[], Awaitable[BatchStatus]],
+    call: Callable[[], Awaitable[T]],
     out: Output,
     give_up_after: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> BatchStatus:
+) -> T:
     """``call()``, retried with backoff through retryable API errors for ``give_up_after`` s."""
     first_failure: float | None = None
     attempt = 0
