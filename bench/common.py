@@ -57,7 +57,10 @@ from worker.store import Store
 ADMIN_KEY = "bench-admin-key-0123456789"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 RESOURCE = "Bike Rental [trained model]"
-SHARED_DATA = "data/bench-shared/v1.csv"
+# One training CSV every benchmark tenant trains on: under a shared prefix of the settings
+# (a tenant's own prefix, data/<tenant>/, would hold only its own data).
+SHARED_PREFIX = "shared/bench/"
+SHARED_DATA = f"{SHARED_PREFIX}v1.csv"
 TERMINAL = [s.value for s in RunState if s.terminal]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -230,6 +233,7 @@ class BenchStack:
             "RETRAINQ_REDIS__URL": self.redis_url,
             "RETRAINQ_BLOB__CONNECTION_STRING": self.blob_cs,
             "RETRAINQ_LOG__FORMAT": "json",
+            "RETRAINQ_SHARED_DATA_PREFIXES": json.dumps([SHARED_PREFIX]),
             **worker_env(self.config, self.emulator_url),
         }
 
