@@ -280,3 +280,52 @@ def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> N
     text = capsys.readouterr().out
     assert "exit codes:" in text
     assert "130  interrupted" in text
+
+
+async def test_watch_rides_out_an_api_that_answers_503(
+    fleet: Fleet,
+    redis_url: str,
+    blob_connection_string: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redis paused under the API (503s) while a batch trains: watch says it retries, then
+    follows the batch to its end and exits 0."""
+    settings = make_settings(
+        redis_url,
+        blob_connection_string,
+        blob={"connection_string": blob_connection_string, "container": "retrainq"},
+        training_services=training_services(fleet.config, fleet.emulator_url),
+        redis_timeout_seconds=0.2,
+    )
+    tenant = await fleet.onboard("steady")
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 3})
+    fleet.start_workers(1)
+    async with TestClient(TestServer(create_app(settings))) as api:
+        code, out, err = await cli(api, capsys, "bulk", tenant.id)
+        assert code == 0, err
+        batch_id = out.strip()
+        url = str(api.make_url("/"))
+        argv = ["batches", "watch", batch_id, "--interval", "0.1", "--api-url", url]
+        watching = asyncio.create_task(asyncio.to_thread(main, [*argv, "--api-key", ADMIN_KEY]))
+        progress = await until_training(fleet, capsys, f"batch {batch_id[:8]}: 0/1 ended")
+        await fleet.redis.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        code = await watching
+    progress += capsys.readouterr().err
+    assert code == 0, progress
+    assert "503 Service Unavailable" in progress
+    assert "retrying in" in progress
+    assert f"batch {batch_id[:8]}: 1/1 ended" in progress
+
+
+async def until_training(fleet: Fleet, capsys: pytest.CaptureFixture[str], shown: str) -> str:
+    """Wait until the watch printed ``shown`` and the batch's job is training (so Redis pauses
+    while the watch is mid-batch); returns the stderr read so far."""
+    err = ""
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        err += capsys.readouterr().err
+        stats = await fleet.training_stats()
+        if shown in err and stats["jobs_started"] >= 1:
+            return err
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the watch or the run never started: {err}")
