@@ -308,7 +308,7 @@ async def test_watch_rides_out_an_api_that_answers_503(
         argv = ["batches", "watch", batch_id, "--interval", "0.1", "--api-url", url]
         watching = asyncio.create_task(asyncio.to_thread(main, [*argv, "--api-key", ADMIN_KEY]))
         progress = await until_training(fleet, capsys, f"batch {batch_id[:8]}: 0/1 ended")
-        await fleet.redis.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await fleet.redis.client_pause(1500)
         code = await watching
     progress += capsys.readouterr().err
     assert code == 0, progress
