@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -129,37 +130,57 @@ def read_rows(stream: IO[str], train: bool) -> list[Row]:
 
 
 async def _import_all(
-    client: ApiClient, rows: list[Row], concurrency: int, progress: Progress | None
+    client: ApiClient, rows: list[Row], concurrency: int, advance: Callable[[], None]
 ) -> ImportSummary:
+    """Create every row's tenant, ``concurrency`` at a time. When the API stops answering
+    (unreachable or 5xx), the rows not yet sent are failed as not attempted, so the keys of
+    the tenants already created are still printed."""
     summary = ImportSummary(created=[], skipped=[], failed=[])
-    task = progress.add_task("importing", total=len(rows)) if progress else None
     gate = asyncio.Semaphore(concurrency)
+    down: list[ApiError] = []
 
     async def one(row: Row) -> None:
         async with gate:
+            if down:
+                error = f"not attempted: the API stopped answering ({down[0]})"
+                summary.failed.append(ImportFailure(line=row.line, id=row.tenant.id, error=error))
+                advance()
+                return
             try:
                 created = await client.create_tenant(row.tenant)
             except ApiError as exc:
                 if exc.status == 409 and "exists" in exc.detail:
                     summary.skipped.append(row.tenant.id)
-                elif exc.status == 0 or exc.status >= 500:
-                    raise  # the API is down: stop rather than fail every row the same way
                 else:
-                    summary.failed.append(
-                        ImportFailure(line=row.line, id=row.tenant.id, error=str(exc))
-                    )
+                    if exc.status == 0 or exc.status >= 500:
+                        down.append(exc)
+                    failure = ImportFailure(line=row.line, id=row.tenant.id, error=str(exc))
+                    summary.failed.append(failure)
             else:
                 run_id = created.run.id if created.run else None
                 summary.created.append(
                     Imported(id=created.tenant.id, api_key=created.api_key, run_id=run_id)
                 )
-            if progress is not None and task is not None:
-                progress.advance(task)
+            advance()
 
     await asyncio.gather(*(one(row) for row in rows))
     summary.created.sort(key=lambda item: item.id)
     summary.failed.sort(key=lambda item: item.line)
     return summary
+
+
+def _plain_progress(out: Output, total: int) -> Callable[[], None]:
+    """A progress line on stderr every tenth of the rows (for logs and pipes)."""
+    step = max(1, total // 10)
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if done % step == 0 or done == total:
+            out.note(f"import: {done}/{total} rows done")
+
+    return advance
 
 
 async def tenants_import(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
@@ -171,9 +192,12 @@ async def tenants_import(client: ApiClient, out: Output, args: argparse.Namespac
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     if out.interactive:
         with Progress(*columns, TimeElapsedColumn(), console=out.err) as progress:
-            summary = await _import_all(client, rows, args.concurrency, progress)
+            task = progress.add_task("importing", total=len(rows))
+            summary = await _import_all(
+                client, rows, args.concurrency, lambda: progress.advance(task)
+            )
     else:
-        summary = await _import_all(client, rows, args.concurrency, None)
+        summary = await _import_all(client, rows, args.concurrency, _plain_progress(out, len(rows)))
     if out.mode == "table":
         if summary.created:
             render.show_imported(out.console, summary.created)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from producer.api.app import create_app
 from producer.cli.main import main
 from producer.devtools.emulated import predictive_service_ids, training_services
+from producer.devtools.processes import free_port
 from tests.integration.conftest_api import ADMIN_KEY, make_settings
 from tests.integration.fleet import RESOURCE, Fleet
 from worker.blobs import training_data_path
@@ -329,3 +330,35 @@ async def until_training(fleet: Fleet, capsys: pytest.CaptureFixture[str], shown
             return err
         await asyncio.sleep(0.05)
     raise AssertionError(f"the watch or the run never started: {err}")
+
+
+async def test_import_reports_failed_rows_and_still_prints_the_created_keys(
+    fleet_api: TestClient[Any, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A row the API refuses is listed with its reason (exit 1); the others' keys are printed."""
+    csv_file = tmp_path / "mixed.csv"
+    csv_file.write_text(
+        "id,template_service,data_path\nmixed-a,tmpl,\nmixed-b,tmpl,data/someone-else/v1.csv\n"
+    )
+    code, out, err = await cli(fleet_api, capsys, "tenants", "import", str(csv_file), "-o", "jsonl")
+    assert code == 1
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["mixed-a"]
+    assert "1 tenant onboarded" in err
+    assert "line 3 (mixed-b): 422 " in err
+    assert "import: 2/2 rows done" in err
+
+
+def test_import_against_an_api_that_is_down_fails_every_row_in_one_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No traceback: the first row names the error, the rest were not attempted."""
+    csv_file = tmp_path / "down.csv"
+    csv_file.write_text("id,template_service\nd1,tmpl\nd2,tmpl\nd3,tmpl\n")
+    argv = ["tenants", "import", str(csv_file), "--concurrency", "1"]
+    code = main([*argv, "--api-url", f"http://127.0.0.1:{free_port()}", "--api-key", "k"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "0 tenants onboarded" in err
+    assert "line 2 (d1): cannot reach the API" in err
+    assert err.count("not attempted: the API stopped answering") == 2
+    assert "Traceback" not in err
