@@ -46,6 +46,10 @@ def _dev_down(_args: argparse.Namespace) -> int:
         print("nothing recorded as running")
     for service in stopped:
         print(f"stopped {service.name} (pid {service.pid})")
+    if stopped:
+        print(
+            "data, ports and admin key stay in .stack/ for the next 'up' (delete it to start anew)"
+        )
     return 0
 
 
