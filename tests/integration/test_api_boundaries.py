@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -212,3 +213,21 @@ async def test_a_failed_first_request_frees_its_idempotency_key(api: ApiTestClie
     await api.put("/v1/tenants/nodata/data", data=CSV, headers=bearer(created["api_key"]))
     answer = await api.post("/v1/tenants/nodata/retrains", headers=own)
     assert answer.status == 202, await answer.text()
+
+
+async def test_concurrent_requests_with_one_key_create_one_run(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
+    """Ten at once: each answers the one run (202) or "still in flight" (409), never two runs."""
+    created = await onboard(api, "burst", train=False, data_path="data/burst/v1.csv")
+    own = {**bearer(created["api_key"]), "Idempotency-Key": "same"}
+
+    async def post() -> tuple[int, Any]:
+        answer = await api.post("/v1/tenants/burst/retrains", json={"reason": "r"}, headers=own)
+        return answer.status, await answer.json()
+
+    answers = await asyncio.gather(*(post() for _ in range(10)))
+    assert {status for status, _ in answers} <= {202, 409}
+    run_ids = {body["run"]["id"] for status, body in answers if status == 202}
+    assert len(run_ids) == 1
+    assert await redis.zcard("retrainq:tenant:burst:runs") == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,14 @@ def report(test: str, **figures: object) -> dict[str, object]:
         with open(target, "a", encoding="utf-8") as out:
             out.write(line + "\n")
     return summary
+
+
+async def clear_of_window_edge(window_seconds: int, needed_seconds: float) -> None:
+    """Wait, if need be, until a fixed rate-limit window has ``needed_seconds`` left, so that
+    counts made now all fall into one window (windows are ``time // window_seconds``)."""
+    left = window_seconds - time.time() % window_seconds
+    if left < needed_seconds:
+        await asyncio.sleep(left + 0.05)
 
 
 def vm_rss_kib(pid: int) -> int:
