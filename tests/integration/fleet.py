@@ -94,9 +94,7 @@ class Fleet:
         started = []
         for _ in range(count):
             name = f"local-{len(self.local) + 1}"
-            env = self.worker_env(
-                RETRAINQ_HEALTH_PORT=str(free_port()), RETRAINQ_POD_NAME=name, **settings
-            )
+            env = self.worker_env(RETRAINQ_HEALTH_PORT="0", RETRAINQ_POD_NAME=name, **settings)
             started.append(LocalWorker.start(name, settings_from(env), burst=burst))
             self.local.append(started[-1])
         return started
@@ -126,15 +124,15 @@ class Fleet:
                 self.log_dir / f"worker-{index}.log",
                 env={**env, "RETRAINQ_POD_NAME": f"worker-{index}"},
             )
+            # One at a time: a port picked for the next worker could be taken meanwhile by a
+            # booting worker's own connections.
+            worker.start(timeout=60)
             self.workers.append(worker)
             started.append(worker)
-        # Each start waits for the worker's port; the processes boot side by side.
-        with ThreadPoolExecutor(max_workers=count or 1) as boot:
-            list(boot.map(lambda worker: worker.start(timeout=60), started))
         return started
 
     def stop_workers(self) -> None:
-        """Stop every worker this fleet started (side by side, as they started)."""
+        """Stop every worker this fleet started (side by side: each waits for its exit)."""
         with ThreadPoolExecutor(max_workers=len(self.workers) or 1) as stopping:
             list(stopping.map(lambda worker: worker.stop(), self.workers))
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from aiohttp import web
 from arq.worker import Worker
 
 from worker.runtime import build_worker
@@ -53,8 +54,9 @@ class LocalWorker:
 
     @property
     def port(self) -> int:
-        """Port of its ``/healthz`` and ``/metrics``."""
-        return self.settings.health_port
+        """Port of its ``/healthz`` and ``/metrics``, once started (the system picks it)."""
+        runner: web.AppRunner = self.arq.ctx["health"]
+        return int(runner.addresses[0][1])
 
     async def finished(self, within: float) -> None:
         """Wait until a burst worker has emptied the queue and returned; fail after ``within``."""
