@@ -72,9 +72,11 @@ class LocalWorker:
         """Stop as on a signal: cancel running steps, then run the worker's shutdown hooks."""
         if not self.task.done():
             self.arq.handle_sig(signal.SIGTERM)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        # Steps cancelled before they began end cancelled, which arq's close() would re-raise.
-        await asyncio.gather(*self.arq.tasks.values(), return_exceptions=True)
-        self.arq.tasks.clear()
-        await self.arq.close()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task  # re-raises what ended a worker that failed
+        finally:
+            # Steps cancelled before they began end cancelled; arq's close() would re-raise that.
+            await asyncio.gather(*self.arq.tasks.values(), return_exceptions=True)
+            self.arq.tasks.clear()
+            await self.arq.close()
