@@ -266,11 +266,15 @@ class Fleet:
 async def until(check: Callable[[], Awaitable[bool]], within: float, every: float = 0.1) -> float:
     """Wait until ``check()`` holds; returns the seconds it took, fails after ``within``."""
     started = time.monotonic()
-    async with asyncio.timeout(within):
-        while True:
-            if await check():
-                return time.monotonic() - started
-            await asyncio.sleep(every)
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                if await check():
+                    return time.monotonic() - started
+                await asyncio.sleep(every)
+    except TimeoutError:
+        name = getattr(check, "__qualname__", repr(check))
+        raise AssertionError(f"{name} did not hold within {within:g}s") from None
 
 
 async def open_fleet(
