@@ -176,8 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log)
     log.info("api.starting", host=settings.host, port=settings.port)
     app, metrics_app = create_app(settings), create_metrics_app()
-    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(serve(app, metrics_app, settings.host, settings.port, settings.metrics_port))
+    try:
+        with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+            asyncio.run(
+                serve(app, metrics_app, settings.host, settings.port, settings.metrics_port)
+            )
+    except OSError as exc:  # a port taken or not bindable: one line, no traceback
+        log.error("api.failed", error=str(exc), error_type=type(exc).__name__)
+        return 1
     return 0
 
 

@@ -82,15 +82,18 @@ async def serve(
     app: web.Application, metrics: web.Application, host: str, port: int, metrics_port: int
 ) -> None:
     """Serve ``app`` on ``port`` and ``metrics`` on ``metrics_port`` until SIGTERM/SIGINT."""
-    runner = ProblemAppRunner(app, handle_signals=True)
+    # The metrics site binds first: it has no startup work, so a port taken fails at once.
     metrics_runner = ProblemAppRunner(metrics, access_log=None)
-    await runner.setup()
     await metrics_runner.setup()
     try:
         await web.TCPSite(metrics_runner, host, metrics_port).start()
-        await web.TCPSite(runner, host, port).start()
-        log.info("api.listening", port=port, metrics_port=bound_port(metrics_runner))
-        await asyncio.Event().wait()  # until a signal raises GracefulExit
+        runner = ProblemAppRunner(app, handle_signals=True)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            log.info("api.listening", port=port, metrics_port=bound_port(metrics_runner))
+            await asyncio.Event().wait()  # until a signal raises GracefulExit
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
         await metrics_runner.cleanup()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from worker.settings import AzureMLConfig, RetrainqSettings
 
@@ -68,3 +68,12 @@ class ApiSettings(RetrainqSettings):
     enqueue_concurrency: int = Field(
         default=64, ge=1, le=1024, description="arq enqueues in flight for a bulk retrain"
     )
+
+    @model_validator(mode="after")
+    def _metrics_apart_from_the_api(self) -> ApiSettings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                f"metrics_port ({self.metrics_port}) must differ from port: /metrics is served "
+                "apart from the API"
+            )
+        return self

@@ -61,6 +61,12 @@ async def test_a_burst_of_wrong_keys_is_limited_and_others_are_not_slowed(
     other_seconds = (time.perf_counter() - began) / len(others)
     async with aiohttp.ClientSession() as http, http.get(f"{served.url}/metrics") as metrics:
         on_api_port = metrics.status
+    listening = next(
+        json.loads(line) for line in served.log_text().splitlines() if "api.listening" in line
+    )
+    metrics_url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(metrics_url) as metrics:
+        exposition = await metrics.text()
     report(
         "S7-failed-auth",
         wrong_keys=burst,
@@ -74,3 +80,7 @@ async def test_a_burst_of_wrong_keys_is_limited_and_others_are_not_slowed(
     assert all(wait and int(wait) >= 1 for status, wait in answers if status == 429)
     assert {status for status, _ in others} == {200}
     assert on_api_port == 401
+    assert f"retrainq_api_auth_limited_total {float(burst - per_address)}" in exposition
+    assert (
+        f'retrainq_api_failed_auth_limit{{limit="per_address"}} {float(per_address)}' in exposition
+    )
