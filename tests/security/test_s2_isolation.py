@@ -23,7 +23,8 @@ from worker.blobs import BlobStore, training_data_path
 from worker.store import Store
 
 # Routes a tenant key may call with success: they show only the caller (or nothing at all).
-SELF_ROUTES = {("GET", "/v1/me"), ("GET", "/healthz"), ("GET", "/readyz")}
+# ``GET /v1/runs`` lists the caller's own runs for a tenant key (the leak check still applies).
+SELF_ROUTES = {("GET", "/v1/me"), ("GET", "/v1/runs"), ("GET", "/healthz"), ("GET", "/readyz")}
 MARKER = "victim-marker-4711"
 
 Client = TestClient[web.Request, web.Application]
