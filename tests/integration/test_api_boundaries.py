@@ -231,3 +231,13 @@ async def test_concurrent_requests_with_one_key_create_one_run(
     run_ids = {body["run"]["id"] for status, body in answers if status == 202}
     assert len(run_ids) == 1
     assert await redis.zcard("retrainq:tenant:burst:runs") == 1
+
+
+async def test_a_retrain_cannot_name_data_or_parameters(api: ApiTestClient) -> None:
+    """A retrain body takes only a reason: data_path or global_parameters in it are 422."""
+    created = await onboard(api, "rt", train=False, data_path="data/rt/v1.csv")
+    own = bearer(created["api_key"])
+    for extra in ({"data_path": "data/beta/v1.csv"}, {"global_parameters": {"URI": "x"}}):
+        answer = await api.post("/v1/tenants/rt/retrains", json=extra, headers=own)
+        problem = await _problem(answer, 422)
+        assert problem["errors"][0]["type"] == "extra_forbidden", problem
