@@ -31,6 +31,7 @@ from producer.devtools.processes import (
     ensure_azurite,
     ensure_redis_server,
     free_port,
+    free_stable_port,
     pid_alive,
     port_open,
     redis_argv,
@@ -63,13 +64,15 @@ class RunningService:
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What every ``up`` of one stack reuses: its ports and its admin key."""
+    """What every ``up`` of one stack reuses: the ports its URLs name, and its admin key.
+
+    Workers are reached through Redis only, so their health ports are chosen at each start.
+    """
 
     redis: int
     azurite: int
     emulator: int
     api: int
-    worker_ports: tuple[int, ...]
     admin_key: str
 
     @classmethod
@@ -78,31 +81,27 @@ class StackConfig:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        return cls(**{**raw, "worker_ports": tuple(raw["worker_ports"])})
+        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
 
     def write(self, path: Path) -> None:
         """Keep the config (owner-only: it holds the admin key)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**asdict(self), "worker_ports": list(self.worker_ports)}))
+        path.write_text(json.dumps(asdict(self)))
         path.chmod(0o600)
 
 
-def choose_config(kept: StackConfig | None, asked: StackPorts, workers: int) -> StackConfig:
-    """Ports given on the command line, else those of the kept config, else free ones; the
-    kept admin key, else a new one."""
+def choose_config(kept: StackConfig | None, asked: StackPorts) -> StackConfig:
+    """Ports given on the command line, else those of the kept config, else free ones outside
+    the ephemeral range; the kept admin key, else a new one."""
 
     def port(given: int, old: int | None) -> int:
-        return given or old or free_port()
+        return given or old or free_stable_port()
 
-    old_workers = kept.worker_ports if kept else ()
-    worker_ports = list(old_workers[:workers])
-    worker_ports += [free_port() for _ in range(workers - len(worker_ports))]
     return StackConfig(
         redis=port(asked.redis, kept.redis if kept else None),
         azurite=port(asked.azurite, kept.azurite if kept else None),
         emulator=port(asked.emulator, kept.emulator if kept else None),
         api=port(asked.api, kept.api if kept else None),
-        worker_ports=tuple(worker_ports),
         admin_key=kept.admin_key if kept else "rtq_admin_" + secrets.token_urlsafe(24),
     )
 
@@ -176,7 +175,7 @@ class DevStack:
         and raise. ``started`` and ``kept`` name the services started and found running."""
         redis_bin = ensure_redis_server()
         azurite_bin = ensure_azurite()
-        config = choose_config(StackConfig.read(self.config_file), ports or StackPorts(), workers)
+        config = choose_config(StackConfig.read(self.config_file), ports or StackPorts())
         config.write(self.config_file)
         env = stack_env(config)
         for name in ("redis", "azurite"):
@@ -210,7 +209,8 @@ class DevStack:
             self._ensure(infrastructure, running, services)
             emulator_url = env["RETRAINQ_EMULATOR_URL"]
             env.update(worker_env(fetch_emulator_config(emulator_url), emulator_url))
-            self._ensure(self._application(config, env), running, services)
+            self._ensure([self._api(config, env)], running, services)
+            self._ensure(self._workers(workers, env), running, services, movable=True)
         except BaseException:
             for service in reversed(services):
                 if service.name in self.started:
@@ -223,16 +223,19 @@ class DevStack:
         write_env_file(self.env_file, env)
         return env
 
-    def _application(self, config: StackConfig, env: dict[str, str]) -> list[ManagedProcess]:
-        api = ManagedProcess(
+    def _api(self, config: StackConfig, env: dict[str, str]) -> ManagedProcess:
+        return ManagedProcess(
             "api",
             [console_script("retrainq-api"), "--port", str(config.api)],
             config.api,
             self.log_dir / "api.log",
             env=env,
         )
-        plan = [api]
-        for index, port in enumerate(config.worker_ports, start=1):
+
+    def _workers(self, count: int, env: dict[str, str]) -> list[ManagedProcess]:
+        plan = []
+        for index in range(1, count + 1):
+            port = free_port()
             plan.append(
                 ManagedProcess(
                     f"worker-{index}",
@@ -249,11 +252,14 @@ class DevStack:
         plan: list[ManagedProcess],
         running: dict[str, RunningService],
         services: list[RunningService],
+        *,
+        movable: bool = False,
     ) -> None:
-        """Keep each planned service that runs on its port; start the others."""
+        """Keep each planned service that runs (on its planned port, unless ``movable``);
+        start the others."""
         for process in plan:
             alive = running.get(process.name)
-            if alive is not None and alive.port == process.port:
+            if alive is not None and (movable or alive.port == process.port):
                 services.append(alive)
                 self.kept.append(process.name)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,6 +28,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Below Linux's ephemeral range (32768-60999), from which every outgoing connection takes its
+# local port: a port kept across restarts is far less likely to be taken while a stack is down.
+STABLE_PORTS = range(20000, 32000)
+
+
+def free_stable_port() -> int:
+    """A free port outside the ephemeral range, for services whose port is kept across runs."""
+    for _ in range(200):
+        port = random.choice(STABLE_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # noqa: S104  # probing: closed at once
+            except OSError:
+                continue
+        return port
+    return free_port()
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
