@@ -170,6 +170,7 @@ class Preflight:
             raise Mismatch(
                 "target.template_service",
                 f"the resource group has no web service {target.template_service!r}",
+                found=_listed(await self.arm.list_names()),
             )
         if service.provisioning_state is not ProvisioningState.SUCCEEDED:
             raise Mismatch(

@@ -113,6 +113,7 @@ async def test_targets_that_do_not_exist_or_fit_are_422_and_store_nothing(
         "target.template_service",
     )
     assert "nope" in problem["detail"]
+    assert "bike-rental-template" in problem["found"]
     assert await redis.keys("retrainq:tenant:*") == []
 
 

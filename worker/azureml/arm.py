@@ -234,6 +234,15 @@ class ArmClient:
         # PUT and PATCH carry the whole desired state, so every call here may be repeated.
         return await with_retries(once, self._policy, idempotent=True)
 
+    async def list_names(self) -> list[str]:
+        """Names of the resource group's web services (the first page ARM answers)."""
+        reply = await self._call("GET", f"{self._base}?api-version={self._api_version}")
+        body = reply.body
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, list):
+            raise invalid_response("web service list has no value array")
+        return [str(s["name"]) for s in value if isinstance(s, dict) and "name" in s]
+
     async def get(self, name: str) -> WebService | None:
         """The web service, or ``None`` when there is none of that name."""
         try:
