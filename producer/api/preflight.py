@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from producer.api.auth import principal
 from producer.api.http import query_flag
 from producer.api.problems import Problem
 from producer.api.settings import ApiSettings
@@ -217,10 +218,14 @@ async def preflight_ctx(app: web.Application) -> AsyncIterator[None]:
 async def verify_tenant(request: web.Request, tenant: Tenant) -> Verification:
     """The preflight's outcome for ``tenant``, or "not verified" when skipped.
 
-    Skipped with ``?verify=false`` (offline onboarding) or when the preflight setting is off;
+    Skipped with ``?verify=false`` (offline onboarding; admins only) or when the preflight
+    setting is off;
     raises a 422/503/502 problem when the target does not fit or cannot be checked.
     """
-    if not request.app[SETTINGS].preflight or not query_flag(request, "verify", default=True):
+    skip = not query_flag(request, "verify", default=True)
+    if skip and not principal(request).admin:
+        raise Problem(403, "Forbidden", "verify=false: only an admin key may skip the preflight")
+    if skip or not request.app[SETTINGS].preflight:
         return Verification(verified=False)
     checks = await run_preflight(request.app, tenant, ALL_FIELDS)
     return Verification(verified=True, checks=tuple(checks))

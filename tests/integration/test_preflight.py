@@ -187,3 +187,18 @@ async def test_an_unreachable_remote_is_503_unless_verify_is_false(
         assert (await answer.json())["tenant"]["verified"] is False
         shown = await (await api.get("/v1/tenants/offline", headers=ADMIN)).json()
         assert shown["verified"] is False
+
+
+async def test_only_an_admin_may_skip_the_preflight(
+    api: ApiTestClient, config: dict[str, Any]
+) -> None:
+    """A tenant key changing its target with ?verify=false is 403; without it, checked."""
+    scoring = predictive_service_ids(config)["bike-rental"]
+    target = {"kind": "classic", "web_service_id": scoring, "resource_name": RESOURCE}
+    created = await (await _create(api, {"id": "self", "target": target})).json()
+    own = {"Authorization": f"Bearer {created['api_key']}"}
+    bad = {"target": {**target, "web_service_id": "e" * 32}}
+    answer = await api.patch("/v1/tenants/self?verify=false", json=bad, headers=own)
+    assert answer.status == 403, await answer.text()
+    answer = await api.patch("/v1/tenants/self", json=bad, headers=own)
+    await _mismatch(answer, "target.web_service_id")
