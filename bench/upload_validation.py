@@ -1,4 +1,4 @@
-"""B7: cost of checking an uploaded training CSV cell by cell (producer/api/uploads.py).
+"""U1: cost of checking an uploaded training CSV cell by cell (producer/api/uploads.py).
 
 Builds a bike-rental CSV of ``--megabytes`` MB (the emulator's generator, rows repeated),
 feeds it to ``CsvCheck`` in the API's 64 KiB chunks with the training service's columns
