@@ -21,7 +21,6 @@ from producer.schemas import (
     BatchCreate,
     BatchStatus,
     RetrainRequest,
-    RunAccepted,
     RunList,
     RunPage,
 )
@@ -38,7 +37,6 @@ from worker.schemas import (
 )
 from worker.store import RunRequest, Store
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 CHUNK = 1000
@@ -49,31 +47,12 @@ async def retrain(request: web.Request) -> web.Response:
     tenant = await visible_tenant(request)
     body = await read_body(request, RetrainRequest, optional=True)
     _require_training_data(request, tenant)
-    store = request.app[STORE]
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not IDEMPOTENCY_KEY.fullmatch(key):
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                "Idempotency-Key: 1-128 characters of letters, digits and . _ : -",
-            )
-        earlier = await store.idempotent_run(tenant.id, key)
-        run = await store.get_run(earlier) if earlier else None
-        if run is not None:
-            return json_response(RunAccepted(run=run, coalesced=False), 202)
-    rerun = await _has_newer_data(store, tenant)
+    # A repeated Idempotency-Key is answered by the idempotency middleware before this runs.
+    rerun = await _has_newer_data(request.app[STORE], tenant)
     run_request = RunRequest(
         tenant_id=tenant.id, lane=Lane.INTERACTIVE, reason=body.reason, rerun_if_active=rerun
     )
     accepted = await start_run(request, run_request, tenant)
-    if key is not None:
-        ttl = timedelta(seconds=request.app[SETTINGS].idempotency_ttl_seconds)
-        winner = await store.remember_idempotent(tenant.id, key, accepted.run.id, ttl)
-        if winner != accepted.run.id:
-            run = await store.get_run(winner)
-            if run is not None:
-                accepted = RunAccepted(run=run, coalesced=False)
     return json_response(accepted, 202)
 
 
