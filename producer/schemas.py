@@ -112,6 +112,14 @@ class TenantPage(BaseModel):
     next_offset: int | None
 
 
+class ArchivedRunView(Run):
+    """A run moved from Redis to the archive in blob storage (read-only history)."""
+
+    archived: Literal[True] = Field(
+        default=True, description="the run is read from the archive; it no longer changes"
+    )
+
+
 class RunPage(BaseModel):
     """One page of a tenant's runs, newest first."""
 

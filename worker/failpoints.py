@@ -29,7 +29,12 @@ POINTS = {
     "evaluate.after_read": "evaluation CSV read, gate decision not recorded yet",
     "deploy.after_patch": "classic endpoint PATCHed, deployment not recorded yet",
     "deploy.after_arm_put": "ARM web service PUT/PATCHed, deploy_submitted not recorded yet",
+    "archive.after_intent": "archive intent recorded, its part not written yet",
+    "archive.after_write": "archive part written, its runs not removed from Redis yet",
+    "archive.after_remove": "one part's runs removed, the pass's next part not started",
 }
+# Points the archiver meets (keyed by part path, not run id); the run crash test skips them.
+ARCHIVE_POINTS = frozenset(name for name in POINTS if name.startswith("archive."))
 
 CRASH_EXIT_CODE = 137  # what a SIGKILLed process reports (128 + 9)
 MARKER_TTL_SECONDS = 7 * 24 * 3600

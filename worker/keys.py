@@ -161,3 +161,18 @@ class Keys:
     def failpoint(self, name: str, run_id: str) -> str:
         """String: set once a chaos-test failpoint crashed the worker for this run."""
         return f"{self.prefix}:failpoint:{name}:{run_id}"
+
+    @property
+    def archive_lease(self) -> str:
+        """String (TTL): the worker running the archiver's pass (one at a time, fleet-wide)."""
+        return f"{self.prefix}:archive:lease"
+
+    @property
+    def archive_intents(self) -> str:
+        """Hash: archive part path -> JSON ``{tenant, ids}`` of a part being written."""
+        return f"{self.prefix}:archive:intents"
+
+    @property
+    def archived(self) -> str:
+        """Hash: archived run id -> ``{tenant}/{yyyy-mm}/{pass}``, naming its archive part."""
+        return f"{self.prefix}:archived"

@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from worker.archive import Archiver
 from worker.azureml.arm import ArmClient, StaticToken, TokenProvider
 from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
@@ -68,6 +69,7 @@ class WorkerContext(TypedDict, total=False):
     sweeper: asyncio.Task[None]
     gauges: asyncio.Task[None]
     liveness_loop: asyncio.Task[None]
+    archiver: asyncio.Task[None]
 
 
 # Inside one step a call may be retried once, quickly; longer waits are new deferred steps.
@@ -367,6 +369,11 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
         ctx["gauges"] = asyncio.create_task(sample_gauges_forever(ctx), name="gauges")
+        if settings.archive.enabled:
+            archiver = Archiver(
+                deps.store, blobs, settings.archive, liveness.worker_id, deps.failpoints
+            )
+            ctx["archiver"] = asyncio.create_task(archiver.run_forever(), name="archiver")
         ctx["schedules"] = Schedules(redis, deps.store, deps.queue, settings.training_services)
         ctx["health"] = await start_health_server("0.0.0.0", settings.health_port)  # noqa: S104
         ctx["started"] = time.monotonic()
@@ -375,7 +382,8 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         )
 
     async def on_shutdown(ctx: WorkerContext) -> None:
-        for loop in (ctx.get("sweeper"), ctx.get("gauges"), ctx.get("liveness_loop")):
+        loops = (ctx.get("sweeper"), ctx.get("gauges"), ctx.get("archiver"))
+        for loop in (*loops, ctx.get("liveness_loop")):
             if loop is not None:
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -123,6 +123,24 @@ class AzureMLConfig(BaseModel):
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
 
+class ArchiveConfig(BaseModel):
+    """Run retention in Redis and the archiver that moves older runs to blob storage."""
+
+    enabled: bool = Field(default=True, description="run the archiver's periodic pass")
+    interval_seconds: float = Field(default=300.0, ge=1, le=86400)
+    lease_seconds: float = Field(default=120.0, ge=5, le=3600)
+    keep_runs: int = Field(
+        default=50, ge=1, le=100_000, description="finished runs per tenant always kept"
+    )
+    keep_days: float = Field(
+        default=30.0, ge=0, le=3650, description="finished runs younger than this are kept"
+    )
+    keep_deployed: int = Field(
+        default=5, ge=1, le=1000, description="deployed versions per tenant whose runs are kept"
+    )
+    max_runs_per_pass: int = Field(default=5000, ge=1, le=1_000_000)
+
+
 class WorkerSettings(RetrainqSettings):
     """Settings of ``retrainq-worker``."""
 
@@ -155,6 +173,7 @@ class WorkerSettings(RetrainqSettings):
     pod_name: str = "worker"
     failpoints: list[str] = Field(default_factory=list, max_length=16)  # chaos tests only
     azureml: AzureMLConfig = AzureMLConfig()
+    archive: ArchiveConfig = ArchiveConfig()
 
     @model_validator(mode="after")
     def _polls_renew_leases_in_time(self) -> WorkerSettings:

@@ -14,9 +14,10 @@ from producer.api.http import json_response, query_int, read_body, visible_run, 
 from producer.api.metrics import API_METRICS
 from producer.api.problems import Problem, not_found
 from producer.api.routes_tenants import start_run
-from producer.api.state import QUEUE, SETTINGS, STORE
+from producer.api.state import BLOBS, QUEUE, SETTINGS, STORE
 from producer.schemas import (
     MAX_BATCH_TENANTS,
+    ArchivedRunView,
     BatchAccepted,
     BatchCreate,
     BatchStatus,
@@ -24,6 +25,7 @@ from producer.schemas import (
     RunList,
     RunPage,
 )
+from worker.archive_parts import ArchivedRuns
 from worker.bulk import start_batch
 from worker.schemas import (
     TENANT_ID_PATTERN,
@@ -90,8 +92,17 @@ async def tenant_runs(request: web.Request) -> web.Response:
 
 
 async def get_run(request: web.Request) -> web.Response:
-    """``GET /v1/runs/{run_id}``."""
-    return json_response(await visible_run(request))
+    """``GET /v1/runs/{run_id}``: a run in Redis, or else an archived one (``archived``)."""
+    try:
+        return json_response(await visible_run(request))
+    except Problem as problem:
+        if problem.status != 404:
+            raise
+        archive = ArchivedRuns(request.app[STORE].ledger, request.app[BLOBS])
+        archived = await archive.find(request.match_info["run_id"], principal(request).tenant_id)
+        if archived is None:
+            raise
+    return json_response(ArchivedRunView(**archived.model_dump()))
 
 
 async def cancel_run(request: web.Request) -> web.Response:

@@ -375,3 +375,42 @@ class Ledger:
     def unpark(self, pipe: Pipeline, run_id: str) -> None:
         """Queue on ``pipe``: forget a parked run that is gone or no longer training."""
         pipe.zrem(self.keys.polls, run_id)
+
+    # --- the archive (worker/archive.py) ---------------------------------------------------
+
+    async def record_archive_intent(self, owner: str, part: str, intent: str) -> bool:
+        """Record that ``part`` is about to be written with the runs ``intent`` names (JSON);
+        False when ``owner`` no longer holds the archiver's lease."""
+        record = self.redis.register_script(script("archive_intent"))
+        keys = [self.keys.archive_lease, self.keys.archive_intents]
+        return bool(await record(keys=keys, args=[owner, part, intent]))
+
+    async def archive_intents(self) -> dict[str, str]:
+        """Archive intents not yet carried out: part path -> intent JSON."""
+        intents: dict[str, str] = await reply(self.redis.hgetall(self.keys.archive_intents))
+        return intents
+
+    async def remove_archived(
+        self, owner: str, part: str, where: str, tenant_id: str, runs: Sequence[Run]
+    ) -> int:
+        """Remove ``runs`` (written to ``part``) from Redis, index them to ``where``, and clear
+        the part's intent, at once: the runs removed, or -1 when the lease was lost."""
+        remove = self.redis.register_script(script("archive_remove"))
+        keys = [
+            self.keys.archive_lease,
+            self.keys.archive_intents,
+            self.keys.archived,
+            self.keys.tenant_runs(tenant_id),
+            self.keys.due,
+            self.keys.polls,
+        ]
+        keys += [
+            self.keys.batch_runs(r.batch_id) if r.batch_id else self.keys.no_batch for r in runs
+        ]
+        args = [owner, part, where, self.keys.run_prefix(), *(r.id for r in runs)]
+        return int(await remove(keys=keys, args=args))
+
+    async def archived_at(self, run_id: str) -> str | None:
+        """Where an archived run's part is (``{tenant}/{yyyy-mm}/{pass}``), or None."""
+        value = await reply(self.redis.hget(self.keys.archived, run_id))
+        return None if value is None else str(value)
