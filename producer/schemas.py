@@ -192,6 +192,9 @@ class BatchAccepted(BaseModel):
     not_found: list[str] = Field(description="listed tenant ids that do not exist")
 
 
+BatchState = Literal["running", "succeeded", "finished_with_failures", "failed", "cancelled"]
+
+
 class BatchStatus(BaseModel):
     """Progress of a bulk retrain."""
 
@@ -202,8 +205,23 @@ class BatchStatus(BaseModel):
     done: int
     progress: float = Field(ge=0, le=1)
     counts: dict[str, int]
-    throughput_per_second: float | None
-    eta_seconds: float | None
+    state: BatchState = Field(
+        default="running",
+        description="running (some runs have not ended); once every run ended: succeeded (each "
+        "run succeeded or was rejected by its gate), cancelled (some were cancelled, none "
+        "failed), failed (none succeeded or was rejected: every run failed or was cancelled, "
+        "at least one failed), finished_with_failures (some failed, some did not)",
+    )
+    throughput_per_second: float | None = Field(
+        description="runs ended per second since the batch was created (up to the last end "
+        "once every run ended); null until enough is known: at least 2 runs ended (every run, "
+        "in smaller batches) and no fewer ended than are in flight (submitting, training, "
+        "evaluating or deploying), so a first wave of quick failures does not set the pace"
+    )
+    eta_seconds: float | None = Field(
+        description="seconds until every run has ended at that throughput (runs not yet ended "
+        "/ throughput); 0 once every run ended; null while the throughput is unknown"
+    )
 
 
 class Models(BaseModel):
@@ -279,15 +297,31 @@ class FleetTenants(BaseModel):
     )
 
 
+class EndpointSlots(BaseModel):
+    """BES slots of one endpoint of a training service: leased and its cap."""
+
+    index: int = Field(description="the endpoint's position in the service's settings")
+    slots_in_use: int
+    max_concurrent_jobs: int
+
+
 class ServiceLoad(BaseModel):
-    """BES slots of one training service: leased, cap, and runs waiting by lane."""
+    """BES slots of one training service: leased, cap, runs waiting by lane, throttle state."""
 
     name: str
     slots_in_use: int
     max_running: int | None
     waiting_interactive: int
     waiting_bulk: int
-    throttled: bool
+    throttled: bool = Field(
+        description="dispatch to this service is paused after it answered 429 or 503"
+    )
+    throttle_seconds_left: float | None = Field(
+        default=None, description="seconds until dispatch resumes; null while not throttled"
+    )
+    endpoints: list[EndpointSlots] = Field(
+        default_factory=list, description="slots per BES endpoint (configured services only)"
+    )
 
 
 class Backlog(BaseModel):
@@ -341,6 +375,23 @@ class RunBrief(BaseModel):
     error: str | None
     error_code: str | None
     decision: Decision | None
+    step_failures: int = Field(default=0, description="failed tries of the current step")
+    last_error: str | None = Field(
+        default=None, description="the last transient error while the run retries"
+    )
+    next_attempt_at: datetime | None = Field(
+        default=None, description="when the run's next try is due while it retries"
+    )
+    failure_class: str | None = Field(
+        default=None,
+        description="of a failed or cancelled run: its error code and, when its message "
+        "starts with one, the remote error code (e.g. bes_Failed/BlobNotFound)",
+    )
+    failure_shape: str | None = Field(
+        default=None,
+        description="of a failed or cancelled run: its message with ids, numbers, paths, "
+        "URLs and quoted names replaced by placeholders, so like failures group together",
+    )
 
 
 class BatchRuns(BaseModel):

@@ -17,6 +17,7 @@ class WorkerMetrics:
     bes_started: Counter
     bes_in_flight: Gauge
     slots_in_use: Gauge
+    service_throttled: Gauge
     backlog: Gauge
     remote_calls: Counter
     reconciled: Counter
@@ -45,6 +46,11 @@ METRICS = WorkerMetrics(
     ),
     slots_in_use=Gauge(
         "retrainq_slots_in_use", "Leased BES slots, by training service", ["service"]
+    ),
+    service_throttled=Gauge(
+        "retrainq_service_throttled",
+        "1 while dispatch to a training service is paused after a 429/503, else 0",
+        ["service"],
     ),
     backlog=Gauge(
         "retrainq_backlog",

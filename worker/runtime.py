@@ -290,14 +290,15 @@ async def sample_gauges_forever(ctx: WorkerContext) -> None:
 
 
 async def sample_gauges(ctx: WorkerContext) -> None:
-    """Backlog and slot gauges (the ready backlog drives autoscaling), read through the same
-    view as the dashboard's fleet route."""
+    """Backlog, slot and throttle gauges (the ready backlog drives autoscaling), read through
+    the same view as the dashboard's fleet route."""
     from worker.views import FleetViews
 
     stepper = ctx["stepper"]
     load = await FleetViews.of(stepper.deps.store, stepper.deps.settings).load()
     for service in load.services:
         METRICS.slots_in_use.labels(service.name).set(service.in_use)
+        METRICS.service_throttled.labels(service.name).set(1 if service.throttled else 0)
     for kind, count in load.backlog.by_kind().items():
         METRICS.backlog.labels(kind).set(count)
     METRICS.bes_in_flight.set(load.in_flight)

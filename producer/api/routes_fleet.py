@@ -16,9 +16,10 @@ from pathlib import Path
 from aiohttp import web
 
 from producer.api.auth import principal, require_admin
+from producer.api.failures import failure_class, message_shape
 from producer.api.http import json_response, query_int
 from producer.api.problems import not_found
-from producer.api.routes_runs import batch_status
+from producer.api.progress import batch_status
 from producer.api.state import SETTINGS, STORE
 from producer.schemas import (
     RUN_ID_PATTERN,
@@ -27,13 +28,14 @@ from producer.schemas import (
     BatchRuns,
     BatchStatus,
     Caller,
+    EndpointSlots,
     FleetOverview,
     FleetTenants,
     HourCounts,
     RunBrief,
     ServiceLoad,
 )
-from worker.schemas import Lane
+from worker.schemas import Lane, Run, RunState
 from worker.store import now_ms
 from worker.views import FleetCounts, FleetViews, Load, runs_by_hour, window_start
 
@@ -81,6 +83,15 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
             waiting_interactive=service.waiting[Lane.INTERACTIVE],
             waiting_bulk=service.waiting[Lane.BULK],
             throttled=service.throttled,
+            throttle_seconds_left=service.throttle_seconds,
+            endpoints=[
+                EndpointSlots(
+                    index=endpoint.index,
+                    slots_in_use=endpoint.in_use,
+                    max_concurrent_jobs=endpoint.cap,
+                )
+                for endpoint in service.endpoints
+            ],
         )
         for service in load.services
     ]
@@ -152,6 +163,22 @@ async def list_batches(request: web.Request) -> web.Response:
     return json_response(BatchPage(items=items, total=total))
 
 
+FAILED_STATES = frozenset({RunState.FAILED, RunState.CANCELLED})
+
+
+def brief(run: Run) -> RunBrief:
+    """A run as the batch timeline shows it; a failed or cancelled run with its failure group."""
+    shown = RunBrief.model_validate(run.model_dump())
+    if run.state not in FAILED_STATES:
+        return shown
+    return shown.model_copy(
+        update={
+            "failure_class": failure_class(run.error_code, run.error),
+            "failure_shape": message_shape(run.error),
+        }
+    )
+
+
 async def batch_runs(request: web.Request) -> web.Response:
     """``GET /v1/batches/{batch_id}/runs`` (admin): a page of the batch's runs with phases."""
     require_admin(request)
@@ -163,7 +190,7 @@ async def batch_runs(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, 0, 10**9)
     total = await views(request).batch_size(batch_id)
     runs = await store.get_runs(await store.batch_run_ids(batch_id, offset, limit))
-    items = [RunBrief.model_validate(run.model_dump()) for run in runs]
+    items = [brief(run) for run in runs]
     page = BatchRuns(
         batch_id=batch_id,
         items=items,

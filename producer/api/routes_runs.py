@@ -13,6 +13,7 @@ from producer.api.auth import principal, require_admin
 from producer.api.http import json_response, query_int, read_body, visible_run, visible_tenant
 from producer.api.metrics import API_METRICS
 from producer.api.problems import Problem, not_found
+from producer.api.progress import batch_status
 from producer.api.routes_tenants import start_run
 from producer.api.state import BLOBS, QUEUE, SETTINGS, STORE
 from producer.schemas import (
@@ -20,7 +21,6 @@ from producer.schemas import (
     ArchivedRunView,
     BatchAccepted,
     BatchCreate,
-    BatchStatus,
     RetrainRequest,
     RunList,
     RunPage,
@@ -29,8 +29,6 @@ from worker.archive_parts import ArchivedRuns
 from worker.bulk import start_batch
 from worker.schemas import (
     TENANT_ID_PATTERN,
-    TERMINAL_STATES,
-    Batch,
     Lane,
     Run,
     RunState,
@@ -154,33 +152,6 @@ async def create_batch(request: web.Request) -> web.Response:
         not_found=missing[:1000],
     )
     return json_response(accepted, 202)
-
-
-def batch_status(batch: Batch, counters: dict[str, int]) -> BatchStatus:
-    """Counts by state, progress, throughput and ETA of a batch from its counters."""
-    counts = {state.value: max(0, counters.get(f"n:{state.value}", 0)) for state in RunState}
-    done = sum(counts[state.value] for state in TERMINAL_STATES)
-    total = batch.total
-    first, last = counters.get("first_finished_ms"), counters.get("last_finished_ms")
-    throughput: float | None = None
-    if first is not None and last is not None and last > first and done >= 2:
-        throughput = (done - 1) / ((last - first) / 1000)
-    eta: float | None = None
-    if done >= total:
-        eta = 0.0
-    elif throughput:
-        eta = (total - done) / throughput
-    return BatchStatus(
-        id=batch.id,
-        created_at=batch.created_at,
-        reason=batch.reason,
-        total=total,
-        done=done,
-        progress=min(1.0, done / total) if total else 1.0,
-        counts=counts,
-        throughput_per_second=throughput,
-        eta_seconds=eta,
-    )
 
 
 async def get_batch(request: web.Request) -> web.Response:

@@ -51,6 +51,8 @@ def test_the_fleet_body_shows_the_views_numbers_unchanged() -> None:
             "waiting_interactive": 1,
             "waiting_bulk": 3,
             "throttled": True,
+            "throttle_seconds_left": 1.5,
+            "endpoints": [{"index": 0, "slots_in_use": 2, "max_concurrent_jobs": 4}],
         }
     ]
     assert body["backlog"] == {"ready": 6, "deferred": 1, "waiting_slot": 4}
