@@ -12,7 +12,7 @@ from rich.table import Table
 
 from producer.schemas import BatchStatus, RunBrief, ScheduleView, TenantView
 from worker.evaluate import Gate
-from worker.schemas import Run
+from worker.schemas import Run, RunState
 
 
 def show_fields(console: Console, fields: dict[str, object]) -> None:
@@ -75,12 +75,20 @@ def show_run(console: Console, run: Run) -> None:
             "bes job": run.bes_job_id,
             "metrics": ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items()),
             "decision": run.decision.reason if run.decision else None,
+            "gate": gate_reached(run),
             "retrying": _retrying(run),
             "cancel requested": run.cancel_requested or None,
             "rerun requested": run.rerun_requested or None,
             "error": run.error,
         },
     )
+
+
+def gate_reached(run: Run) -> str | None:
+    """``not reached`` for a run that failed or was cancelled before its gate decided."""
+    if run.decision is None and run.state in (RunState.FAILED, RunState.CANCELLED):
+        return "not reached"
+    return None
 
 
 def _retrying(run: Run) -> str | None:
@@ -97,6 +105,12 @@ def batch_summary(status: BatchStatus) -> str:
     """Non-zero counts by state, e.g. ``queued 10 · training 3 · succeeded 7``."""
     parts = [f"{state} {count}" for state, count in status.counts.items() if count]
     return " · ".join(parts) or "no runs"
+
+
+def bar_text(status: BatchStatus) -> str:
+    """A batch bar's label: its state, then its non-zero counts, e.g.
+    ``finished with failures · succeeded 4 · failed 1``."""
+    return f"{status.state.replace('_', ' ')} · {batch_summary(status)}"
 
 
 def when(moment: datetime | None) -> str:
@@ -145,11 +159,13 @@ def show_batches(console: Console, batches: Sequence[BatchStatus]) -> None:
     table.add_column("batch", no_wrap=True, min_width=32)
     table.add_column("created", no_wrap=True)
     table.add_column("reason")
+    table.add_column("state", no_wrap=True)
     table.add_column("done", no_wrap=True)
     table.add_column("states")
     for batch in batches:
         done = f"{batch.done}/{batch.total}"
-        table.add_row(batch.id, when(batch.created_at), batch.reason, done, batch_summary(batch))
+        row = (batch.id, when(batch.created_at), batch.reason, batch.state, done)
+        table.add_row(*row, batch_summary(batch))
     console.print(table)
 
 
@@ -162,9 +178,10 @@ def show_batch(console: Console, status: BatchStatus) -> None:
             "batch": status.id,
             "created": when(status.created_at),
             "reason": status.reason,
+            "state": status.state,
             "done": f"{status.done}/{status.total} ({status.progress:.0%})",
             "states": batch_summary(status),
-            "throughput": f"{rate * 60:.1f} runs/min" if rate else "unknown",
+            "throughput": "unknown" if rate is None else f"{rate * 60:.1f} runs/min",
             "eta": eta(status) if status.done < status.total else None,
         },
     )

@@ -80,11 +80,12 @@ async def failed_runs(client: ApiClient, batch_id: str) -> list[RunBrief]:
 
 
 def plain_line(status: BatchStatus, now: float) -> str:
-    """One progress line for logs: UTC time, batch, ended/total, states and ETA."""
+    """One progress line for logs: UTC time, batch, ended/total, (once ended) the batch's
+    state, counts by state and ETA."""
+    summary = render.batch_summary(status) if status.state == "running" else render.bar_text(status)
     return (
         f"{time.strftime('%H:%M:%S', time.gmtime(now))}Z batch {status.id[:8]}: "
-        f"{status.done}/{status.total} ended · {render.batch_summary(status)} · "
-        f"ETA {render.eta(status)}"
+        f"{status.done}/{status.total} ended · {summary} · ETA {render.eta(status)}"
     )
 
 
@@ -101,12 +102,14 @@ async def follow(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TimeElapsedColumn(), console=out.err) as progress:
             task = progress.add_task(
-                render.batch_summary(status), total=status.total, completed=status.done
+                render.bar_text(status), total=status.total, completed=status.done
             )
             while status.done < status.total:
                 await asyncio.sleep(interval)
                 status = await poll()
-                description = f"{render.batch_summary(status)} · ETA {render.eta(status)}"
+                description = render.bar_text(status)
+                if status.done < status.total:
+                    description += f" · ETA {render.eta(status)}"
                 progress.update(
                     task, completed=status.done, total=status.total, description=description
                 )

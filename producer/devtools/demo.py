@@ -23,6 +23,7 @@ from rich.table import Table
 
 from emulator import datagen
 from emulator.training import parse_csv
+from producer.cli import render
 from producer.cli.client import ApiClient
 from producer.devtools.devstack import DEFAULT_STATE_DIR, read_env_file
 from producer.devtools.emulated import predictive_service_ids
@@ -128,10 +129,8 @@ class Demo:
             while status.done < status.total:
                 await asyncio.sleep(0.5)
                 status = await self.client.batch(batch_id)
-                running = status.counts.get("training", 0)
-                progress.update(
-                    task, completed=status.done, description=f"bulk retrain ({running} training)"
-                )
+                description = f"bulk retrain: {render.bar_text(status)}"
+                progress.update(task, completed=status.done, description=description)
 
     async def drift(self, options: DemoOptions) -> None:
         """Upload a drifted data version for every location."""
