@@ -49,9 +49,61 @@ class BesEndpointConfig(BaseModel):
     max_concurrent_jobs: int = Field(default=40, ge=1, le=1000)
 
 
-class TrainingServiceConfig(BaseModel):
-    """A training web service: its BES endpoints, fleet-wide cap and port names."""
+_ARM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,89}$"
+_ASSET = r"^(/subscriptions/\S+|azureml://\S+|[A-Za-z0-9][A-Za-z0-9_.-]{0,254}/versions/[A-Za-z0-9_.-]{1,64})$"
+DEFAULT_V2_COMMAND = (
+    "python train.py --kind ${{inputs.kind}} --data ${{inputs.train}} "
+    "--model ${{outputs.model}} --evaluation ${{outputs.evaluation}}"
+)
 
+
+class AzureMLV2Config(BaseModel):
+    """The Azure ML v2 workspace where a training service of backend ``azureml_v2`` runs jobs.
+
+    ARM authentication is the worker's (``azureml.arm_auth``); nothing here is a secret.
+    ``code`` and ``environment`` are ``name/versions/N`` in the workspace or full asset ids.
+    """
+
+    arm_url: str | None = Field(default=None, description="ARM base; unset: azureml.arm_url")
+    subscription_id: str = Field(pattern=_ARM_NAME)
+    resource_group: str = Field(pattern=_ARM_NAME)
+    workspace: str = Field(pattern=_ARM_NAME)
+    api_version: str = Field(default="2025-12-01", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+    compute: str = Field(pattern=_ARM_NAME)
+    environment: str = Field(pattern=_ASSET)
+    code: str = Field(pattern=_ASSET)
+    datastore: str = Field(
+        default="workspaceblobstore",
+        pattern=r"^[A-Za-z0-9_]{1,255}$",
+        description="datastore on the blob container the worker uses (data, models, evaluations)",
+    )
+    model_kind: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the job's literal input 'kind'"
+    )
+    experiment: str = Field(default="retrainq", pattern=_ARM_NAME)
+    command: str = Field(default=DEFAULT_V2_COMMAND, min_length=1, max_length=4000)
+    job_timeout_seconds: int = Field(default=3600, ge=60, le=21 * 24 * 3600)
+    max_concurrent_jobs: int = Field(
+        default=320, ge=1, le=1000, description="jobs running at once in the workspace"
+    )
+
+    def workspace_path(self) -> str:
+        """The workspace's ARM resource id."""
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+        )
+
+
+class TrainingServiceConfig(BaseModel):
+    """A training service: its backend, BES endpoints (classic), fleet-wide cap and port names.
+
+    A service of backend ``azureml_v2`` has no BES endpoints: its one slot pool is the
+    workspace (filled in here, capped by ``azureml_v2.max_concurrent_jobs``).
+    """
+
+    backend: Literal["classic", "azureml_v2"] = "classic"
+    azureml_v2: AzureMLV2Config | None = None
     endpoints: list[BesEndpointConfig] = Field(default_factory=list, max_length=64)
     max_running: int = Field(default=40, ge=1, le=100_000)
     interactive_reserve: int = Field(
@@ -71,6 +123,30 @@ class TrainingServiceConfig(BaseModel):
         max_length=4096,
         description="columns a training CSV must have (checked on upload); empty: any",
     )
+
+    @model_validator(mode="after")
+    def _backend_has_its_settings(self) -> TrainingServiceConfig:
+        v2 = self.azureml_v2
+        if self.backend == "classic":
+            if v2 is not None:
+                raise ValueError("azureml_v2 settings need backend 'azureml_v2'")
+            return self
+        if v2 is None:
+            raise ValueError("backend 'azureml_v2' needs the azureml_v2 settings")
+        if self.data_parameter is not None:
+            raise ValueError("an azureml_v2 service takes its data as a job input, not a parameter")
+        if len(self.endpoints) > 1:
+            raise ValueError(
+                "an azureml_v2 service has no BES endpoints (its slots: the workspace)"
+            )
+        if not self.endpoints:
+            workspace = BesEndpointConfig(
+                url=(v2.arm_url or "").rstrip("/") + v2.workspace_path(),
+                api_key=SecretStr(""),
+                max_concurrent_jobs=v2.max_concurrent_jobs,
+            )
+            self.endpoints = [workspace]
+        return self
 
     @model_validator(mode="after")
     def _reserve_leaves_bulk_a_slot(self) -> TrainingServiceConfig:

@@ -1,0 +1,1 @@
+"""Azure Machine Learning v2 (ARM ``Microsoft.MachineLearningServices``): clients and adapters."""
