@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from emulator import admin, arm, bes, management, rrs
+from emulator import admin, arm, bes, management, rrs, v2
 from emulator.blobio import BlobStore
 from emulator.config import EmulatorConfig, EmulatorSettings, default_config, load_config
 from emulator.datagen import dataset_csv
@@ -89,6 +89,7 @@ def create_app(
     app[STATE] = state
     for module in (bes, rrs, management, arm, admin):
         module.add_routes(app)
+    v2.install(app)
     app.cleanup_ctx.append(_resources)
     return app
 

@@ -1,0 +1,209 @@
+"""In-memory state of the Azure ML v2 surfaces: workspaces, datastores, jobs, faults, counters.
+
+The v2 surfaces live beside the classic ones on the same address and share their ARM
+subscription, resource groups and bearer token (``EmulatorConfig.arm``). ``V2State`` is kept
+under its own app key and rebuilt by ``POST /_emulator/v2/reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from emulator.config import FaultSpec
+from emulator.errors import ApiError
+from emulator.faults import injected_error
+from emulator.state import utcnow
+
+JobStatus = Literal[
+    "NotStarted",
+    "Queued",
+    "Running",
+    "Finalizing",
+    "CancelRequested",
+    "Completed",
+    "Failed",
+    "Canceled",
+]
+TERMINAL: frozenset[str] = frozenset({"Completed", "Failed", "Canceled"})
+V2Surface = Literal["v2_jobs"]
+
+
+class V2WorkspaceConfig(BaseModel):
+    """A v2 workspace in the first resource group of the ARM config."""
+
+    name: str = Field(default="retrainq-v2", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
+    location: str = "westeurope"
+
+
+class V2Config(BaseModel):
+    """What the v2 surfaces serve: the workspaces (datastores are PUT at run time)."""
+
+    workspaces: list[V2WorkspaceConfig] = Field(
+        default_factory=lambda: [V2WorkspaceConfig()], min_length=1
+    )
+
+
+class V2Faults(BaseModel):
+    """Fault switches of the v2 surfaces (the classic switches' fields) and failed jobs."""
+
+    v2_jobs: FaultSpec = FaultSpec()
+    job_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+@dataclass
+class Datastore:
+    """An Azure Blob datastore: where ``azureml://datastores/{name}/paths/...`` lives."""
+
+    name: str
+    body: dict[str, Any]
+    connection_string: str
+    container: str
+
+
+@dataclass
+class V2Job:
+    """A command job: its stored body, status and the counters of the PUTs of its name."""
+
+    name: str
+    workspace: str
+    body: dict[str, Any]
+    status: JobStatus = "NotStarted"
+    created: datetime = field(default_factory=utcnow)
+    failure: dict[str, str] | None = None
+    puts_created: int = 1
+    puts_unchanged: int = 0
+    puts_refused: int = 0
+    cancels: int = 0
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job has ended."""
+        return self.status in TERMINAL
+
+
+@dataclass
+class V2Operation:
+    """A cancel operation behind a ``Location`` URL: done once its job has ended."""
+
+    id: str
+    job: V2Job
+
+
+class FaultState:
+    """Live v2 fault switches with their counters and seeded generators."""
+
+    def __init__(self, faults: V2Faults, seed: int) -> None:
+        self.seed = seed
+        self.configure(faults)
+
+    def configure(self, faults: V2Faults) -> None:
+        """Replace every switch; reseed and zero the counters."""
+        self.config = faults
+        self.fail_next = faults.v2_jobs.fail_next
+        self.drop_next = faults.v2_jobs.commit_then_drop
+        self.random = random.Random(f"{self.seed}:v2_jobs")
+        self.job_random = random.Random(f"{self.seed}:v2_job")
+        self.injected = 0
+        self.dropped = 0
+        self.jobs_failed = 0
+
+    async def before(self) -> None:
+        """Latency, then the injected error when this call is to fail."""
+        spec = self.config.v2_jobs
+        if spec.latency_seconds:
+            await asyncio.sleep(spec.latency_seconds)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+        elif not (spec.error_rate and self.random.random() < spec.error_rate):
+            return
+        self.injected += 1
+        raise injected_error(spec.error_status)
+
+    def take_drop(self) -> bool:
+        """Whether this call's reply is dropped after its effect was committed."""
+        if self.drop_next <= 0:
+            return False
+        self.drop_next -= 1
+        self.dropped += 1
+        return True
+
+    def job_fails(self) -> bool:
+        """Whether the job now finishing fails instead."""
+        rate = self.config.job_failure_rate
+        if rate and self.job_random.random() < rate:
+            self.jobs_failed += 1
+            return True
+        return False
+
+    def snapshot(self) -> dict[str, Any]:
+        """Configuration, remaining counters and what was injected."""
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "remaining": {"fail_next": self.fail_next, "commit_then_drop": self.drop_next},
+            "injected": self.injected,
+            "dropped": self.dropped,
+            "jobs_failed": self.jobs_failed,
+        }
+
+
+class V2State:
+    """Datastores, jobs and operations of the v2 workspaces."""
+
+    def __init__(self, config: V2Config, seed: int) -> None:
+        self.config = config
+        self.faults = FaultState(V2Faults(), seed)
+        self.datastores: dict[tuple[str, str], Datastore] = {}
+        self.jobs: dict[tuple[str, str], V2Job] = {}
+        self.operations: dict[str, V2Operation] = {}
+
+    def workspace(self, name: str) -> V2WorkspaceConfig:
+        """The configured workspace ``name`` (case-insensitive), or 404."""
+        for workspace in self.config.workspaces:
+            if workspace.name.lower() == name.lower():
+                return workspace
+        raise ApiError(404, "ResourceNotFound", f"Workspace '{name}' was not found.")
+
+    def reset(self) -> None:
+        """Forget every datastore, job and operation; cancel running jobs; clear faults."""
+        for job in self.jobs.values():
+            if job.task is not None:
+                job.task.cancel()
+        self.datastores.clear()
+        self.jobs.clear()
+        self.operations.clear()
+        self.faults.configure(V2Faults())
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for ``/_emulator/v2/stats``: per job name, PUTs by outcome and status."""
+        jobs = {
+            job.name: {
+                "workspace": job.workspace,
+                "status": job.status,
+                "jobs_created": job.puts_created,
+                "puts_unchanged": job.puts_unchanged,
+                "puts_refused": job.puts_refused,
+                "cancels": job.cancels,
+            }
+            for job in self.jobs.values()
+        }
+        by_status: dict[str, int] = {}
+        for job in self.jobs.values():
+            by_status[job.status] = by_status.get(job.status, 0) + 1
+        return {
+            "jobs": jobs,
+            "jobs_total": len(self.jobs),
+            "jobs_by_status": by_status,
+            "max_jobs_per_name": max((j.puts_created for j in self.jobs.values()), default=0),
+            "faults": self.faults.snapshot(),
+        }
+
+
+V2_STATE = web.AppKey("v2_state", V2State)
