@@ -29,6 +29,9 @@ from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
+from worker.azureml_v2.jobs import JobsClient
+from worker.azureml_v2.router import TrainingRouter
+from worker.azureml_v2.training import AzureMLV2Training
 from worker.blobs import BlobStore
 from worker.classic import ClassicTraining
 from worker.deploy import Deployer
@@ -138,6 +141,8 @@ class ResilientWorker(Worker):
 
 
 def _api_of(url: str) -> str:
+    if "/Microsoft.MachineLearningServices/" in url:
+        return "azureml_v2"
     if "/jobs" in url:
         return "bes"
     if "/webServices" in url:
@@ -194,7 +199,25 @@ def build_deps(
             session, endpoint.url, endpoint.api_key, STEP_RETRY, timeout_seconds=timeout
         )
         for name, service in settings.training_services.items()
+        if service.backend == "classic"
         for index, endpoint in enumerate(service.endpoints)
+    }
+    v2 = {
+        name: service.azureml_v2
+        for name, service in settings.training_services.items()
+        if service.azureml_v2 is not None
+    }
+    v2_jobs = {
+        name: JobsClient(
+            session,
+            config.arm_url or azureml.arm_url,
+            config.workspace_path(),
+            arm_token,
+            STEP_RETRY,
+            api_version=config.api_version,
+            timeout_seconds=timeout,
+        )
+        for name, config in v2.items()
     }
     parked = ParkedRuns(redis, keys)
     store = Store(redis, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
@@ -233,12 +256,15 @@ def build_deps(
         ),
         parked=parked,
         estimates=DurationEstimates(parked),
-        training=ClassicTraining(
-            bes,
-            settings.training_services,
-            blobs,
-            timedelta(seconds=settings.blob.sas_ttl_seconds),
-            settings.shared_data_prefixes,
+        training=TrainingRouter(
+            dict.fromkeys(v2, AzureMLV2Training(v2_jobs, v2, blobs, settings.shared_data_prefixes)),
+            default=ClassicTraining(
+                bes,
+                settings.training_services,
+                blobs,
+                timedelta(seconds=settings.blob.sas_ttl_seconds),
+                settings.shared_data_prefixes,
+            ),
         ),
         failpoints=Failpoints(settings.failpoints, redis, keys),
     )
