@@ -19,6 +19,7 @@ class WorkerMetrics:
     slots_in_use: Gauge
     service_throttled: Gauge
     backlog: Gauge
+    redis_memory_used: Gauge
     remote_calls: Counter
     reconciled: Counter
     sweeper_polls: Counter
@@ -51,6 +52,10 @@ METRICS = WorkerMetrics(
         "retrainq_service_throttled",
         "1 while dispatch to a training service is paused after a 429/503, else 0",
         ["service"],
+    ),
+    redis_memory_used=Gauge(
+        "retrainq_redis_memory_used_ratio",
+        "Redis used_memory / maxmemory (0 while maxmemory is unset); writes fail at 1",
     ),
     backlog=Gauge(
         "retrainq_backlog",

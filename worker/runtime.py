@@ -315,6 +315,15 @@ async def sample_gauges_forever(ctx: WorkerContext) -> None:
         await asyncio.sleep(GAUGE_INTERVAL_SECONDS)
 
 
+async def sample_redis_memory(redis: aioredis.Redis) -> float:
+    """Set the gauge of Redis ``used_memory / maxmemory`` (0 with no maxmemory) and return it."""
+    info = await redis.info("memory")
+    limit = int(info.get("maxmemory", 0))
+    ratio = int(info["used_memory"]) / limit if limit else 0.0
+    METRICS.redis_memory_used.set(ratio)
+    return ratio
+
+
 async def sample_gauges(ctx: WorkerContext) -> None:
     """Backlog, slot and throttle gauges (the ready backlog drives autoscaling), read through
     the same view as the dashboard's fleet route."""
@@ -328,6 +337,7 @@ async def sample_gauges(ctx: WorkerContext) -> None:
     for kind, count in load.backlog.by_kind().items():
         METRICS.backlog.labels(kind).set(count)
     METRICS.bes_in_flight.set(load.in_flight)
+    await sample_redis_memory(stepper.deps.store.redis)
 
 
 async def step_started(ctx: WorkerContext) -> None:

@@ -18,6 +18,8 @@ from worker.store import StaleRecord, StoreError, TenantExists, TenantNotFound
 PROBLEM_TYPE = "application/problem+json"
 ABOUT_BLANK = "about:blank"
 REDIS_RETRY_AFTER = 5
+# A full Redis frees memory only when the archiver or an operator acts: ask for a longer wait.
+REDIS_FULL_RETRY_AFTER = 60
 
 log = structlog.get_logger("retrainq.api")
 
@@ -134,6 +136,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             "Service Unavailable",
             "the record store (Redis) is unreachable; try again shortly",
             {"Retry-After": str(REDIS_RETRY_AFTER)},
+        )
+    except redis_errors.OutOfMemoryError:
+        log.warning("api.redis_full", path=request.path, method=request.method)
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "the record store (Redis) is full (maxmemory reached) and refuses writes; nothing "
+            "was recorded: try again later",
+            {"Retry-After": str(REDIS_FULL_RETRY_AFTER)},
+            code="redis_full",
         )
     except (ConnectionError, TimeoutError) as exc:
         # Not Redis (its client raises its own errors): a socket below another client.

@@ -22,14 +22,24 @@ function meter(used, cap) {
   return h("div", { class: "meter" }, h("div", { class: "fill", "width%": pct }));
 }
 
-export function progressBar(progress) {
-  const pct = Math.round(progress * 1000) / 10;
+const OUTCOMES = ["succeeded", "rejected", "failed", "cancelled"];
+const BATCH_STATES = { running: "Running", succeeded: "Succeeded", finished_with_failures: "Finished with failures", failed: "Failed", cancelled: "Cancelled" };
+
+// A batch's bar: one segment per outcome (succeeded, rejected, failed, cancelled), so a batch
+// whose runs all failed reads red, not a green 100 %.
+export function progressBar(status) {
+  const pct = Math.round(status.progress * 1000) / 10;
+  const share = (n) => (status.total ? (100 * n) / status.total : 0);
   return h(
     "div",
-    { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "data-test": "progress", "data-progress": pct },
-    h("div", { class: "fill", "width%": pct }),
+    { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "data-test": "progress", "data-progress": pct, "data-state": status.state },
+    OUTCOMES.filter((k) => status.counts[k]).map((k) => h("div", { class: `fill state-${k}`, "width%": share(status.counts[k]), title: `${status.counts[k]} ${k}`, "data-outcome": k })),
     h("span", {}, `${pct}%`),
   );
+}
+
+export function batchBadge(state) {
+  return h("span", { class: `badge batch-${state}`, "data-test": "batch-state" }, BATCH_STATES[state] || state);
 }
 
 // --- fleet ---------------------------------------------------------------------------------
@@ -62,7 +72,10 @@ function fleetCards(fleet, batches, tenants) {
       { class: "service", "data-service": svc.name },
       h("div", { class: "row-between" }, h("strong", {}, svc.name), h("span", {}, `${svc.slots_in_use} / ${svc.max_running ?? "?"} slots`)),
       meter(svc.slots_in_use, svc.max_running),
-      h("div", { class: "muted small" }, `waiting: ${svc.waiting_interactive} interactive, ${svc.waiting_bulk} bulk`, svc.throttled ? h("span", { class: "badge state-failed" }, "throttled") : ""),
+      h("div", { class: "muted small" }, `waiting: ${svc.waiting_interactive} interactive, ${svc.waiting_bulk} bulk `, throttleBadge(svc)),
+      (svc.endpoints || []).length
+        ? h("ul", { class: "endpoints small muted", "data-test": "endpoints" }, svc.endpoints.map((e) => h("li", { "data-endpoint": e.index }, `endpoint ${e.index}: ${e.slots_in_use} / ${e.max_concurrent_jobs} slots`)))
+        : "",
     ),
   );
   const b = fleet.backlog;
@@ -78,7 +91,7 @@ function fleetCards(fleet, batches, tenants) {
     card(
       "Bulk retrains",
       table(
-        ["batch", "started", "reason", "progress", "done", "failed"],
+        ["batch", "started", "reason", "state", "progress", "done", "failed"],
         batches.items.map((x) =>
           h(
             "tr",
@@ -86,7 +99,8 @@ function fleetCards(fleet, batches, tenants) {
             h("td", {}, link(`#/batch/${x.id}`, x.id.slice(0, 8))),
             h("td", {}, fmtTime(x.created_at)),
             h("td", {}, x.reason),
-            h("td", { class: "wide" }, progressBar(x.progress)),
+            h("td", {}, batchBadge(x.state)),
+            h("td", { class: "wide" }, progressBar(x)),
             h("td", {}, `${x.done} / ${x.total}`),
             h("td", {}, String(FAILED.reduce((a, k) => a + (x.counts[k] || 0), 0))),
           ),
@@ -115,6 +129,14 @@ function fleetCards(fleet, batches, tenants) {
       ),
     ),
   ];
+}
+
+// Dispatch to a service pauses after it answers 429 or 503; the badge says for how long.
+function throttleBadge(svc) {
+  if (!svc.throttled) return "";
+  const left = svc.throttle_seconds_left;
+  const text = left === null || left === undefined ? "throttled" : `throttled, resumes in ${fmtDuration(left)}`;
+  return h("span", { class: "badge state-failed", "data-test": "throttled", title: "the service answered 429 or 503: dispatch is paused" }, text);
 }
 
 export function legend(states = Object.keys(STATE_COLOURS)) {
@@ -158,20 +180,20 @@ function batchCards(status, runs) {
   const finished = runs.map(endOf).filter((x) => x !== null);
   const lastEnd = finished.length ? Math.max(...finished) : null;
   const took = status.done >= status.total && lastEnd ? (lastEnd - Date.parse(status.created_at)) / 1000 : elapsed;
-  const durations = runs.filter((r) => endOf(r)).map((r) => ({ run: r, seconds: (endOf(r) - Date.parse(r.created_at)) / 1000 }));
-  durations.sort((a, b) => b.seconds - a.seconds);
-  const median = durations.length ? durations[Math.floor(durations.length / 2)].seconds : 0;
-  const stragglers = durations.filter((d) => d.seconds > 1.5 * median).slice(0, 8);
+  const slowest = slowestRuns(runs, Date.now());
   const waits = runs.map((r) => slotWait(r)).filter((x) => x !== null);
   const longestWait = waits.length ? Math.max(...waits) : null;
   return [
     card(
-      status.done >= status.total ? "Finished" : "In progress",
-      progressBar(status.progress),
+      "Progress",
+      h("p", {}, batchBadge(status.state)),
+      progressBar(status),
       h("div", { class: "stats" },
         stat("done", `${status.done} / ${status.total}`, { "data-test": "done" }),
-        stat("throughput", status.throughput_per_second ? `${(status.throughput_per_second * 60).toFixed(1)} / min` : "–"),
-        stat(status.done >= status.total ? "took" : "ETA", status.done >= status.total ? fmtDuration(took) : fmtDuration(status.eta_seconds)),
+        stat("throughput", status.throughput_per_second === null ? "unknown" : `${(status.throughput_per_second * 60).toFixed(1)} / min`, { "data-test": "throughput" }),
+        status.done >= status.total
+          ? stat("took", fmtDuration(took))
+          : stat("ETA", status.eta_seconds === null ? "unknown" : fmtDuration(status.eta_seconds), { "data-test": "eta" }),
         stat("longest wait for a slot", fmtDuration(longestWait))),
       h("p", { class: "muted small" }, `reason: ${status.reason} · started ${fmtTime(status.created_at)}`),
       countList(status.counts, { "data-test": "counts" }),
@@ -184,11 +206,26 @@ function batchCards(status, runs) {
     ),
     h("div", { class: "grid two" }, failuresCard(runs), card(
       "Slowest runs",
-      table(["run", "tenant", "state", "took"], stragglers.map(({ run, seconds }) =>
-        h("tr", {}, h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8))), h("td", {}, run.tenant_id), h("td", {}, badge(run.state)), h("td", {}, fmtDuration(seconds))))),
-      h("p", { class: "muted small" }, `runs taking over 1.5× the median (${fmtDuration(median)})`),
+      slowest.length
+        ? table(["run", "tenant", "state", "took"], slowest.map(({ run, seconds, running }) =>
+            h("tr", { "data-run": run.id }, h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8))), h("td", {}, run.tenant_id), h("td", {}, badge(run.state)), h("td", {}, running ? `${fmtDuration(seconds)} so far` : fmtDuration(seconds)))),
+            { "data-test": "slowest" })
+        : h("p", { class: "muted" }, "no runs"),
+      h("p", { class: "muted small" }, `the ${SLOWEST} longest runs, ended or not: a run still going counts its age`),
     )),
   ];
+}
+
+const SLOWEST = 8;
+
+// The longest runs: ended ones by duration, runs still going by age at `now` (ms).
+export function slowestRuns(runs, now, count = SLOWEST) {
+  const timed = runs.map((run) => {
+    const end = endOf(run);
+    return { run, running: end === null, seconds: ((end ?? now) - Date.parse(run.created_at)) / 1000 };
+  });
+  timed.sort((a, b) => b.seconds - a.seconds);
+  return timed.slice(0, count);
 }
 
 // Seconds a run waited for a BES slot (from waiting_slot to submitting), if it got one.
@@ -201,7 +238,8 @@ function failuresCard(runs) {
   const groups = new Map();
   for (const run of runs) {
     let reason = null;
-    if (FAILED.includes(run.state)) reason = `${run.state}: ${run.error_code || (run.error || "no reason recorded").slice(0, 100)}`;
+    // The API groups failures by class (error code and remote code) and message shape.
+    if (FAILED.includes(run.state)) reason = `${run.state}: ${run.failure_class || run.error_code || "unknown"} · ${run.failure_shape || (run.error || "no reason recorded").slice(0, 100)}`;
     else if (run.state === "rejected") reason = `rejected by the gate (${(run.decision && run.decision.metric) || "metric"})`;
     if (reason === null) continue;
     if (!groups.has(reason)) groups.set(reason, []);

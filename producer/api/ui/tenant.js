@@ -119,6 +119,27 @@ function tenantCards(tenant, models, runs) {
 
 // --- run -----------------------------------------------------------------------------------
 
+const ENDED = ["succeeded", "rejected", "failed", "cancelled"];
+
+// Why a run has no gate decision: it ended before the gate, or has not reached it yet.
+export function gateNotice(run) {
+  if (run.state === "failed") return "not reached: the run failed before the gate";
+  if (run.state === "cancelled") return "not reached: the run was cancelled before the gate";
+  if (ENDED.includes(run.state)) return "no decision recorded";
+  return "not decided yet";
+}
+
+// A run that retries a step shows its last transient error, its failures and its next try.
+function retryCard(run) {
+  if (ENDED.includes(run.state) || !(run.last_error || run.step_failures)) return "";
+  return h("section", { class: "card retrying", "data-test": "retrying" },
+    h("h2", {}, "Retrying"),
+    h("dl", { class: "fields" },
+      ...field("last error", h("span", { "data-test": "last-error" }, run.last_error || "–")),
+      ...field("failed tries", h("span", { "data-test": "step-failures" }, String(run.step_failures))),
+      ...field("next try", h("span", { "data-test": "next-attempt" }, run.next_attempt_at ? fmtTime(run.next_attempt_at) : "–"))));
+}
+
 export async function runPage(main, runId, caller) {
   document.title = `Run ${runId.slice(0, 8)} · retrainq`;
   const body = h("div");
@@ -132,7 +153,7 @@ export async function runPage(main, runId, caller) {
       return false;
     }
     body.replaceChildren(...runCards(run, caller));
-    return !["succeeded", "rejected", "failed", "cancelled"].includes(run.state);
+    return !ENDED.includes(run.state);
   }, 1500);
 }
 
@@ -166,9 +187,10 @@ function runCards(run, caller) {
             ...field("metric", d.metric),
             ...field("value", fmtNumber(d.value, 4)),
             ...field("deployed baseline", fmtNumber(d.baseline, 4)))
-        : h("p", { class: "muted" }, "not decided yet")),
+        : h("p", { class: "muted", "data-test": "no-decision" }, gateNotice(run))),
       card("Evaluation metrics", table(["metric", "value"], metrics.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmtNumber(v, 4)))), { "data-test": "metrics" })),
     ),
+    retryCard(run),
     run.error ? card("Error", h("p", { class: "error", "data-test": "error" }, run.error_code ? `[${run.error_code}] ` : "", run.error)) : "",
   ];
 }
