@@ -30,6 +30,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("B3", "inflight_capacity.py", ["--quick"], []),
     ("B4", "sequential_baseline.py", ["--quick"], []),
     ("B6", "onboarding_during_bulk.py", ["--quick"], []),
+    ("B7", "limit_client.py", ["--quick"], []),
     ("U1", "upload_validation.py", ["--quick"], []),
 ]
 
