@@ -13,6 +13,8 @@ from tests.azureml_v2 import datastore_body, v2_settings, workspace_url
 from tests.integration.fleet import Fleet, sample_rows, until
 from worker.azureml.arm import StaticToken
 from worker.azureml.bes import JobState
+from worker.azureml.errors import ThrottledError
+from worker.azureml.retry import RetryPolicy
 from worker.azureml_v2.jobs import JobsClient
 from worker.azureml_v2.training import AzureMLV2Training, job_name
 from worker.schemas import RunState
@@ -143,3 +145,72 @@ async def test_the_port_submits_once_per_run_and_cancels(v2_fleet: Fleet) -> Non
     await training.cancel(run, first)  # an ended job needs nothing
     job = (await v2_stats(fleet))["jobs"][first]
     assert (job["jobs_created"], job["puts_unchanged"], job["cancels"]) == (1, 1, 1)
+
+
+async def test_a_failed_v2_job_fails_the_run_with_its_reason(v2_fleet: Fleet) -> None:
+    """The job ends Failed: the run fails with the job's failure reason and keeps its one
+    job (nothing resubmitted)."""
+    fleet = v2_fleet
+    await fleet.emulator("PUT", "/_emulator/v2/faults", {"job_failure_rate": 1.0})
+    tenant = await fleet.onboard("v2failing", training_service=SERVICE)
+    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
+    assert (run.state, run.error_code) == (RunState.FAILED, "bes_Failed"), run.error
+    assert "injected fault" in (run.error or "")
+    stats = await v2_stats(fleet)
+    assert stats["jobs_total"] == 1
+    assert stats["jobs"][job_name(run)]["status"] == "Failed"
+
+
+async def test_cancelling_a_training_run_cancels_its_v2_job(v2_fleet: Fleet) -> None:
+    """A cancel request for a run whose job runs ends the run cancelled and the job
+    Canceled at the service."""
+    fleet = v2_fleet
+    await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 120})
+    tenant = await fleet.onboard("v2cancel", training_service=SERVICE)
+    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    run_id = await fleet.retrain(tenant.id)
+
+    async def training() -> bool:
+        run = await fleet.store.get_run(run_id)
+        return run is not None and run.state is RunState.TRAINING
+
+    await until(training, within=30)
+    assert await fleet.store.request_cancel(run_id)
+    (run,) = await fleet.wait_terminal([run_id], within=60)
+    assert run.state is RunState.CANCELLED, run.error
+
+    async def canceled() -> bool:
+        job = (await v2_stats(fleet))["jobs"][job_name(run)]
+        return bool(job["status"] == "Canceled")
+
+    await until(canceled, within=10)
+
+
+async def test_a_throttled_call_is_a_throttled_error_with_the_servers_hint(
+    v2_fleet: Fleet,
+) -> None:
+    """429 with Retry-After from the jobs surface becomes ThrottledError(retry_after=1) from
+    the client (one try), and a run through throttled submits still makes one job."""
+    fleet = v2_fleet
+    config = settings(fleet)
+    token = StaticToken(SecretStr(fleet.config["arm"]["token"]))
+    client = JobsClient(
+        fleet.http, fleet.emulator_url, config.workspace_path(), token, RetryPolicy(attempts=1)
+    )
+    faults = {"v2_jobs": {"fail_next": 1, "error_status": 429}}
+    await fleet.emulator("PUT", "/_emulator/v2/faults", faults)
+    with pytest.raises(ThrottledError) as throttled:
+        await client.get("rq-nobody-1-0")
+    assert throttled.value.retry_after == 1.0
+    await fleet.emulator(
+        "PUT", "/_emulator/v2/faults", {"v2_jobs": {"fail_next": 3, "error_status": 429}}
+    )
+    tenant = await fleet.onboard("v2throttled", training_service=SERVICE)
+    fleet.start_workers(
+        1, RETRAINQ_TRAINING_SERVICES=services(fleet), RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2"
+    )
+    (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
+    assert run.state is RunState.SUCCEEDED, run.error
+    stats = await v2_stats(fleet)
+    assert (stats["faults"]["injected"], stats["jobs_total"]) == (3, 1)
