@@ -2,11 +2,12 @@
 
 Each worker process registers under an id of its own (its pod name and a random suffix),
 keeps a heartbeat key alive with a short TTL, and records the arq steps it is running (arq's
-job start and end hooks) and, through the ledger, the parked runs its sweeper has claimed.
-Every worker looks for registered workers whose heartbeat has lapsed; the first to find one
-releases what it held in one script: arq's in-progress keys of its steps (so arq runs them
-again at once instead of after their in-progress TTL) and its sweeper's claims (polled now
-instead of after the claim period). A worker that stops cleanly leaves at once.
+job start hook adds each; the next heartbeat forgets those that ended, in its own round
+trip) and, through the ledger, the parked runs its sweeper has claimed. Every worker looks
+for registered workers whose heartbeat has lapsed; the first to find one releases what it
+held in one script: arq's in-progress keys of its steps (so arq runs them again at once
+instead of after their in-progress TTL) and its sweeper's claims (polled now instead of
+after the claim period). A worker that stops cleanly leaves at once.
 
 Releasing a worker that was only paused longer than the TTL is safe: every step writes with
 a compare-and-set and a repeated poll is harmless.
@@ -52,21 +53,34 @@ class Liveness:
         self.worker_id = worker_id
         self.ttl_ms = int(ttl_seconds * 1000)
         self.beat_seconds = beat_seconds
+        self.ended: list[str] = []
 
     async def beat(self) -> None:
-        """Renew the heartbeat (and the registration, should a rescuer have removed it)."""
+        """Renew the heartbeat (and the registration, should a rescuer have removed it), and
+        forget the steps that ended since the last beat."""
+        ended, self.ended = self.ended, []
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.keys.worker_heartbeat(self.worker_id), "1", px=self.ttl_ms)
             pipe.zadd(self.keys.workers, {self.worker_id: now_ms()}, nx=True)
-            await pipe.execute()
+            if ended:
+                pipe.srem(self.keys.worker_steps(self.worker_id), *ended)
+            try:
+                await pipe.execute()
+            except BaseException:
+                self.ended = ended + self.ended  # forgotten at the next beat instead
+                raise
 
     async def step_started(self, job_id: str) -> None:
         """Record that this worker runs the arq job ``job_id``."""
         await reply(self.redis.sadd(self.keys.worker_steps(self.worker_id), job_id))
 
     async def step_ended(self, job_id: str) -> None:
-        """Forget the arq job ``job_id`` (it finished or was given back to arq)."""
-        await reply(self.redis.srem(self.keys.worker_steps(self.worker_id), job_id))
+        """The arq job ``job_id`` ended (or went back to arq); its record goes at the next beat.
+
+        Until then a release of this worker would also delete the in-progress key of a job
+        that ended, which is harmless: it is gone already, or the job is done.
+        """
+        self.ended.append(job_id)
 
     async def recover_lapsed(self) -> int:
         """Release what every registered worker whose heartbeat lapsed held; returns how

@@ -68,6 +68,20 @@ async def test_a_worker_that_stops_cleanly_leaves_and_gives_back_its_claims(
     assert due <= now_ms()
 
 
+async def test_ended_steps_are_forgotten_at_the_next_beat(redis: aioredis.Redis) -> None:
+    """A step that ended leaves the worker's record with the next heartbeat, not before."""
+    worker = liveness(redis, "beating")
+    await worker.step_started("advance:r1:1")
+    await worker.step_started("advance:r2:1")
+    await worker.step_ended("advance:r1:1")
+    assert await redis.smembers(KEYS.worker_steps(worker.worker_id)) == {
+        "advance:r1:1",
+        "advance:r2:1",
+    }
+    await worker.beat()
+    assert await redis.smembers(KEYS.worker_steps(worker.worker_id)) == {"advance:r2:1"}
+
+
 async def test_a_sweep_that_recorded_its_polls_leaves_no_claims_behind(
     redis: aioredis.Redis,
 ) -> None:
