@@ -115,8 +115,8 @@ async def test_a_submit_whose_reply_was_lost_meets_the_same_job(v2_fleet: Fleet)
 
 
 async def test_the_port_submits_once_per_run_and_cancels(v2_fleet: Fleet) -> None:
-    """Through the adapter itself: two submits of one run name one job; start checks it;
-    cancel ends it Canceled, which the port reports as cancelled."""
+    """Through the adapter itself: two submits of one run name one job, a third with other
+    settings is refused and meets that job; start checks it; cancel ends it Canceled."""
     fleet = v2_fleet
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 60})
     tenant = await fleet.onboard("v2direct", training_service=SERVICE)
@@ -133,6 +133,9 @@ async def test_the_port_submits_once_per_run_and_cancels(v2_fleet: Fleet) -> Non
     training = AzureMLV2Training({SERVICE: client}, {SERVICE: config}, fleet.blobs)
     first, second = await training.submit(run), await training.submit(run)
     assert first == second == job_name(run)
+    changed = config.model_copy(update={"compute": "other-cluster"})
+    drifted = AzureMLV2Training({SERVICE: client}, {SERVICE: changed}, fleet.blobs)
+    assert await drifted.submit(run) == first  # refused as changed: the run keeps its job
     await training.start(run, first)
     assert (await training.status(run, first)).state is JobState.RUNNING
     await training.cancel(run, first)
@@ -144,7 +147,8 @@ async def test_the_port_submits_once_per_run_and_cancels(v2_fleet: Fleet) -> Non
     assert (await training.status(run, first)).state is JobState.CANCELLED
     await training.cancel(run, first)  # an ended job needs nothing
     job = (await v2_stats(fleet))["jobs"][first]
-    assert (job["jobs_created"], job["puts_unchanged"], job["cancels"]) == (1, 1, 1)
+    assert (job["jobs_created"], job["puts_unchanged"], job["puts_refused"]) == (1, 1, 1)
+    assert job["cancels"] == 1
 
 
 async def test_a_failed_v2_job_fails_the_run_with_its_reason(v2_fleet: Fleet) -> None:
