@@ -7,6 +7,7 @@ from arq.constants import in_progress_key_prefix
 
 from worker.keys import Keys
 from worker.liveness import Liveness, worker_id_for
+from worker.redisio import reply
 from worker.run.ledger import Ledger, now_ms
 
 KEYS = Keys("t")
@@ -74,12 +75,12 @@ async def test_ended_steps_are_forgotten_at_the_next_beat(redis: aioredis.Redis)
     await worker.step_started("advance:r1:1")
     await worker.step_started("advance:r2:1")
     await worker.step_ended("advance:r1:1")
-    assert await redis.smembers(KEYS.worker_steps(worker.worker_id)) == {
+    assert await reply(redis.smembers(KEYS.worker_steps(worker.worker_id))) == {
         "advance:r1:1",
         "advance:r2:1",
     }
     await worker.beat()
-    assert await redis.smembers(KEYS.worker_steps(worker.worker_id)) == {"advance:r2:1"}
+    assert await reply(redis.smembers(KEYS.worker_steps(worker.worker_id))) == {"advance:r2:1"}
 
 
 async def test_a_sweep_that_recorded_its_polls_leaves_no_claims_behind(

@@ -9,10 +9,10 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from worker.keys import Keys
-from worker.schemas import Lane
-from worker.settings import BesEndpointConfig, TrainingServiceConfig
 from worker.run.ledger import Ledger
 from worker.run.slots import Hold, Slots
+from worker.schemas import Lane
+from worker.settings import BesEndpointConfig, TrainingServiceConfig
 
 
 def service(endpoints: int, per_endpoint: int, cap: int) -> TrainingServiceConfig:
