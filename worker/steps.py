@@ -10,6 +10,7 @@ waiting for a slot has no step until one is granted.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
@@ -283,12 +284,13 @@ class Stepper:
         is stepping) is not enqueued: the caller continues that run itself.
         """
         grants = await self.deps.slots.dispatch(service)
-        for grant in grants:
-            if grant.run_id == keep:
-                continue
-            version = await self.ledger.version(grant.run_id)
-            if version is not None:
-                await self.deps.queue.advance(grant.run_id, version)
+        await asyncio.gather(
+            *(
+                self.deps.queue.advance(grant.run_id, grant.version)
+                for grant in grants
+                if grant.run_id != keep and grant.version is not None
+            )
+        )
         return [grant.run_id for grant in grants]
 
     async def _finished(self, run: Run) -> None:

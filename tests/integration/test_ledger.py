@@ -211,12 +211,23 @@ async def test_a_grant_moves_the_run_from_waiting_to_due(store: Store) -> None:
     grants = await ledger.grant(
         "svc", endpoint_caps=[1], cap=1, reserve=0, lease_seconds=60, bulk_every=5
     )
-    assert [(g.run_id, g.endpoint) for g in grants] == [("r1", 0)]
+    assert [(g.run_id, g.endpoint, g.version) for g in grants] == [("r1", 0, None)]
     assert await store.redis.zcard(store.keys.waiting("svc", "bulk")) == 0
     assert await ledger.is_due("r1")
     lease = await store.redis.zscore(store.keys.slots("svc"), "r1")
     assert lease is not None
     assert lease > now_ms() + timedelta(seconds=50).total_seconds() * 1000
+
+
+async def test_a_grant_names_the_version_of_the_granted_runs_next_step(store: Store) -> None:
+    """The grant carries the run's version, so its step is enqueued without another read."""
+    await _tenant(store)
+    run = await _queued(store)
+    waiting = await store.ledger.apply(run, (m.Waiting(),), utcnow(), Placement(waiting=True))
+    (grant,) = await store.ledger.grant(
+        "default", endpoint_caps=[1], cap=1, reserve=0, lease_seconds=60, bulk_every=5
+    )
+    assert (grant.run_id, grant.version) == (run.id, waiting.version)
 
 
 # --- ownership -------------------------------------------------------------------------------

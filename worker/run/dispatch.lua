@@ -1,13 +1,14 @@
 -- Hand free slots of one training service to waiting runs, interactive lane first but bulk
 -- every Nth grant; a reserve of slots only the interactive lane may take. Leases that ran
 -- out are dropped first. A granted run leaves its waiting set and becomes due now.
+-- Returns {run, endpoint, version, ...}: the version names the granted run's next step.
 local slots_key, interactive_key, bulk_key, owner_key, due_key, grants_key, throttle_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local now, lease_ms, cap, bulk_every, max_grants, reserve =
+local now, lease_ms, cap, bulk_every, max_grants, reserve, run_prefix =
   tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-  tonumber(ARGV[5]), tonumber(ARGV[6])
+  tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local endpoints = #KEYS - 7
--- endpoint i's slots are KEYS[7 + i] and its cap ARGV[6 + i]
+-- endpoint i's slots are KEYS[7 + i] and its cap ARGV[7 + i]
 
 if redis.call('EXISTS', throttle_key) == 1 then return {} end
 for _, run in ipairs(redis.call('ZRANGEBYSCORE', slots_key, '-inf', now)) do
@@ -22,7 +23,7 @@ for _ = 1, max_grants do
   local best, best_count = nil, nil
   for i = 1, endpoints do
     local count = redis.call('ZCARD', KEYS[7 + i])
-    if count < tonumber(ARGV[6 + i]) and (best_count == nil or count < best_count) then
+    if count < tonumber(ARGV[7 + i]) and (best_count == nil or count < best_count) then
       best, best_count = i, count
     end
   end
@@ -44,5 +45,6 @@ for _ = 1, max_grants do
   redis.call('ZADD', due_key, now, run)
   table.insert(granted, run)
   table.insert(granted, best - 1)
+  table.insert(granted, redis.call('HGET', run_prefix .. run, F_VERSION) or -1)
 end
 return granted

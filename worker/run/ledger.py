@@ -101,10 +101,12 @@ class Placement:
 
 @dataclass(frozen=True)
 class Grant:
-    """A slot handed to a run, on one BES endpoint of the service."""
+    """A slot handed to a run, on one BES endpoint of the service, and the run's version
+    (None if its record is gone)."""
 
     run_id: str
     endpoint: int
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -321,10 +323,15 @@ class Ledger:
                 bulk_every,
                 max_grants,
                 reserve,
+                self.keys.run_prefix(),
                 *endpoint_caps,
             ],
         )
-        return [Grant(str(raw[i]), int(raw[i + 1])) for i in range(0, len(raw), 2)]
+        grants = []
+        for i in range(0, len(raw), 3):
+            version = int(raw[i + 2])
+            grants.append(Grant(str(raw[i]), int(raw[i + 1]), None if version < 0 else version))
+        return grants
 
     # --- parked runs (the poll sweeper) ----------------------------------------------------
 
