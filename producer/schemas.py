@@ -112,11 +112,12 @@ class TenantPage(BaseModel):
     next_offset: int | None
 
 
-class ArchivedRunView(Run):
-    """A run moved from Redis to the archive in blob storage (read-only history)."""
+class RunView(Run):
+    """A run; ``archived`` when it was read from the archive in blob storage (it no longer
+    changes)."""
 
-    archived: Literal[True] = Field(
-        default=True, description="the run is read from the archive; it no longer changes"
+    archived: bool = Field(
+        default=False, description="true: read from the archive; absent for runs in Redis"
     )
 
 

@@ -146,6 +146,7 @@ RESPONSES: dict[type[BaseModel], Any] = {
     schemas.Models: {"current": DEPLOYED, "history": [DEPLOYED]},
     schemas.RunAccepted: {"run": RUN | {"state": "queued", "decision": None}, "coalesced": False},
     Run: RUN,
+    schemas.RunView: RUN,
     schemas.RunPage: {"items": [RUN], "offset": 0, "limit": 50, "next_offset": None},
     schemas.RunList: {
         "items": [RUN],

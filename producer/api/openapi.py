@@ -26,6 +26,7 @@ from producer.schemas import (
     RunAccepted,
     RunList,
     RunPage,
+    RunView,
     ScheduleBody,
     SchedulePage,
     ScheduleView,
@@ -59,6 +60,7 @@ _OUTPUTS: list[type[BaseModel]] = [
     Run,
     RunList,
     RunPage,
+    RunView,
     BatchAccepted,
     BatchStatus,
     ProblemDetails,
@@ -307,7 +309,7 @@ def build_openapi() -> dict[str, Any]:
             )
         },
         "/v1/runs/{run_id}": {
-            "get": b.op("Show a run", {200: Run}, params=[RUN]),
+            "get": b.op("Show a run", {200: RunView}, params=[RUN]),
             "delete": b.op("Cancel a run", {202: Run}, params=[RUN], links=_run_links("id")),
         },
         "/v1/batches": {

@@ -18,12 +18,12 @@ from producer.api.routes_tenants import start_run
 from producer.api.state import BLOBS, QUEUE, SETTINGS, STORE
 from producer.schemas import (
     MAX_BATCH_TENANTS,
-    ArchivedRunView,
     BatchAccepted,
     BatchCreate,
     RetrainRequest,
     RunList,
     RunPage,
+    RunView,
 )
 from worker.archive_parts import ArchivedRuns
 from worker.bulk import start_batch
@@ -100,7 +100,7 @@ async def get_run(request: web.Request) -> web.Response:
         archived = await archive.find(request.match_info["run_id"], principal(request).tenant_id)
         if archived is None:
             raise
-    return json_response(ArchivedRunView(**archived.model_dump()))
+    return json_response(RunView(**archived.model_dump(), archived=True))
 
 
 async def cancel_run(request: web.Request) -> web.Response:

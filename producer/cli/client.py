@@ -21,6 +21,7 @@ from producer.schemas import (
     RunAccepted,
     RunList,
     RunPage,
+    RunView,
     ScheduleBody,
     SchedulePage,
     ScheduleView,
@@ -184,8 +185,8 @@ class ApiClient:
         await self._call(_Empty, "DELETE", f"/v1/schedules/{name}")
 
     async def run(self, run_id: str) -> Run:
-        """One run."""
-        return await self._call(Run, "GET", f"/v1/runs/{run_id}")
+        """One run (a ``RunView`` with ``archived`` set when it was read from the archive)."""
+        return await self._call(RunView, "GET", f"/v1/runs/{run_id}")
 
     async def cancel(self, run_id: str) -> Run:
         """Ask a run to stop."""
