@@ -6,7 +6,8 @@ with runs past retention: records an intent (part name and run ids) in Redis, wr
 part (a deterministic name, never overwritten: a part found written is read back instead),
 and removes the part's runs from Redis in one ledger script that also indexes each to its
 part and clears the intent. A crash anywhere leaves every run in Redis or in exactly one
-part; the next pass rolls the intent forward.
+part; the next pass rolls the intent forward. The ledger's archive scripts run even while
+Redis is full (``allow-oom``), so the archiver can free a Redis that refuses other writes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pydantic import BaseModel
 from worker.archive_parts import PartName, decode_part, encode_part
 from worker.blobs import BlobStore, BlobStoreError
 from worker.failpoints import Failpoints
-from worker.locks import Locks
 from worker.records import utcnow
 from worker.run.model import Run
 from worker.schemas import DeployedModel, Tenant
@@ -121,7 +121,6 @@ class Archiver:
         self.config = config
         self.owner = owner
         self.failpoints = failpoints or Failpoints([])
-        self.locks = Locks(store.redis)
 
     async def run_forever(self) -> None:
         """A pass every ``interval_seconds`` until cancelled; a failed pass is logged."""
@@ -143,7 +142,7 @@ class Archiver:
                 report.resumed += 1
             await self._archive_new(now or utcnow(), report)
         finally:
-            await self.locks.release(self.store.keys.archive_lease, self.owner)
+            await self.ledger.release_archive_lease(self.owner)
         if report.archived or report.resumed:
             log.info(
                 "archive.pass",
@@ -154,8 +153,9 @@ class Archiver:
         return report
 
     async def _hold(self) -> bool:
-        ttl_ms = int(self.config.lease_seconds * 1000)
-        return await self.locks.acquire(self.store.keys.archive_lease, self.owner, ttl_ms)
+        return await self.ledger.hold_archive_lease(
+            self.owner, int(self.config.lease_seconds * 1000)
+        )
 
     async def _archive_new(self, now: datetime, report: ArchivePass) -> None:
         pass_id = new_pass_id(now)

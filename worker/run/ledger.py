@@ -385,10 +385,20 @@ class Ledger:
 
     # --- the archive (worker/archive.py) ---------------------------------------------------
 
+    async def hold_archive_lease(self, owner: str, ttl_ms: int) -> bool:
+        """Take or keep the archiver's lease for ``ttl_ms``; False while another holds it."""
+        lease = self.redis.register_script(oom_safe_script("archive_lease"))
+        return bool(await lease(keys=[self.keys.archive_lease], args=[owner, ttl_ms]))
+
+    async def release_archive_lease(self, owner: str) -> None:
+        """Give the archiver's lease back if ``owner`` holds it."""
+        lease = self.redis.register_script(oom_safe_script("archive_lease"))
+        await lease(keys=[self.keys.archive_lease], args=[owner, 0])
+
     async def record_archive_intent(self, owner: str, part: str, intent: str) -> bool:
         """Record that ``part`` is about to be written with the runs ``intent`` names (JSON);
         False when ``owner`` no longer holds the archiver's lease."""
-        record = self.redis.register_script(script("archive_intent"))
+        record = self.redis.register_script(oom_safe_script("archive_intent"))
         keys = [self.keys.archive_lease, self.keys.archive_intents]
         return bool(await record(keys=keys, args=[owner, part, intent]))
 
@@ -402,7 +412,7 @@ class Ledger:
     ) -> int:
         """Remove ``runs`` (written to ``part``) from Redis, index them to ``where``, and clear
         the part's intent, at once: the runs removed, or -1 when the lease was lost."""
-        remove = self.redis.register_script(script("archive_remove"))
+        remove = self.redis.register_script(oom_safe_script("archive_remove"))
         keys = [
             self.keys.archive_lease,
             self.keys.archive_intents,
@@ -421,3 +431,9 @@ class Ledger:
         """Where an archived run's part is (``{tenant}/{yyyy-mm}/{pass}``), or None."""
         value = await reply(self.redis.hget(self.keys.archived, run_id))
         return None if value is None else str(value)
+
+
+def oom_safe_script(name: str) -> str:
+    """``script(name)`` flagged to run while Redis is full (``allow-oom``): the archiver must
+    be able to free memory when every other write is refused."""
+    return "#!lua flags=allow-oom\n" + script(name)
