@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AZURITE := node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
+# Test files run on this many processes (pytest-xdist; a file's tests stay together). The
+# tests mostly wait on real services, so two processes on two cores halve the wall time.
+TEST_WORKERS ?= 2
 
 .PHONY: install browser-deps lint format test demo up down status bench clean chaos
 
@@ -43,7 +46,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 test: lint browser-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 up: install
 	$(BIN)/retrainq dev up

@@ -18,7 +18,7 @@ from worker.azureml.locations import BlobLocation
 from worker.deps import Deps
 from worker.errors import RunFailed
 from worker.naming import endpoint_name_for
-from worker.run.machine import DeployProgress
+from worker.run.actions import DeployProgress
 from worker.schemas import ClassicTarget, DeployedModel, NewServiceTarget, Run, Tenant, utcnow
 
 log = structlog.get_logger("retrainq.deploy")

@@ -24,7 +24,8 @@ from arq.constants import in_progress_key_prefix
 
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.run.ledger import Ledger, now_ms
+from worker.run.ledger import Ledger
+from worker.run.scripts import now_ms
 
 log = structlog.get_logger("retrainq.liveness")
 

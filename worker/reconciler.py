@@ -17,7 +17,7 @@ import structlog
 
 from worker.deps import Deps
 from worker.metrics import METRICS
-from worker.run.ledger import now_ms
+from worker.run.scripts import now_ms
 
 log = structlog.get_logger("retrainq.reconciler")
 

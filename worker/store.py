@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 from worker.blobs import evaluation_path, model_path
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.run.ledger import Ledger, NewRun, now_ms
+from worker.run.ledger import Ledger, NewRun
+from worker.run.scripts import now_ms
 from worker.schemas import (
     Batch,
     BesOutputs,

@@ -16,7 +16,8 @@ from tests.runs import put_in_state
 from worker.keys import Keys
 from worker.redisio import reply
 from worker.run import model as m
-from worker.run.ledger import Placement, StaleRun, lua_prelude, now_ms
+from worker.run.ledger import Placement, StaleRun
+from worker.run.scripts import lua_prelude, now_ms
 from worker.schemas import Batch, ClassicTarget, DeployedModel, Lane, RunState, Tenant, utcnow
 from worker.store import RunRequest, Store
 

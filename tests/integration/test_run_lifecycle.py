@@ -14,7 +14,8 @@ from producer.devtools.emulated import worker_env
 from tests.integration.fleet import Fleet, until
 from tests.runs import put_in_state
 from worker.keys import Keys
-from worker.run.ledger import Ledger, now_ms
+from worker.run.ledger import Ledger
+from worker.run.scripts import now_ms
 from worker.run.slots import Slots
 from worker.schemas import Lane, RunState
 from worker.settings import TrainingServiceConfig

@@ -10,63 +10,31 @@ terminal set, field names) are generated from ``worker.run.model`` when they are
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.run.model import TERMINAL_STATES, Lane, Run, RunState, Transition, applied
+from worker.run.model import Lane, Run, RunState, Transition, applied
+from worker.run.scripts import (
+    F_FINISHED,
+    F_FOLLOWUP,
+    F_POLLS,
+    F_VERSION,
+    RUN_FIELDS,
+    now_ms,
+    oom_safe_script,
+    script,
+)
 from worker.tenants import StaleRecord
 
 
 class StaleRun(StaleRecord):
     """A compare-and-set of a run lost: another step moved it on first."""
-
-
-# The run hash's fields: the record, and what others write beside it without a CAS.
-F_DOC, F_STATE, F_VERSION = "doc", "state", "version"
-F_CANCEL, F_RERUN, F_POLLS, F_FINISHED, F_FOLLOWUP = (
-    "cancel",
-    "rerun",
-    "polls",
-    "finished_job",
-    "followup",
-)
-RUN_FIELDS = [F_DOC, F_CANCEL, F_RERUN, F_POLLS, F_FINISHED]
-
-
-def lua_prelude() -> str:
-    """Lua constants generated from the model: field names, states, the terminal set."""
-    fields = {
-        "F_DOC": F_DOC,
-        "F_STATE": F_STATE,
-        "F_VERSION": F_VERSION,
-        "F_CANCEL": F_CANCEL,
-        "F_RERUN": F_RERUN,
-        "F_POLLS": F_POLLS,
-    }
-    lines = [f"local {name} = '{value}'" for name, value in fields.items()]
-    lines += [f"local S_{state.name} = '{state.value}'" for state in RunState]
-    terminal = ", ".join(f"{s.value} = true" for s in sorted(TERMINAL_STATES))
-    lines.append(f"local TERMINAL = {{{terminal}}}")
-    return "\n".join(lines) + "\n"
-
-
-def script(name: str) -> str:
-    """The Lua script ``name`` (a file beside this module) behind its generated constants."""
-    body = resources.files("worker.run").joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    return lua_prelude() + body
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds (scores of Redis sorted sets)."""
-    return int(time.time() * 1000)
 
 
 def _ms_after(seconds: float) -> str:
@@ -129,6 +97,9 @@ class Ledger:
         self._claim = redis.register_script(script("claim_polls"))
         self._dispatch = redis.register_script(script("dispatch"))
         self._recover = redis.register_script(script("recover_worker"))
+        self._archive_lease = redis.register_script(oom_safe_script("archive_lease"))
+        self._archive_intent = redis.register_script(oom_safe_script("archive_intent"))
+        self._archive_remove = redis.register_script(oom_safe_script("archive_remove"))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -387,20 +358,17 @@ class Ledger:
 
     async def hold_archive_lease(self, owner: str, ttl_ms: int) -> bool:
         """Take or keep the archiver's lease for ``ttl_ms``; False while another holds it."""
-        lease = self.redis.register_script(oom_safe_script("archive_lease"))
-        return bool(await lease(keys=[self.keys.archive_lease], args=[owner, ttl_ms]))
+        return bool(await self._archive_lease(keys=[self.keys.archive_lease], args=[owner, ttl_ms]))
 
     async def release_archive_lease(self, owner: str) -> None:
         """Give the archiver's lease back if ``owner`` holds it."""
-        lease = self.redis.register_script(oom_safe_script("archive_lease"))
-        await lease(keys=[self.keys.archive_lease], args=[owner, 0])
+        await self._archive_lease(keys=[self.keys.archive_lease], args=[owner, 0])
 
     async def record_archive_intent(self, owner: str, part: str, intent: str) -> bool:
         """Record that ``part`` is about to be written with the runs ``intent`` names (JSON);
         False when ``owner`` no longer holds the archiver's lease."""
-        record = self.redis.register_script(oom_safe_script("archive_intent"))
         keys = [self.keys.archive_lease, self.keys.archive_intents]
-        return bool(await record(keys=keys, args=[owner, part, intent]))
+        return bool(await self._archive_intent(keys=keys, args=[owner, part, intent]))
 
     async def archive_intents(self) -> dict[str, str]:
         """Archive intents not yet carried out: part path -> intent JSON."""
@@ -412,7 +380,6 @@ class Ledger:
     ) -> int:
         """Remove ``runs`` (written to ``part``) from Redis, index them to ``where``, and clear
         the part's intent, at once: the runs removed, or -1 when the lease was lost."""
-        remove = self.redis.register_script(oom_safe_script("archive_remove"))
         keys = [
             self.keys.archive_lease,
             self.keys.archive_intents,
@@ -425,15 +392,9 @@ class Ledger:
             self.keys.batch_runs(r.batch_id) if r.batch_id else self.keys.no_batch for r in runs
         ]
         args = [owner, part, where, self.keys.run_prefix(), *(r.id for r in runs)]
-        return int(await remove(keys=keys, args=args))
+        return int(await self._archive_remove(keys=keys, args=args))
 
     async def archived_at(self, run_id: str) -> str | None:
         """Where an archived run's part is (``{tenant}/{yyyy-mm}/{pass}``), or None."""
         value = await reply(self.redis.hget(self.keys.archived, run_id))
         return None if value is None else str(value)
-
-
-def oom_safe_script(name: str) -> str:
-    """``script(name)`` flagged to run while Redis is full (``allow-oom``): the archiver must
-    be able to free memory when every other write is refused."""
-    return "#!lua flags=allow-oom\n" + script(name)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from worker.azureml.bes import JobState
 from worker.azureml.locations import BlobLocation, BlobReference
-from worker.run.machine import DeployProgress
+from worker.run.actions import DeployProgress
 from worker.run.model import Run
 from worker.schemas import Tenant
 

@@ -20,7 +20,8 @@ from redis.asyncio.client import Pipeline
 
 from worker.keys import Keys
 from worker.redisio import reply
-from worker.run.ledger import Grant, Ledger, now_ms, script
+from worker.run.ledger import Grant, Ledger
+from worker.run.scripts import now_ms, script
 from worker.settings import TrainingServiceConfig
 
 __all__ = ["Grant", "Hold", "Slots"]
