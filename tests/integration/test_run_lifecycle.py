@@ -1,7 +1,7 @@
-"""A run's life end to end: phase metrics, lost leases, orphaned submissions, atomic records.
+"""A run's life end to end: phase metrics, lost leases, orphaned submissions, foreign data.
 
-Each test runs real worker processes against Redis, Azurite and the emulator, and decides
-from what Redis and the emulator recorded.
+Each test runs real arq workers in its event loop against Redis, Azurite and the emulator,
+and decides from what Redis, the emulator and the metrics registry recorded.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prometheus_client import REGISTRY
 
 from producer.devtools.emulated import worker_env
 from tests.integration.fleet import Fleet, until
@@ -26,20 +27,26 @@ pytestmark = pytest.mark.timeout(180)
 SERVICE = "default"
 
 
-async def _metrics(fleet: Fleet, port: int) -> str:
-    async with fleet.http.get(f"http://127.0.0.1:{port}/metrics") as reply:
-        return await reply.text()
+PHASES = ("queued", "waiting_slot", "submitting", "training", "evaluating", "deploying")
+
+
+def _phase_counts() -> dict[str, float]:
+    """Phase durations recorded so far in this process, by phase."""
+    return {
+        phase: REGISTRY.get_sample_value("retrainq_phase_seconds_count", {"phase": phase}) or 0.0
+        for phase in PHASES
+    }
 
 
 async def test_every_phase_a_run_passes_is_timed(fleet: Fleet) -> None:
     """A run that deploys records a phase duration for each state it left, queued included."""
     tenant = await fleet.onboard("phases")
-    (worker,) = fleet.start_workers(1)
+    before = _phase_counts()
+    fleet.run_workers(1)
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=60)
     assert run.state is RunState.SUCCEEDED, run.error
-    metrics = await _metrics(fleet, worker.port)
-    for phase in ("queued", "waiting_slot", "submitting", "training", "evaluating", "deploying"):
-        assert f'retrainq_phase_seconds_count{{phase="{phase}"}} 1.0' in metrics, phase
+    after = _phase_counts()
+    assert {phase: after[phase] - before[phase] for phase in PHASES} == dict.fromkeys(PHASES, 1.0)
 
 
 def _one_slot_services(fleet: Fleet) -> tuple[str, dict[str, TrainingServiceConfig]]:
@@ -61,14 +68,14 @@ async def test_a_parked_job_whose_slot_went_to_another_run_is_failed_not_left_ru
     raw, services = _one_slot_services(fleet)
     await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 120})
     first, second = await fleet.onboard("lease-a"), await fleet.onboard("lease-b")
-    (worker,) = fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=raw)
+    (worker,) = fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=raw)
     run_a = await fleet.retrain(first.id)
 
     async def parked() -> bool:
         return await fleet.redis.zscore(fleet.store.keys.polls, run_a) is not None
 
     await until(parked, within=30)
-    worker.stop()
+    await worker.stop()
     await fleet.emulator("PUT", "/_emulator/settings", {"instant": True, "min_job_seconds": 1})
     keys = Keys("retrainq")
     ledger = Ledger(fleet.redis, keys)
@@ -83,7 +90,7 @@ async def test_a_parked_job_whose_slot_went_to_another_run_is_failed_not_left_ru
     await put_in_state(fleet.store, queued, RunState.WAITING_SLOT)
     await ledger.ensure_waiting(SERVICE, Lane.BULK, run_b)
     assert [g.run_id for g in await slots.dispatch(SERVICE)] == [run_b]
-    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=raw)
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=raw)
     ended_a, ended_b = await fleet.wait_terminal([run_a, run_b], within=60)
     assert (ended_a.state, ended_a.error_code) == (RunState.FAILED, "slot_lost"), ended_a.error
     assert ended_b.state is RunState.SUCCEEDED, ended_b.error
@@ -100,7 +107,7 @@ async def test_only_submissions_that_may_have_created_a_job_count_as_orphans(
         "PUT", "/_emulator/faults", {"bes_submit": {"fail_next": 2, "commit_then_drop": 1}}
     )
     tenant = await fleet.onboard("orphans")
-    fleet.start_workers(1, RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2")
+    fleet.run_workers(1, RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2")
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
     assert run.state is RunState.SUCCEEDED, run.error
     assert (run.submit_attempts, run.orphaned_submissions) == (4, 1)
@@ -115,7 +122,7 @@ async def test_a_created_job_the_run_never_starts_is_deleted_and_recorded(
     service and the run records it as an orphan it deleted."""
     await fleet.emulator("PUT", "/_emulator/faults", {"bes_start": {"fail_next": 5}})
     tenant = await fleet.onboard("never-started")
-    fleet.start_workers(1, RETRAINQ_STEP_MAX_FAILURES="1", RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2")
+    fleet.run_workers(1, RETRAINQ_STEP_MAX_FAILURES="1", RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2")
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=60)
     assert (run.state, run.error_code) == (RunState.FAILED, "retries_exhausted"), run.error
     assert (run.orphaned_submissions, run.orphans_deleted) == (1, 1)
@@ -133,7 +140,7 @@ async def test_a_run_whose_stored_data_path_is_foreign_fails_before_any_job(
     await fleet.store.update_tenant(
         tenant.id, lambda t: t.model_copy(update={"data_path": "data/owner/v1.csv"})
     )
-    fleet.start_workers(1)
+    fleet.run_workers(1)
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=30)
     assert (run.state, run.error_code) == (RunState.FAILED, "foreign_data_path"), run.error
     assert run.data_path == "data/owner/v1.csv"
