@@ -83,7 +83,7 @@ async def test_a_tenant_on_a_v2_service_is_retrained_end_to_end(v2_fleet: Fleet)
     trains. No classic BES job is made."""
     fleet = v2_fleet
     tenant = await fleet.onboard("v2rental", training_service=SERVICE)
-    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
     assert run.state is RunState.SUCCEEDED, run.error
     assert run.bes_job_id == job_name(run)
@@ -103,7 +103,7 @@ async def test_a_submit_whose_reply_was_lost_meets_the_same_job(v2_fleet: Fleet)
     fleet = v2_fleet
     await fleet.emulator("PUT", "/_emulator/v2/faults", {"v2_jobs": {"commit_then_drop": 1}})
     tenant = await fleet.onboard("v2dropped", training_service=SERVICE)
-    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
     assert run.state is RunState.SUCCEEDED, run.error
     stats = await v2_stats(fleet)
@@ -157,7 +157,7 @@ async def test_a_failed_v2_job_fails_the_run_with_its_reason(v2_fleet: Fleet) ->
     fleet = v2_fleet
     await fleet.emulator("PUT", "/_emulator/v2/faults", {"job_failure_rate": 1.0})
     tenant = await fleet.onboard("v2failing", training_service=SERVICE)
-    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)
     assert (run.state, run.error_code) == (RunState.FAILED, "bes_Failed"), run.error
     assert "injected fault" in (run.error or "")
@@ -172,7 +172,7 @@ async def test_cancelling_a_training_run_cancels_its_v2_job(v2_fleet: Fleet) -> 
     fleet = v2_fleet
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 120})
     tenant = await fleet.onboard("v2cancel", training_service=SERVICE)
-    fleet.start_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
     run_id = await fleet.retrain(tenant.id)
 
     async def training() -> bool:
@@ -211,7 +211,7 @@ async def test_a_throttled_call_is_a_throttled_error_with_the_servers_hint(
         "PUT", "/_emulator/v2/faults", {"v2_jobs": {"fail_next": 3, "error_status": 429}}
     )
     tenant = await fleet.onboard("v2throttled", training_service=SERVICE)
-    fleet.start_workers(
+    fleet.run_workers(
         1, RETRAINQ_TRAINING_SERVICES=services(fleet), RETRAINQ_THROTTLE_PAUSE_SECONDS="0.2"
     )
     (run,) = await fleet.wait_terminal([await fleet.retrain(tenant.id)], within=90)

@@ -65,7 +65,7 @@ async def test_a_burst_of_429s_shows_as_a_throttled_service_and_a_retrying_run(
         fleet.redis_url, fleet.blob_connection_string, training_services=services
     )
     tenant = await fleet.onboard("throttled")
-    fleet.start_workers(1)
+    fleet.run_workers(1)
     run_id = await fleet.retrain(tenant.id)
     seen: dict[str, Any] = {}
     async with TestClient(TestServer(create_app(settings))) as api:
