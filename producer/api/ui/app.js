@@ -237,11 +237,14 @@ export async function route() {
     location.hash = homeOf(caller);
     return;
   }
-  main.replaceChildren(h("p", { class: "muted" }, "loading…"));
+  // Each page renders into a view of its own: a page whose answers arrive after the user
+  // (or a test) navigated on writes into a detached view, never over the newer page.
+  const view = h("div", { class: "view" }, h("p", { class: "muted" }, "loading…"));
+  main.replaceChildren(view);
   try {
-    await render(main, decodeURIComponent(id || ""), caller);
+    await render(view, decodeURIComponent(id || ""), caller);
   } catch (exc) {
-    if (current === generation) main.replaceChildren(errorPanel(exc)); // not if we navigated on
+    if (current === generation) view.replaceChildren(errorPanel(exc)); // not if we navigated on
   }
 }
 
