@@ -227,6 +227,7 @@ export async function route() {
     return;
   }
   const pages = await import("./pages.js");
+  if (current !== generation) return; // the hash changed while the pages loaded: that route wins
   const render = {
     fleet: pages.fleetPage,
     batch: pages.batchPage,
