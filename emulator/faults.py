@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator.config import SURFACES, FaultsConfig, Surface
+from emulator.config import SURFACES, FaultsConfig, FaultSpec, Surface
 from emulator.errors import ApiError, ConnectionDropped
 
 
@@ -38,6 +38,46 @@ def injected_error(status: int) -> ApiError:
     )
 
 
+class SurfaceFaults:
+    """One surface's switches: latency, injected errors, commit-then-drop, and their counts."""
+
+    def __init__(self, spec: FaultSpec, rng: random.Random) -> None:
+        self.spec = spec
+        self.random = rng
+        self.fail_next = spec.fail_next
+        self.drop_next = spec.commit_then_drop
+        self.injected = 0
+        self.dropped = 0
+
+    async def before(self) -> None:
+        """Apply latency, then raise the injected error if this call is to fail."""
+        if self.spec.latency_seconds:
+            await asyncio.sleep(self.spec.latency_seconds)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+        elif not (self.spec.error_rate and self.random.random() < self.spec.error_rate):
+            return
+        self.injected += 1
+        raise injected_error(self.spec.error_status)
+
+    def take_drop(self) -> bool:
+        """Whether this call's reply is to be dropped after its effect was committed."""
+        if self.drop_next <= 0:
+            return False
+        self.drop_next -= 1
+        self.dropped += 1
+        return True
+
+    def remaining(self) -> dict[str, int]:
+        """The counters still to run down."""
+        return {"fail_next": self.fail_next, "commit_then_drop": self.drop_next}
+
+
+def job_fails(rate: float, rng: random.Random) -> bool:
+    """Whether a job now finishing fails instead, at failure ``rate``."""
+    return bool(rate) and rng.random() < rate
+
+
 class Faults:
     """The live fault configuration with its remaining counters and random generators."""
 
@@ -48,52 +88,45 @@ class Faults:
     def configure(self, config: FaultsConfig) -> None:
         """Replace every switch; reseed the generators and zero the counters."""
         self.config = config
-        self._fail_next = {s: config.surface(s).fail_next for s in SURFACES}
-        self._drop_next = {s: config.surface(s).commit_then_drop for s in SURFACES}
-        self._random = {s: random.Random(f"{self._seed}:{s}") for s in SURFACES}
+        self.surfaces = {
+            s: SurfaceFaults(config.surface(s), random.Random(f"{self._seed}:{s}"))
+            for s in SURFACES
+        }
         self._job_random = random.Random(f"{self._seed}:bes_job")
-        self.injected = dict.fromkeys(SURFACES, 0)
-        self.dropped = dict.fromkeys(SURFACES, 0)
         self.jobs_failed = 0
 
     async def before(self, surface: Surface) -> None:
         """Apply latency, then raise the injected error if this call is to fail."""
-        spec = self.config.surface(surface)
-        if spec.latency_seconds:
-            await asyncio.sleep(spec.latency_seconds)
-        if self._fail_next[surface] > 0:
-            self._fail_next[surface] -= 1
-        elif not (spec.error_rate and self._random[surface].random() < spec.error_rate):
-            return
-        self.injected[surface] += 1
-        raise injected_error(spec.error_status)
+        await self.surfaces[surface].before()
 
     def take_drop(self, surface: Surface) -> bool:
         """Whether this call's reply is to be dropped after its effect was committed."""
-        if self._drop_next[surface] <= 0:
-            return False
-        self._drop_next[surface] -= 1
-        self.dropped[surface] += 1
-        return True
+        return self.surfaces[surface].take_drop()
 
     def job_fails(self) -> bool:
         """Whether the next BES job to finish is to fail instead."""
-        rate = self.config.bes_job_failure_rate
-        if rate and self._job_random.random() < rate:
+        if job_fails(self.config.bes_job_failure_rate, self._job_random):
             self.jobs_failed += 1
             return True
         return False
+
+    @property
+    def injected(self) -> dict[Surface, int]:
+        """Errors injected so far, by surface."""
+        return {s: f.injected for s, f in self.surfaces.items()}
+
+    @property
+    def dropped(self) -> dict[Surface, int]:
+        """Replies dropped so far, by surface."""
+        return {s: f.dropped for s, f in self.surfaces.items()}
 
     def snapshot(self) -> dict[str, Any]:
         """The configuration, remaining counters and what was injected so far."""
         return {
             "config": self.config.model_dump(mode="json"),
-            "remaining": {
-                s: {"fail_next": self._fail_next[s], "commit_then_drop": self._drop_next[s]}
-                for s in SURFACES
-            },
-            "injected": dict(self.injected),
-            "dropped": dict(self.dropped),
+            "remaining": {s: f.remaining() for s, f in self.surfaces.items()},
+            "injected": self.injected,
+            "dropped": self.dropped,
             "jobs_failed": self.jobs_failed,
         }
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from emulator.config import FaultSpec
 from emulator.errors import ApiError
-from emulator.faults import injected_error
+from emulator.faults import SurfaceFaults, job_fails
 from emulator.state import utcnow
 
 JobStatus = Literal[
@@ -98,7 +98,7 @@ class V2Operation:
 
 
 class FaultState:
-    """Live v2 fault switches with their counters and seeded generators."""
+    """Live v2 fault switches (one surface, the jobs API) and the job failure rate."""
 
     def __init__(self, faults: V2Faults, seed: int) -> None:
         self.seed = seed
@@ -107,38 +107,21 @@ class FaultState:
     def configure(self, faults: V2Faults) -> None:
         """Replace every switch; reseed and zero the counters."""
         self.config = faults
-        self.fail_next = faults.v2_jobs.fail_next
-        self.drop_next = faults.v2_jobs.commit_then_drop
-        self.random = random.Random(f"{self.seed}:v2_jobs")
+        self.jobs = SurfaceFaults(faults.v2_jobs, random.Random(f"{self.seed}:v2_jobs"))
         self.job_random = random.Random(f"{self.seed}:v2_job")
-        self.injected = 0
-        self.dropped = 0
         self.jobs_failed = 0
 
     async def before(self) -> None:
         """Latency, then the injected error when this call is to fail."""
-        spec = self.config.v2_jobs
-        if spec.latency_seconds:
-            await asyncio.sleep(spec.latency_seconds)
-        if self.fail_next > 0:
-            self.fail_next -= 1
-        elif not (spec.error_rate and self.random.random() < spec.error_rate):
-            return
-        self.injected += 1
-        raise injected_error(spec.error_status)
+        await self.jobs.before()
 
     def take_drop(self) -> bool:
         """Whether this call's reply is dropped after its effect was committed."""
-        if self.drop_next <= 0:
-            return False
-        self.drop_next -= 1
-        self.dropped += 1
-        return True
+        return self.jobs.take_drop()
 
     def job_fails(self) -> bool:
         """Whether the job now finishing fails instead."""
-        rate = self.config.job_failure_rate
-        if rate and self.job_random.random() < rate:
+        if job_fails(self.config.job_failure_rate, self.job_random):
             self.jobs_failed += 1
             return True
         return False
@@ -147,9 +130,9 @@ class FaultState:
         """Configuration, remaining counters and what was injected."""
         return {
             "config": self.config.model_dump(mode="json"),
-            "remaining": {"fail_next": self.fail_next, "commit_then_drop": self.drop_next},
-            "injected": self.injected,
-            "dropped": self.dropped,
+            "remaining": self.jobs.remaining(),
+            "injected": self.jobs.injected,
+            "dropped": self.jobs.dropped,
             "jobs_failed": self.jobs_failed,
         }
 
