@@ -188,6 +188,31 @@ def definition_for_tenant(
     return body
 
 
+async def arm_call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: TokenProvider,
+    policy: RetryPolicy,
+    timeout_seconds: float,
+    body: object = None,
+) -> JsonReply:
+    """One ARM request with a fresh bearer token per try, retried by ``policy`` (callers make
+    only calls that may be repeated)."""
+
+    async def once() -> JsonReply:
+        return await request_json(
+            session,
+            method,
+            url,
+            token=await token.token(),
+            timeout_seconds=timeout_seconds,
+            json_body=body,
+        )
+
+    return await with_retries(once, policy, idempotent=True)
+
+
 class ArmClient:
     """``Microsoft.MachineLearning/webServices`` of one subscription and resource group."""
 
@@ -221,18 +246,10 @@ class ArmClient:
         return f"{path}?api-version={self._api_version}"
 
     async def _call(self, method: str, url: str, body: object = None) -> JsonReply:
-        async def once() -> JsonReply:
-            return await request_json(
-                self._session,
-                method,
-                url,
-                token=await self._token.token(),
-                timeout_seconds=self._timeout,
-                json_body=body,
-            )
-
         # PUT and PATCH carry the whole desired state, so every call here may be repeated.
-        return await with_retries(once, self._policy, idempotent=True)
+        return await arm_call(
+            self._session, method, url, self._token, self._policy, self._timeout, body
+        )
 
     async def list_names(self) -> list[str]:
         """Names of the resource group's web services (the first page ARM answers)."""

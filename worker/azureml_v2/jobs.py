@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from worker.azureml.arm import TokenProvider
+from worker.azureml.arm import TokenProvider, arm_call
 from worker.azureml.bes import JobState
 from worker.azureml.errors import NotFoundError, PermanentError, invalid_response
-from worker.azureml.http import JsonReply, request_json, segment
-from worker.azureml.retry import RetryPolicy, with_retries
+from worker.azureml.http import JsonReply, segment
+from worker.azureml.retry import RetryPolicy
 
 API_VERSION = "2025-12-01"
 FAILURE_REASON = "azureml.failureReason"
@@ -133,19 +133,11 @@ class JobsClient:
         return f"{path}?api-version={self._api_version}"
 
     async def _call(self, method: str, url: str, body: object = None) -> JsonReply:
-        async def once() -> JsonReply:
-            return await request_json(
-                self._session,
-                method,
-                url,
-                token=await self._token.token(),
-                timeout_seconds=self._timeout,
-                json_body=body,
-            )
-
         # A PUT with the same body under the same name starts nothing new, GET and cancel
         # change nothing twice: every call here may be repeated.
-        return await with_retries(once, self._policy, idempotent=True)
+        return await arm_call(
+            self._session, method, url, self._token, self._policy, self._timeout, body
+        )
 
     async def put(self, name: str, body: dict[str, Any]) -> JobInfo:
         """Create and start the job (201), or find it there with this body (200).
