@@ -16,11 +16,10 @@ import structlog
 from worker.azureml.bes import BesClient, BesJobRequest, JobState
 from worker.azureml.errors import CannotStartJobError
 from worker.azureml.locations import BlobReference
-from worker.blobs import BlobStore
 from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.errors import RunFailed
 from worker.run.model import Run
-from worker.run.ports import JobReport
+from worker.run.ports import BlobStorage, JobReport
 from worker.settings import TrainingServiceConfig
 
 log = structlog.get_logger("retrainq.classic")
@@ -39,7 +38,7 @@ class ClassicTraining:
         self,
         clients: Mapping[tuple[str, int], BesClient],
         services: Mapping[str, TrainingServiceConfig],
-        blobs: BlobStore,
+        blobs: BlobStorage,
         sas_ttl: timedelta,
         shared_prefixes: Sequence[str] = (),
     ) -> None:

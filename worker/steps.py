@@ -40,7 +40,6 @@ def policy_of(settings: WorkerSettings) -> mc.Policy:
         services={
             name: mc.ServiceFacts(
                 has_data_parameter=service.data_parameter is not None,
-                endpoints=len(service.endpoints),
                 data_parameter=service.data_parameter,
             )
             for name, service in settings.training_services.items()

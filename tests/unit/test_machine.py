@@ -16,7 +16,7 @@ from worker.run.model import BesOutputs, Run, RunState
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TICK = mc.Tick(now=NOW, draw=0.5)
-POLICY = mc.Policy(services={"default": mc.ServiceFacts(has_data_parameter=False, endpoints=2)})
+POLICY = mc.Policy(services={"default": mc.ServiceFacts(has_data_parameter=False)})
 CSV = "Coefficient of Determination,Mean Absolute Error\n0.9,3.0\n"
 
 

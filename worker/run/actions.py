@@ -21,7 +21,6 @@ class ServiceFacts:
     """What the machine knows of a configured training service."""
 
     has_data_parameter: bool
-    endpoints: int
     data_parameter: str | None = None
 
 

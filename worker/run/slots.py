@@ -135,7 +135,3 @@ class Slots:
     async def throttle(self, service: str, seconds: float) -> None:
         """Pause dispatch of ``service`` for ``seconds`` after a 429/503."""
         await self.redis.set(self.keys.throttle(service), "1", px=max(1, int(seconds * 1000)))
-
-    async def in_use(self, service: str) -> int:
-        """Slots of ``service`` whose lease has not run out."""
-        return int(await reply(self.redis.zcount(self.keys.slots(service), f"({now_ms()}", "+inf")))
