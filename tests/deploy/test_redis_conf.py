@@ -27,6 +27,14 @@ def directives() -> dict[str, list[str]]:
     return result
 
 
+def _answers(client: redis.Redis) -> bool:
+    """Whether the server answers a PING yet."""
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[redis.Redis]:
     """redis-server started with deploy/redis.conf on a private unix socket (no TCP port)."""
@@ -44,13 +52,14 @@ def server(tmp_path: Path) -> Iterator[redis.Redis]:
     client = redis.Redis(unix_socket_path=str(socket), decode_responses=True)
     try:
         deadline = time.monotonic() + 10
-        while not socket.exists():
+        # The socket file appears when Redis binds it, a moment before it accepts: wait for
+        # an answer, not for the file.
+        while not _answers(client):
             if process.poll() is not None:
                 output, _ = process.communicate()
                 pytest.fail(f"redis-server rejected deploy/redis.conf:\n{output}")
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.02)
-        client.ping()
         yield client
     finally:
         client.close()
