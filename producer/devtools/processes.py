@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -90,9 +91,29 @@ def ensure_redis_server() -> str:
 
 
 def ensure_azurite() -> Path:
-    """Path of the project's pinned Azurite blob service; runs ``npm ci`` when missing."""
+    """Path of the project's pinned Azurite blob service; runs ``npm ci`` when missing.
+
+    The install holds an exclusive lock on ``.azurite-install.lock``: ``npm ci`` first
+    deletes ``node_modules``, so two processes installing at once (two test sessions on one
+    checkout) would otherwise remove each other's files. A process that waited for the lock
+    finds Azurite installed and returns.
+    """
     if AZURITE_BIN.exists():
         return AZURITE_BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ServiceError("npm is not installed; install Node.js 20 and npm, then run again.")
+    lock_path = PROJECT_ROOT / ".azurite-install.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not AZURITE_BIN.exists():
+            package_lock = PROJECT_ROOT / "package-lock.json"
+            verb = "ci" if package_lock.exists() else "install"
+            command = [npm, verb, "--no-audit", "--no-fund"]
+            subprocess.run(command, check=True, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
+    if not AZURITE_BIN.exists():
+        raise ServiceError(f"npm finished but {AZURITE_BIN} is missing")
+    return AZURITE_BIN
     npm = shutil.which("npm")
     if npm is None:
         raise ServiceError("npm is not installed; install Node.js 20 and npm, then run again.")
