@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from worker.cron import CronExpression
 from worker.evaluate import Decision, Gate
-from worker.schemas import DeployedModel, Run, RunState, Target, TenantId
+from worker.schemas import DeployedModel, Retention, Run, RunState, Target, TenantId
 
 MAX_BATCH_TENANTS = 10_000
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -46,6 +46,9 @@ class TenantCreate(Body):
     global_parameters: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=64)
     gate: Gate | None = None
     schedule: CronExpression | None = None
+    retention: Retention | None = Field(
+        default=None, description="the tenant's own retention in Redis (admin only)"
+    )
     train: bool = True
 
 
@@ -59,6 +62,11 @@ class TenantPatch(Body):
     global_parameters: dict[ParamName, ParamValue] | None = Field(default=None, max_length=64)
     gate: Gate | None = None
     schedule: CronExpression | None = None
+    retention: Retention | None = Field(
+        default=None,
+        description="the tenant's own retention in Redis, replacing any earlier one (fields "
+        "left out take the global settings; null clears it); admin only",
+    )
 
 
 class TenantView(BaseModel):
@@ -77,6 +85,9 @@ class TenantView(BaseModel):
     endpoint_name: str | None
     service_name: str | None
     deployed: DeployedModel | None
+    retention: Retention | None = Field(
+        default=None, description="the tenant's own retention; null: the global settings"
+    )
     verified: bool | None = Field(
         default=None,
         description="whether the target passed the onboarding preflight (false: onboarded "

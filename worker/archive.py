@@ -27,7 +27,7 @@ from worker.blobs import BlobStore, BlobStoreError
 from worker.failpoints import Failpoints
 from worker.records import utcnow
 from worker.run.model import Run
-from worker.schemas import DeployedModel, Tenant
+from worker.schemas import DeployedModel, Retention, Tenant
 from worker.settings import ArchiveConfig
 from worker.store import Store
 
@@ -56,6 +56,25 @@ class ArchivePass:
     archived: int = 0
     parts: list[str] = field(default_factory=list)
     resumed: int = 0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The retention one tenant's runs get: its own overrides over the global settings."""
+
+    keep_runs: int
+    keep_days: float
+    keep_deployed: int
+
+
+def policy_for(config: ArchiveConfig, retention: Retention | None) -> Policy:
+    """The global retention of ``config`` with the fields ``retention`` sets replacing it."""
+    own = retention or Retention()
+    return Policy(
+        keep_runs=config.keep_runs if own.keep_runs is None else own.keep_runs,
+        keep_days=config.keep_days if own.keep_days is None else own.keep_days,
+        keep_deployed=config.keep_deployed if own.keep_deployed is None else own.keep_deployed,
+    )
 
 
 def protected_runs(
@@ -202,21 +221,22 @@ class Archiver:
 
     async def _candidates(self, now: datetime) -> dict[tuple[str, str], list[Run]]:
         """Runs past retention by (tenant, month), at most ``max_runs_per_pass``."""
-        cutoff = now - timedelta(days=self.config.keep_days)
         budget = self.config.max_runs_per_pass
         chosen: dict[tuple[str, str], list[Run]] = defaultdict(list)
         total = await self.store.count_tenants()
         for offset in range(0, total, TENANT_CHUNK):
             for tenant_id in await self.store.list_tenant_ids(offset, TENANT_CHUNK):
-                for run in (await self._tenant_candidates(tenant_id, cutoff))[:budget]:
+                for run in (await self._tenant_candidates(tenant_id, now))[:budget]:
                     chosen[(tenant_id, month_of(run))].append(run)
                     budget -= 1
                 if budget <= 0:
                     return chosen
         return chosen
 
-    async def _tenant_candidates(self, tenant_id: str, cutoff: datetime) -> list[Run]:
-        keep = self.config.keep_runs
+    async def _tenant_candidates(self, tenant_id: str, now: datetime) -> list[Run]:
+        tenant = await self.store.get_tenant(tenant_id)
+        policy = policy_for(self.config, tenant.retention if tenant else None)
+        keep = policy.keep_runs
         older_ids = await self.store.tenant_run_ids(tenant_id, keep, self.config.max_runs_per_pass)
         if not older_ids:
             return []
@@ -227,10 +247,10 @@ class Archiver:
             older_ids = older_ids[1:]  # the active run takes none of the finished runs' places
         older = await self.store.get_runs(older_ids)
         protected = protected_runs(
-            await self.store.get_tenant(tenant_id),
-            await self.store.model_history(tenant_id, self.config.keep_deployed),
+            tenant,
+            await self.store.model_history(tenant_id, policy.keep_deployed),
             active,
-            self.config.keep_deployed,
+            policy.keep_deployed,
         )
         due = {run.id for run in older if await self.ledger.is_due(run.id)}
-        return past_retention(older, protected, due, cutoff)
+        return past_retention(older, protected, due, now - timedelta(days=policy.keep_days))

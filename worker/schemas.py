@@ -24,6 +24,7 @@ __all__ = [
     "Lane",
     "NewServiceTarget",
     "Record",
+    "Retention",
     "Run",
     "RunState",
     "Target",
@@ -65,6 +66,21 @@ class DeployedModel(Record):
     rollback_of: str | None = None
 
 
+class Retention(Record):
+    """A tenant's own retention of finished runs in Redis; a field left null takes the
+    global setting (``RETRAINQ_ARCHIVE__KEEP_*``)."""
+
+    keep_runs: int | None = Field(
+        default=None, ge=1, le=100_000, description="finished runs always kept"
+    )
+    keep_days: float | None = Field(
+        default=None, ge=0, le=3650, description="finished runs younger than this are kept"
+    )
+    keep_deployed: int | None = Field(
+        default=None, ge=1, le=1000, description="deployed versions whose runs are kept"
+    )
+
+
 class Tenant(Record):
     """A customer with one model: where it trains, where it deploys, what gates it."""
 
@@ -84,6 +100,7 @@ class Tenant(Record):
     api_key_hashes: list[str] = Field(default_factory=list)
     deleted: bool = False
     remote_removal: Literal["requested", "done", "failed"] | None = None
+    retention: Retention | None = None
 
 
 class Batch(Record):

@@ -38,7 +38,8 @@ from worker.datapaths import DataPathError, check_data_path, check_global_parame
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists
 
-NULLABLE = frozenset({"data_path", "gate", "schedule"})
+NULLABLE = frozenset({"data_path", "gate", "schedule", "retention"})
+ADMIN_FIELDS = frozenset({"retention"})
 ALL_FIELDS = frozenset({"data_path", "global_parameters", "training_service", "schedule"})
 SCAN_CHUNK = 500
 
@@ -190,6 +191,8 @@ async def patch_tenant(request: web.Request) -> web.Response:
     current = await visible_tenant(request)
     body = await read_body(request, TenantPatch)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
+    if ADMIN_FIELDS & changes.keys() and not principal(request).admin:
+        raise Problem(403, "Forbidden", "retention: only an admin key may change it")
     for name, value in changes.items():
         if value is None and name not in NULLABLE:
             raise Problem(422, "Unprocessable Content", f"{name}: may not be null")
