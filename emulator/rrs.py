@@ -14,6 +14,7 @@ from aiohttp import web
 
 from emulator.bes import reply, runtime_of
 from emulator.errors import ApiError, bad_argument, read_object, request_body_invalid
+from emulator.scoring import require_columns
 from emulator.state import STATE, Runtime
 from emulator.training import Model, TrainingError, input_columns
 
@@ -78,6 +79,8 @@ async def _score(model: Model, rows: list[dict[str, str]]) -> list[list[str]]:
 def _model(runtime: Runtime) -> Model:
     if runtime.kind == "training":
         raise bad_argument("NoScoringOutput", "A training web service has no scoring output.")
+    if runtime.model is None and runtime.unserved is not None:
+        raise ApiError(400, "WebServicePackageError", runtime.unserved, "NoTrainedModel")
     if runtime.model is None:
         raise ApiError(503, "InitializingContainers", "The web service has no model yet.")
     return runtime.model
@@ -103,13 +106,10 @@ async def execute(request: web.Request) -> web.Response:
         model = _model(runtime)
         swagger = request.query.get("format") == "swagger"
         columns, rows = parse_rows(await read_object(request), swagger)
-        missing = [c for c in model.features if c not in columns]
-        if missing:
-            raise ApiError(
-                400,
-                "ModuleExecutionError",
-                f"Columns not found in the input: {', '.join(missing)}.",
-            )
+        try:
+            require_columns(model, columns)
+        except TrainingError as exc:
+            raise ApiError(400, "ModuleExecutionError", str(exc)) from exc
         scored = await _score(model, rows)
     finally:
         runtime.rrs_in_flight -= 1

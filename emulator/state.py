@@ -72,7 +72,11 @@ class JobCounters:
 
 @dataclass
 class Runtime:
-    """What one runtime base serves (BES jobs and RRS scoring)."""
+    """What one runtime base serves (BES jobs and RRS scoring).
+
+    ``unserved`` says why a predictive runtime has no model when none will come by itself (its
+    spec names no initial data); ``None`` while a model may still arrive (ARM provisioning).
+    """
 
     label: str
     kind: Literal["training", "predictive"]
@@ -86,10 +90,15 @@ class Runtime:
     slots: asyncio.Semaphore
     rrs_calls: int = 0
     rrs_in_flight: int = 0
+    unserved: str | None = None
 
     def authorized(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries one of this runtime's keys."""
         return any(bearer_matches(header, key) for key in self.keys if key)
+
+    def no_model_message(self) -> str:
+        """Why this runtime scores nothing while it has no model."""
+        return self.unserved or f"{self.label} has no trained model yet."
 
 
 def bearer_matches(header: str | None, secret: str) -> bool:
@@ -183,7 +192,7 @@ class ArmService:
 
 @dataclass
 class Job:
-    """One BES job."""
+    """One BES job; ``model`` is what a scoring job scores with (taken when it starts)."""
 
     id: str
     runtime: Runtime
@@ -194,6 +203,7 @@ class Job:
     details: str | None = None
     created: datetime = field(default_factory=utcnow)
     starts: int = 0
+    model: Model | None = None
     task: asyncio.Task[None] | None = None
 
 

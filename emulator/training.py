@@ -192,17 +192,22 @@ class Experiment:
     metrics: dict[str, float]
 
 
-def parse_csv(data: bytes | str) -> list[dict[str, str]]:
-    """Rows of a CSV dataset with a header row (UTF-8, optional BOM)."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+def parse_table(data: bytes | str) -> tuple[list[str], list[dict[str, str]]]:
+    """Column names (in order) and rows of a CSV dataset with a header row (UTF-8, optional BOM)."""
     try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
         reader = csv.DictReader(io.StringIO(text))
         rows = [dict(r) for r in reader]
-    except csv.Error as exc:
+    except (csv.Error, UnicodeDecodeError) as exc:
         raise TrainingError(f"the input dataset is not valid CSV: {exc}") from exc
     if reader.fieldnames is None:
         raise TrainingError("the input dataset is empty")
-    return rows
+    return list(reader.fieldnames), rows
+
+
+def parse_csv(data: bytes | str) -> list[dict[str, str]]:
+    """Rows of a CSV dataset with a header row (UTF-8, optional BOM)."""
+    return parse_table(data)[1]
 
 
 def normalize_category(value: str) -> str:

@@ -134,6 +134,10 @@ class Blobs:
         downloader = await self.service.get_blob_client(self.container, path).download_blob()
         return bytes(await downloader.readall())
 
+    async def download_text(self, path: str) -> str:
+        """Read a blob as UTF-8 text."""
+        return (await self.download(path)).decode()
+
 
 @pytest.fixture
 async def blobs(blob_connection_string: str) -> AsyncIterator[Blobs]:

@@ -275,7 +275,7 @@ async def test_job_failures_carry_details(emu: Emu, blobs: Blobs) -> None:
         ),
         (
             lambda b, blobs: b.__setitem__("Input", blobs.ref("data/train.csv")),
-            "BatchJobInputsTooManySpecified",
+            "DuplicateInputInBatchCall",
         ),
         (lambda b, blobs: b.__setitem__("Inputs", {}), "BatchJobInputsNotSpecified"),
         (
