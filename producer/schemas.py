@@ -113,14 +113,41 @@ class Offboarded(BaseModel):
     )
 
 
-class TenantPage(BaseModel):
-    """One page of tenants; ``next_offset`` continues the listing (None at the end)."""
+ModelState = Literal["retraining", "up_to_date", "kept_previous", "no_model"]
 
-    items: list[TenantView]
-    total: int = Field(description="tenants in the index (before any kind filter)")
+
+class TenantListItem(TenantView):
+    """A tenant in a listing, with the state of its model and of its latest run."""
+
+    model_state: ModelState | None = Field(
+        default=None,
+        description="retraining (a run is active), up_to_date (the latest run deployed), "
+        "kept_previous (the latest run was rejected, failed or cancelled), no_model",
+    )
+    latest_run_state: RunState | None = Field(
+        default=None, description="the state of the tenant's newest run (null without one)"
+    )
+
+
+class TenantPage(BaseModel):
+    """One page of tenants; ``next_cursor`` (or ``next_offset``) continues the listing (None
+    at the end)."""
+
+    items: list[TenantListItem]
+    total: int = Field(description="tenants in the index (before any filter)")
+    matched: int | None = Field(
+        default=None, description="tenants that passed the filters (of those scanned)"
+    )
+    scanned: int | None = Field(
+        default=None, description="tenants read (the scan is capped on huge fleets)"
+    )
+    sort: str = Field(default="created", description="the order of the listing")
     offset: int
     limit: int
     next_offset: int | None
+    next_cursor: str | None = Field(
+        default=None, description="pass as ``cursor`` (with the same sort) for the next page"
+    )
 
 
 class RunView(Run):
@@ -233,6 +260,10 @@ class BatchStatus(BaseModel):
     eta_seconds: float | None = Field(
         description="seconds until every run has ended at that throughput (runs not yet ended "
         "/ throughput); 0 once every run ended; null while the throughput is unknown"
+    )
+    archived: bool = Field(
+        default=False,
+        description="true: read from its summary in the archive (the batch's run list is gone)",
     )
 
 
@@ -351,6 +382,14 @@ class HourCounts(BaseModel):
     counts: dict[str, int]
 
 
+class Activity(BaseModel):
+    """Runs created in buckets of ``bucket_minutes``, oldest first, from the bucket of the
+    oldest run of the window to now."""
+
+    bucket_minutes: int
+    buckets: list[HourCounts]
+
+
 class FleetOverview(BaseModel):
     """The fleet at a glance: tenants, slots per training service, backlog, recent runs."""
 
@@ -360,6 +399,11 @@ class FleetOverview(BaseModel):
     backlog: Backlog
     hours: int
     runs_by_hour: list[HourCounts] = Field(description="oldest first, one entry per hour")
+    activity: Activity | None = Field(
+        default=None,
+        description="runs of the window by state in buckets spanning only the part that has "
+        "runs (for a chart scaled to its data)",
+    )
     runs_by_state: dict[str, int] = Field(description="runs created in the last ``hours``")
 
 

@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.keys import Keys
+from worker.evaluate import Gate
+from worker.keys import TENANT_RUNS_SUFFIX, Keys
 from worker.redisio import reply
 from worker.schemas import Lane, RunState
 from worker.settings import RetrainqSettings, TrainingServiceConfig
@@ -28,6 +29,11 @@ from worker.tenants import FleetPage
 SCAN_CHUNK = 500
 MAX_SCANNED_TENANTS = 200_000
 HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+# Widths (minutes) an activity chart's buckets may take, and how many buckets it aims for.
+BUCKET_MINUTES = (1, 2, 5, 10, 15, 30, 60)
+ACTIVITY_BUCKETS = 48
+DEFAULT_METRIC = Gate().metric
 # The service a run names when the settings configure none (its waiting runs still count).
 UNCONFIGURED_SERVICE = "default"
 NO_KEY = -2  # PTTL of a missing key
@@ -158,6 +164,110 @@ def runs_by_hour(
     return [(first + i * HOUR_MS, dict(counts)) for i, counts in enumerate(buckets)]
 
 
+def activity_window(
+    recent: Iterable[tuple[str, int]], now: int, hours: int, target: int = ACTIVITY_BUCKETS
+) -> tuple[int, list[tuple[int, dict[str, int]]]]:
+    """Runs by state in buckets spanning only the part of the last ``hours`` that has runs.
+
+    The width is the narrowest of ``BUCKET_MINUTES`` that covers the span from the oldest run
+    to ``now`` in at most ``target`` buckets; buckets start on multiples of the width. Returns
+    (width in minutes, [(bucket start ms, counts by state)] oldest first); without runs, the
+    whole window in hours.
+    """
+    first = window_start(now, hours)
+    created = [(state, at) for state, at in recent if first <= at <= now]
+    if not created:
+        return 60, runs_by_hour((), now, hours)
+    oldest = min(at for _, at in created)
+    span = now - oldest
+    minutes = next((m for m in BUCKET_MINUTES if span <= m * MINUTE_MS * target), 60)
+    width = minutes * MINUTE_MS
+    start = max(first, oldest - oldest % width)
+    count = (now - start) // width + 1
+    buckets: list[Counter[str]] = [Counter() for _ in range(count)]
+    for state, at in created:
+        index = (at - start) // width
+        if 0 <= index < count:
+            buckets[index][state] += 1
+    return minutes, [(start + i * width, dict(c)) for i, c in enumerate(buckets)]
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """What a tenant listing filters and sorts by: id, creation (index score, seconds), target
+    kind, the deployed version and its gate metric value, the latest run's state."""
+
+    id: str
+    created: float
+    kind: str
+    deployed_seq: int | None
+    metric: float | None
+    latest_state: str | None
+
+    @property
+    def model_state(self) -> str:
+        """retraining, up_to_date, kept_previous or no_model (see ``model_state``)."""
+        return model_state(self.deployed_seq is not None, self.latest_state)
+
+
+def tenant_rows_of(flat: Sequence[str]) -> list[TenantRow]:
+    """Rows from the flat reply of ``TENANT_ROWS`` (six fields a tenant)."""
+    fields = [iter(flat)] * 6
+    return [
+        TenantRow(
+            id=str(tenant_id),
+            created=float(created),
+            kind=str(kind),
+            deployed_seq=int(seq) if seq != "" else None,
+            metric=float(metric) if metric != "" else None,
+            latest_state=str(state) or None,
+        )
+        for tenant_id, created, kind, seq, metric, state in zip(*fields, strict=True)
+    ]
+
+
+# A page of the tenant index with what a listing sorts and filters by, read inside Redis.
+# Offboarded tenants are left out. KEYS: tenants zset. ARGV: offset, count, tenant key prefix,
+# run key prefix, suffix of a tenant's runs key, the default gate metric. Returns flat (id,
+# creation score, target kind, deployed seq or '', its gate metric value or '', latest run's
+# state or '').
+TENANT_ROWS = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1,
+  'WITHSCORES')
+local out = {}
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  local doc = redis.call('HGET', ARGV[3] .. id, 'doc')
+  if doc then
+    local tenant = cjson.decode(doc)
+    if tenant.deleted ~= true then
+      local seq, value = '', ''
+      local deployed = tenant.deployed
+      if deployed ~= nil and deployed ~= cjson.null then
+        seq = tostring(deployed.seq)
+        local metric = ARGV[6]
+        local gate = tenant.gate
+        if gate ~= nil and gate ~= cjson.null and type(gate.metric) == 'string' then
+          metric = gate.metric
+        end
+        local found = deployed.metrics and deployed.metrics[metric]
+        if type(found) == 'number' then value = string.format('%.17g', found) end
+      end
+      local latest = redis.call('ZREVRANGE', ARGV[3] .. id .. ARGV[5], 0, 0)[1]
+      local state = latest and redis.call('HGET', ARGV[4] .. latest, 'state') or ''
+      table.insert(out, id)
+      table.insert(out, ids[i + 1])
+      table.insert(out, tenant.target.kind)
+      table.insert(out, seq)
+      table.insert(out, value)
+      table.insert(out, state or '')
+    end
+  end
+end
+return out
+"""
+
+
 def service_names(configured: Mapping[str, TrainingServiceConfig]) -> list[str]:
     """The services whose load is shown: the configured ones, or the one runs default to."""
     return sorted(configured) or [UNCONFIGURED_SERVICE]
@@ -209,6 +319,7 @@ class FleetViews:
         self.store = store
         self.services = services
         self.queue_name = queue_name
+        self._tenant_rows = store.redis.register_script(TENANT_ROWS)
 
     @classmethod
     def of(cls, store: Store, settings: RetrainqSettings) -> FleetViews:
@@ -259,3 +370,21 @@ class FleetViews:
     async def batch_size(self, batch_id: str) -> int:
         """How many runs a batch has."""
         return int(await reply(self.store.redis.llen(self.keys.batch_runs(batch_id))))
+
+    async def tenant_rows(self, limit: int = MAX_SCANNED_TENANTS) -> tuple[list[TenantRow], int]:
+        """Every tenant's listing row in creation order (at most ``limit`` tenants, one Lua
+        call per page of ``SCAN_CHUNK``) and how many tenants the index holds."""
+        total = await self.store.count_tenants()
+        args: list[str | int] = [
+            self.keys.tenant_prefix(),
+            self.keys.run_prefix(),
+            TENANT_RUNS_SUFFIX,
+            DEFAULT_METRIC,
+        ]
+        rows: list[TenantRow] = []
+        for offset in range(0, min(total, limit), SCAN_CHUNK):
+            flat = await self._tenant_rows(
+                keys=[self.keys.tenants], args=[offset, SCAN_CHUNK, *args]
+            )
+            rows += tenant_rows_of(flat)
+        return rows, total

@@ -129,11 +129,15 @@ RESPONSES: dict[type[BaseModel], Any] = {
     schemas.TenantCreated: {"tenant": TENANT, "api_key": "rtq_t_…", "run": RUN},
     schemas.TenantView: TENANT,
     schemas.TenantPage: {
-        "items": [TENANT],
-        "total": 1,
+        "items": [TENANT | {"model_state": "up_to_date", "latest_run_state": "succeeded"}],
+        "total": 40,
+        "matched": 12,
+        "scanned": 40,
+        "sort": "-metric",
         "offset": 0,
-        "limit": 100,
-        "next_offset": None,
+        "limit": 1,
+        "next_offset": 1,
+        "next_cursor": "WyItbWV0cmljIix0cnVlLDAuOTMsInJlbnRhbDAwMSJd",
     },
     schemas.Offboarded: {"tenant_id": TENANT_ID, "cancelled_run_id": None, "remote_removal": None},
     schemas.DataUploaded: {
@@ -191,6 +195,13 @@ RESPONSES: dict[type[BaseModel], Any] = {
         "hours": 1,
         "runs_by_hour": [{"start": "2026-12-04T09:00:00Z", "counts": {"succeeded": 38}}],
         "runs_by_state": {"succeeded": 38, "training": 2},
+        "activity": {
+            "bucket_minutes": 2,
+            "buckets": [
+                {"start": "2026-12-04T09:00:00Z", "counts": {"succeeded": 30}},
+                {"start": "2026-12-04T09:02:00Z", "counts": {"succeeded": 8, "training": 2}},
+            ],
+        },
     },
 }
 

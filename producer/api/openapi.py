@@ -101,6 +101,28 @@ LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page
 RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size")
 OFFSET = _query("offset", {"type": "integer", "minimum": 0}, "position to start from")
 KIND = _query("kind", {"type": "string", "enum": ["classic", "new"]}, "only this target kind")
+TENANT_FILTERS = [
+    _query(
+        "state",
+        {"type": "string", "pattern": r"^[a-z_]+(,[a-z_]+)*$"},
+        "comma-separated model states: retraining, up_to_date, kept_previous, no_model",
+    ),
+    _query("prefix", {"type": "string", "pattern": r"^[a-z0-9-]{0,63}$"}, "only ids starting so"),
+    _query(
+        "sort",
+        {
+            "type": "string",
+            "enum": ["created", "-created", "id", "-id", "state", "-state", "metric", "-metric"],
+        },
+        "order (default created; '-' for descending; metric is the deployed model's gate "
+        "metric, tenants without one last)",
+    ),
+    _query(
+        "cursor",
+        {"type": "string", "maxLength": 400},
+        "next_cursor of the previous page (same sort); takes precedence over offset",
+    ),
+]
 REMOTE = _query(
     "remove_remote", {"type": "boolean"}, "also remove the tenant's endpoint or web service"
 )
@@ -266,7 +288,11 @@ def build_openapi() -> dict[str, Any]:
                 body=TenantCreate,
                 links=_tenant_links("tenant/id"),
             ),
-            "get": b.op("List tenants (admin)", {200: TenantPage}, params=[LIMIT, OFFSET, KIND]),
+            "get": b.op(
+                "List tenants (admin)",
+                {200: TenantPage},
+                params=[LIMIT, OFFSET, KIND, *TENANT_FILTERS],
+            ),
         },
         "/v1/tenants/{tenant_id}": {
             "get": b.op("Show a tenant", {200: TenantView}, params=[TENANT]),
@@ -362,17 +388,28 @@ def build_openapi() -> dict[str, Any]:
 
 HOURS = _query("hours", {"type": "integer", "minimum": 1, "maximum": 168}, "hours to look back")
 BATCH_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "batches")
+RETRY_CANCELLED = _query(
+    "include_cancelled", {"type": "boolean"}, "also retrain the tenants whose runs were cancelled"
+)
 BATCH_RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 2000}, "page size")
 
 
 def _dashboard_paths(b: _Builder, paths: dict[str, Any]) -> dict[str, Any]:
-    """The read-only routes the dashboard calls (``producer/routes_fleet.py``)."""
+    """The routes the dashboard calls (``producer/api/routes_fleet.py``)."""
     return {
         "/v1/me": {"get": b.op("Who this API key belongs to", {200: Caller})},
         "/v1/fleet": {"get": b.op("Fleet overview (admin)", {200: FleetOverview}, params=[HOURS])},
         "/v1/batches": {
             **paths["/v1/batches"],
             "get": b.op("Recent bulk retrains (admin)", {200: BatchPage}, params=[BATCH_LIMIT]),
+        },
+        "/v1/batches/{batch_id}/retry-failed": {
+            "post": b.op(
+                "Retrain a batch's failed tenants as a new batch (admin)",
+                {202: BatchAccepted},
+                params=[BATCH, RETRY_CANCELLED],
+                links={"GetBatch": _link("/v1/batches/{batch_id}", "get", batch_id="batch_id")},
+            )
         },
         "/v1/batches/{batch_id}/runs": {
             "get": b.op(

@@ -17,13 +17,16 @@ from aiohttp import web
 
 from producer.api.auth import principal, require_admin
 from producer.api.failures import failure_class, message_shape
-from producer.api.http import json_response, query_int
-from producer.api.problems import not_found
+from producer.api.http import json_response, query_flag, query_int
+from producer.api.metrics import API_METRICS
+from producer.api.problems import Problem, not_found
 from producer.api.progress import batch_status
-from producer.api.state import SETTINGS, STORE
+from producer.api.state import QUEUE, SETTINGS, STORE
 from producer.schemas import (
     RUN_ID_PATTERN,
+    Activity,
     Backlog,
+    BatchAccepted,
     BatchPage,
     BatchRuns,
     BatchStatus,
@@ -35,9 +38,10 @@ from producer.schemas import (
     RunBrief,
     ServiceLoad,
 )
+from worker.bulk import start_batch
 from worker.schemas import Lane, Run, RunState
-from worker.store import now_ms
-from worker.views import FleetCounts, FleetViews, Load, runs_by_hour, window_start
+from worker.store import Store, now_ms
+from worker.views import FleetCounts, FleetViews, Load, activity_window, runs_by_hour, window_start
 
 UI_DIR = Path(__file__).with_name("ui")
 # The tenant scan reads every tenant record inside Redis (about 6 ms per page of 500 on a
@@ -47,6 +51,7 @@ UI_DIR = Path(__file__).with_name("ui")
 SCAN_TTL_SECONDS = 2.0
 SCAN_TTL_FACTOR = 10
 BATCH_ID = re.compile(RUN_ID_PATTERN)
+RETRY_CHUNK = 1000
 # The UI runs only its own files: no inline script, no other origin (tenant names are data).
 UI_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -96,6 +101,14 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
         for service in load.services
     ]
     backlog = load.backlog
+    minutes, buckets = activity_window(counts.recent, now, hours)
+    activity = Activity(
+        bucket_minutes=minutes,
+        buckets=[
+            HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
+            for start, by_state in buckets
+        ],
+    )
     return FleetOverview(
         generated_at=datetime.fromtimestamp(now / 1000, UTC),
         tenants=tenants,
@@ -109,6 +122,7 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
             for start, by_state in runs_by_hour(counts.recent, now, hours)
         ],
         runs_by_state=counts.runs_by_state(),
+        activity=activity,
     )
 
 
@@ -202,6 +216,62 @@ async def batch_runs(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+async def _tenants_with_runs_in(store: Store, batch_id: str, states: set[RunState]) -> list[str]:
+    """Ids of the tenants whose runs in the batch ended in one of ``states``, in batch order
+    (archived runs have left the batch's list and are not among them)."""
+    found: dict[str, None] = {}
+    offset = 0
+    while True:
+        ids = await store.batch_run_ids(batch_id, offset, RETRY_CHUNK)
+        for run in await store.get_runs(ids):
+            if run.state in states:
+                found[run.tenant_id] = None
+        if len(ids) < RETRY_CHUNK:
+            return list(found)
+        offset += RETRY_CHUNK
+
+
+async def retry_failed(request: web.Request) -> web.Response:
+    """``POST /v1/batches/{batch_id}/retry-failed`` (admin): a new bulk retrain of the tenants
+    whose runs in the batch failed (with ``include_cancelled``, also were cancelled); 409 when
+    there is no such tenant left to retrain."""
+    require_admin(request)
+    batch_id = request.match_info["batch_id"]
+    store = request.app[STORE]
+    if not BATCH_ID.fullmatch(batch_id) or await store.get_batch(batch_id) is None:
+        raise not_found("batch", batch_id[:80])
+    states = {RunState.FAILED}
+    if query_flag(request, "include_cancelled"):
+        states.add(RunState.CANCELLED)
+    tenant_ids = await _tenants_with_runs_in(store, batch_id, states)
+    named = " or ".join(sorted(state.value for state in states))
+    if not tenant_ids:
+        raise Problem(409, "Conflict", f"batch {batch_id} has no {named} runs to retry")
+    tenants = [t for t in await store.get_tenants(tenant_ids) if not t.deleted]
+    if not tenants:
+        raise Problem(
+            409, "Conflict", f"every tenant with {named} runs in batch {batch_id} was offboarded"
+        )
+    settings = request.app[SETTINGS]
+    started = await start_batch(
+        store,
+        request.app[QUEUE],
+        tenants,
+        reason=f"retry of {batch_id}",
+        concurrency=settings.enqueue_concurrency,
+        services=settings.training_services,
+    )
+    API_METRICS.runs_enqueued.labels(Lane.BULK.value).inc(started.created)
+    kept = {t.id for t in tenants}
+    accepted = BatchAccepted(
+        batch_id=started.batch.id,
+        total=started.created,
+        coalesced=started.coalesced,
+        not_found=[tenant_id for tenant_id in tenant_ids if tenant_id not in kept][:1000],
+    )
+    return json_response(accepted, 202)
+
+
 async def ui_index(_request: web.Request) -> web.FileResponse:
     """``GET /ui``: the dashboard's single page."""
     return web.FileResponse(UI_DIR / "index.html")
@@ -220,6 +290,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/fleet", fleet)
     app.router.add_get("/v1/batches", list_batches)
     app.router.add_get("/v1/batches/{batch_id}/runs", batch_runs)
+    app.router.add_post("/v1/batches/{batch_id}/retry-failed", retry_failed)
     app.router.add_get("/ui", ui_index)
     app.router.add_get("/ui/", ui_index)
     app.router.add_static("/ui/", UI_DIR, follow_symlinks=False, append_version=False)

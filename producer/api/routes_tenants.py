@@ -20,6 +20,7 @@ from producer.api.preflight import ALL_FIELDS as ALL_REMOTE
 from producer.api.preflight import VERIFICATIONS, verify_tenant
 from producer.api.problems import Problem
 from producer.api.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
+from producer.api.tenant_listing import ListingError, parse_query, select
 from producer.api.uploads import CsvCheck, read_upload
 from producer.schemas import (
     DataUploaded,
@@ -28,6 +29,7 @@ from producer.schemas import (
     RunAccepted,
     TenantCreate,
     TenantCreated,
+    TenantListItem,
     TenantPage,
     TenantPatch,
     TenantView,
@@ -37,11 +39,12 @@ from worker.cron import check_interval
 from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists
+from worker.verification import Verification
+from worker.views import FleetViews, TenantRow
 
 NULLABLE = frozenset({"data_path", "gate", "schedule", "retention"})
 ADMIN_FIELDS = frozenset({"retention"})
 ALL_FIELDS = frozenset({"data_path", "global_parameters", "training_service", "schedule"})
-SCAN_CHUNK = 500
 
 
 def tenant_view(tenant: Tenant, verified: bool | None = None) -> TenantView:
@@ -145,39 +148,47 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 
 async def list_tenants(request: web.Request) -> web.Response:
-    """``GET /v1/tenants``: a page of tenants by creation time, optionally of one kind."""
+    """``GET /v1/tenants``: a page of tenants, filtered by model state, kind and id prefix,
+    sorted by creation (default), id, model state or gate metric; ``cursor`` continues."""
     require_admin(request)
     limit = query_int(request, "limit", 100, 1, 500)
     offset = query_int(request, "offset", 0, 0, 10**9)
-    kind = request.query.get("kind")
-    if kind not in (None, "classic", "new"):
-        raise Problem(422, "Unprocessable Content", "kind: must be 'classic' or 'new'")
-    store = request.app[STORE]
-    total = await store.count_tenants()
-    items: list[TenantView] = []
-    position = offset
-    while len(items) < limit and position < total:
-        ids = await store.list_tenant_ids(position, SCAN_CHUNK if kind else limit)
-        if not ids:
-            break
-        found = {t.id: t for t in await store.get_tenants(ids)}
-        verified = await request.app[VERIFICATIONS].get_many(ids)
-        for tenant_id in ids:
-            position += 1
-            tenant = found.get(tenant_id)
-            if tenant and not tenant.deleted and kind in (None, tenant.target.kind):
-                outcome = verified.get(tenant_id)
-                items.append(tenant_view(tenant, outcome.verified if outcome else None))
-                if len(items) == limit:
-                    break
+    try:
+        query = parse_query(dict(request.query), offset)
+    except ListingError as exc:
+        raise Problem(422, "Unprocessable Content", str(exc)) from None
+    rows, total = await FleetViews.of(request.app[STORE], request.app[SETTINGS]).tenant_rows()
+    chosen = select(rows, query, limit)
+    ids = [row.id for row in chosen.rows]
+    found = {t.id: t for t in await request.app[STORE].get_tenants(ids)}
+    verified = await request.app[VERIFICATIONS].get_many(ids)
+    items = [_list_item(found.get(row.id), row, verified.get(row.id)) for row in chosen.rows]
     page = TenantPage(
-        items=items,
+        items=[item for item in items if item is not None],
         total=total,
-        offset=offset,
+        matched=chosen.matched,
+        scanned=len(rows),
+        sort=query.sort_name,
+        offset=chosen.start,
         limit=limit,
-        next_offset=position if position < total else None,
+        next_offset=chosen.next_offset,
+        next_cursor=chosen.next_cursor,
     )
     return json_response(page)
+
+
+def _list_item(
+    tenant: Tenant | None, row: TenantRow, outcome: Verification | None
+) -> TenantListItem | None:
+    """A listed tenant with its model state (None if it was removed since its row was read)."""
+    if tenant is None or tenant.deleted:
+        return None
+    view = tenant_view(tenant, outcome.verified if outcome else None)
+    return TenantListItem(
+        **view.model_dump(),
+        model_state=row.model_state,
+        latest_run_state=row.latest_state,
+    )
 
 
 async def get_tenant(request: web.Request) -> web.Response:
