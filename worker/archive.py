@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from pydantic import BaseModel
 
 from worker.archive_parts import PartName, decode_part, encode_part
-from worker.blobs import BlobStore, BlobStoreError
+from worker.archive_policy import policy_for
+from worker.archive_records import Intent, LeaseLost, RecordArchiver, write_once
+from worker.blobs import BlobStore
 from worker.failpoints import Failpoints
 from worker.records import utcnow
 from worker.run.model import Run
-from worker.schemas import DeployedModel, Retention, Tenant
+from worker.schemas import DeployedModel, Tenant
 from worker.settings import ArchiveConfig
 from worker.store import Store
 
@@ -36,45 +37,17 @@ log = structlog.get_logger("retrainq.archive")
 TENANT_CHUNK = 500
 
 
-class LeaseLost(Exception):
-    """Another worker holds the archiver's lease now: this pass stops."""
-
-
-class Intent(BaseModel):
-    """What a part about to be written holds: its tenant, where it is, the run ids."""
-
-    tenant_id: str
-    where: str
-    ids: list[str]
-
-
 @dataclass
 class ArchivePass:
-    """What one pass did: runs removed from Redis, parts written, intents resumed."""
+    """What one pass did: runs, batches and model-history entries removed from Redis, parts
+    written, intents resumed."""
 
     held: bool = True
     archived: int = 0
     parts: list[str] = field(default_factory=list)
     resumed: int = 0
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The retention one tenant's runs get: its own overrides over the global settings."""
-
-    keep_runs: int
-    keep_days: float
-    keep_deployed: int
-
-
-def policy_for(config: ArchiveConfig, retention: Retention | None) -> Policy:
-    """The global retention of ``config`` with the fields ``retention`` sets replacing it."""
-    own = retention or Retention()
-    return Policy(
-        keep_runs=config.keep_runs if own.keep_runs is None else own.keep_runs,
-        keep_days=config.keep_days if own.keep_days is None else own.keep_days,
-        keep_deployed=config.keep_deployed if own.keep_deployed is None else own.keep_deployed,
-    )
+    batches: int = 0
+    models: int = 0
 
 
 def protected_runs(
@@ -140,6 +113,7 @@ class Archiver:
         self.config = config
         self.owner = owner
         self.failpoints = failpoints or Failpoints([])
+        self.records = RecordArchiver(store, blobs, config, owner, self.failpoints)
 
     async def run_forever(self) -> None:
         """A pass every ``interval_seconds`` until cancelled; a failed pass is logged."""
@@ -157,15 +131,21 @@ class Archiver:
         report = ArchivePass()
         try:
             for part, raw in (await self.ledger.archive_intents()).items():
-                await self._carry_out(part, Intent.model_validate_json(raw), report)
+                await self._resume(part, Intent.model_validate_json(raw), report)
                 report.resumed += 1
-            await self._archive_new(now or utcnow(), report)
+            now = now or utcnow()
+            pass_id = new_pass_id(now)
+            await self._archive_new(now, pass_id, report)
+            report.batches += await self.records.batches(now, pass_id, report.parts)
+            report.models += await self.records.models(pass_id, report.parts)
         finally:
             await self.ledger.release_archive_lease(self.owner)
-        if report.archived or report.resumed:
+        if report.archived or report.resumed or report.batches or report.models:
             log.info(
                 "archive.pass",
                 archived=report.archived,
+                batches=report.batches,
+                models=report.models,
                 parts=len(report.parts),
                 resumed=report.resumed,
             )
@@ -176,8 +156,15 @@ class Archiver:
             self.owner, int(self.config.lease_seconds * 1000)
         )
 
-    async def _archive_new(self, now: datetime, report: ArchivePass) -> None:
-        pass_id = new_pass_id(now)
+    async def _resume(self, part: str, intent: Intent, report: ArchivePass) -> None:
+        if intent.kind == "runs":
+            await self._carry_out(part, intent, report)
+        elif intent.kind == "batches":
+            report.batches += await self.records.carry_out(part, intent, report.parts)
+        else:
+            report.models += await self.records.carry_out(part, intent, report.parts)
+
+    async def _archive_new(self, now: datetime, pass_id: str, report: ArchivePass) -> None:
         for (tenant_id, month), runs in (await self._candidates(now)).items():
             if not await self._hold():
                 raise LeaseLost(self.owner)
@@ -211,13 +198,9 @@ class Archiver:
 
     async def _write(self, part: str, runs: list[Run]) -> list[Run]:
         """Write a new part; one that appeared meanwhile is kept, and its runs returned."""
-        try:
-            await self.blobs.upload(part, encode_part(runs), overwrite=False)
-        except BlobStoreError:
-            if not await self.blobs.exists(part):
-                raise
-            return decode_part(await self.blobs.download(part))
-        return runs
+        if await write_once(self.blobs, part, encode_part(runs)):
+            return runs
+        return decode_part(await self.blobs.download(part))
 
     async def _candidates(self, now: datetime) -> dict[tuple[str, str], list[Run]]:
         """Runs past retention by (tenant, month), at most ``max_runs_per_pass``."""

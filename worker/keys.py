@@ -99,6 +99,15 @@ class Keys:
         """Set (with a TTL) while ``service`` answered 429/503: dispatch pauses."""
         return f"{self.prefix}:throttle:{service}"
 
+    def scoring_slots(self, web_service_id: str) -> str:
+        """Sorted set of runs holding a scoring slot of a predictive web service, by lease
+        expiry (ms)."""
+        return f"{self.prefix}:scoring:{web_service_id}"
+
+    def scoring_owner(self, web_service_id: str) -> str:
+        """Hash: run id -> 0 for the runs holding a scoring slot of the web service."""
+        return f"{self.prefix}:scoring:{web_service_id}:owner"
+
     def deploy_lock(self, tenant_id: str) -> str:
         """Lock held by the run deploying to a tenant (value: run id)."""
         return f"{self.prefix}:deploylock:{tenant_id}"
@@ -176,3 +185,8 @@ class Keys:
     def archived(self) -> str:
         """Hash: archived run id -> ``{tenant}/{yyyy-mm}/{pass}``, naming its archive part."""
         return f"{self.prefix}:archived"
+
+    @property
+    def archived_batches(self) -> str:
+        """Hash: archived batch id -> ``{yyyy-mm}/{pass}``, naming its summary's part."""
+        return f"{self.prefix}:archived:batches"

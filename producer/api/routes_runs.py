@@ -26,9 +26,11 @@ from producer.schemas import (
     RunView,
 )
 from worker.archive_parts import ArchivedRuns
+from worker.archive_records import ArchivedBatches
 from worker.bulk import start_batch
 from worker.schemas import (
     TENANT_ID_PATTERN,
+    Batch,
     Lane,
     Run,
     RunState,
@@ -158,10 +160,26 @@ async def get_batch(request: web.Request) -> web.Response:
     """``GET /v1/batches/{batch_id}``: progress of a bulk retrain."""
     require_admin(request)
     batch_id = request.match_info["batch_id"]
-    found = await request.app[STORE].get_batch(batch_id) if _BATCH_ID.fullmatch(batch_id) else None
-    if found is None:
+    if not _BATCH_ID.fullmatch(batch_id):
         raise not_found("batch", batch_id[:80])
-    return json_response(batch_status(*found))
+    found = await request.app[STORE].get_batch(batch_id)
+    if found is not None:
+        return json_response(batch_status(*found))
+    summary = await ArchivedBatches(request.app[STORE], request.app[BLOBS]).find_batch(batch_id)
+    if summary is None:
+        raise not_found("batch", batch_id)
+    batch = Batch(
+        id=summary.id,
+        lane=summary.lane,
+        total=summary.total,
+        created_at=summary.created_at,
+        reason=summary.reason,
+    )
+    counters = {f"n:{state}": n for state, n in summary.counts.items()}
+    if summary.last_finished_at is not None:
+        counters["last_finished_ms"] = int(summary.last_finished_at.timestamp() * 1000)
+    status = batch_status(batch, counters)
+    return json_response(status.model_copy(update={"archived": True}))
 
 
 # --- listing runs -----------------------------------------------------------------------------

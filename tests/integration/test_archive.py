@@ -158,10 +158,12 @@ async def test_a_pass_waits_for_the_lease_another_worker_holds(
 async def test_archived_batch_runs_leave_the_batch_list_and_the_batch_stays(
     redis: aioredis.Redis, blobs: BlobStore
 ) -> None:
-    """An archived run leaves its batch's run list; the batch record and counters stay."""
+    """An archived run leaves its batch's run list; the batch record and counters of a batch
+    still running stay."""
     store = Store(redis, Keys("arch5"))
     await new_tenant(store, "acme")
-    batch = Batch(id="b" * 32, total=2)
+    await new_tenant(store, "beta")
+    batch = Batch(id="b" * 32, total=3)
     await store.create_batch(batch)
     runs = []
     for _ in range(2):
@@ -169,10 +171,11 @@ async def test_archived_batch_runs_leave_the_batch_list_and_the_batch_stays(
         run = await store.get_run(created.run_id)
         assert run is not None
         runs.append(await put_in_state(store, run, RunState.FAILED))
+    running = await store.create_run(RunRequest(tenant_id="beta", batch_id=batch.id))
     done = await archiver(store, blobs, keep_runs=1).archive_once(utcnow() + LATER)
-    assert done.archived == 1
-    assert await store.batch_run_ids(batch.id) == await store.tenant_run_ids("acme", 0, 10)
-    assert len(await store.batch_run_ids(batch.id)) == 1
+    assert (done.archived, done.batches) == (1, 0)
+    kept = await store.tenant_run_ids("acme", 0, 10)
+    assert await store.batch_run_ids(batch.id) == [*kept, running.run_id]
     found = await store.get_batch(batch.id)
     assert found is not None
     assert found[1]["n:failed"] == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from worker.archive import Policy, policy_for
+from worker.archive_policy import Policy, policy_for
 from worker.schemas import Retention
 from worker.settings import ArchiveConfig
 
