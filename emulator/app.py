@@ -28,25 +28,55 @@ from emulator.config import EmulatorConfig, EmulatorSettings, default_config, lo
 from emulator.datagen import dataset_csv
 from emulator.errors import ConnectionDropped, error_middleware
 from emulator.state import BLOBS, STATE, EmulatorState
-from emulator.training import Model, ModelSpec, parse_csv, train
+from emulator.training import Model, ModelSpec, TrainingError, parse_csv, train
 
 log = structlog.get_logger("emulator")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+class InitialDataError(ValueError):
+    """A model spec's initial data cannot be read or trained on."""
+
+
 @functools.lru_cache(maxsize=16)
-def _initial_model(spec_json: str, rows: int, seed: int) -> Model:
-    spec = ModelSpec.model_validate_json(spec_json)
-    data = dataset_csv(spec.datagen, "initial", rows, seed)
-    return train(parse_csv(data), spec)
+def _trained(spec_json: str, data: str | bytes) -> Model:
+    return train(parse_csv(data), ModelSpec.model_validate_json(spec_json))
+
+
+@functools.lru_cache(maxsize=16)
+def _generated(kind: str, rows: int, seed: int) -> str:
+    return dataset_csv(kind, "initial", rows, seed)
+
+
+def initial_model(spec: ModelSpec, rows: int, seed: int) -> Model | None:
+    """The model ``spec``'s endpoints start with: trained on its ``initial_data`` file, or on
+    ``rows`` generated rows (deterministic in ``seed``); None when it names neither."""
+    if spec.initial_data is not None:
+        try:
+            data: str | bytes = spec.initial_data.read_bytes()
+        except OSError as exc:
+            raise InitialDataError(
+                f"model spec {spec.name!r}: cannot read initial_data {str(spec.initial_data)!r}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+    elif spec.datagen is not None:
+        data = _generated(spec.datagen, rows, seed)
+    else:
+        return None
+    try:
+        return _trained(spec.model_dump_json(), data)
+    except TrainingError as exc:
+        raise InitialDataError(f"model spec {spec.name!r}: initial data: {exc}") from exc
 
 
 def initial_models(config: EmulatorConfig, seed: int) -> dict[str, Model]:
-    """One model per spec, trained on generated data (deterministic in ``seed``)."""
-    return {
-        spec.name: _initial_model(spec.model_dump_json(), config.initial_model_rows, seed)
-        for spec in config.models
-    }
+    """The initial model of every spec that names initial data."""
+    models = {}
+    for spec in config.models:
+        model = initial_model(spec, config.initial_model_rows, seed)
+        if model is not None:
+            models[spec.name] = model
+    return models
 
 
 @web.middleware
@@ -208,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc["seed"] = settings.seed
         print(json.dumps(doc, indent=2))
         return 0
+    try:
+        app = create_app(config, settings)
+    except InitialDataError as exc:
+        print(f"retrainq-emulator: invalid configuration: {_one_line(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings)
-    app = create_app(config, settings)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
     return 0

@@ -32,6 +32,7 @@ from emulator.state import (
     Runtime,
     bearer_matches,
     iso,
+    unserved_message,
     utcnow,
 )
 from emulator.training import Model, ModelSpec, TrainingError, input_columns
@@ -166,6 +167,8 @@ def install_configured_services(state: EmulatorState) -> None:
         )
         service.properties = template_properties(state, cfg)
         service.runtime.model = state.initial_models.get(spec.name)
+        if service.runtime.model is None:
+            service.runtime.unserved = unserved_message(spec, f"arm:{service.name}")
 
 
 def _check(request: web.Request) -> EmulatorState:

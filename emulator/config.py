@@ -195,8 +195,13 @@ class EmulatorConfig(BaseModel):
 
 
 def load_config(path: Path) -> EmulatorConfig:
-    """Read and validate a JSON config file."""
-    return EmulatorConfig.model_validate(json.loads(path.read_text()))
+    """Read and validate a JSON config file; a model spec's relative ``initial_data`` path is
+    taken relative to the file's folder (and kept absolute)."""
+    config = EmulatorConfig.model_validate(json.loads(path.read_text()))
+    for spec in config.models:
+        if spec.initial_data is not None and not spec.initial_data.is_absolute():
+            spec.initial_data = path.resolve().parent / spec.initial_data
+    return config
 
 
 BIKE_RENTAL = ModelSpec(

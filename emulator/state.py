@@ -207,6 +207,15 @@ class Job:
     task: asyncio.Task[None] | None = None
 
 
+def unserved_message(spec: ModelSpec, where: str) -> str:
+    """What a predictive runtime without a model answers: why, and how it gets one."""
+    return (
+        f"{where} serves no trained model: model spec {spec.name!r} names no initial data "
+        "(initial_data or datagen), so its endpoints start without one. PATCH an added "
+        "endpoint (or PUT a new web service) with a trained model first."
+    )
+
+
 class EmulatorState:
     """Everything the emulator holds; handlers reach it through the app."""
 
@@ -277,7 +286,7 @@ class EmulatorState:
         default = service.endpoints.get("default")
         model = default.runtime.model if default is not None else self.initial_model(service)
         location = default.resource_location if default is not None else None
-        if location is None and service.kind == "predictive":
+        if location is None and service.kind == "predictive" and model is not None:
             location = self.initial_location(service.spec)
         calls = 4 if cfg.throttle_level == "Low" else cfg.max_concurrent_calls
         endpoint = Endpoint(
@@ -301,6 +310,9 @@ class EmulatorState:
                 max_concurrent_calls=calls,
                 data_uri_parameters=service.data_uri_parameters,
                 slots=asyncio.Semaphore(cfg.max_concurrent_jobs),
+                unserved=unserved_message(service.spec, f"{service.name}/{cfg.name}")
+                if service.kind == "predictive"
+                else None,
             ),
         )
         service.endpoints[endpoint.name] = endpoint

@@ -21,11 +21,12 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 MODEL_FORMAT = "retrainq-emulator.linear/1"
 MIN_ROWS = 8
@@ -48,7 +49,12 @@ class TrainingError(ValueError):
 
 
 class ModelSpec(BaseModel):
-    """What a web service learns: label, features, algorithm settings and resource name."""
+    """What a web service learns: label, features, algorithm settings and resource name.
+
+    A predictive service's endpoints start with a model trained on the spec's initial data:
+    the CSV file ``initial_data``, or rows of the built-in generator ``datagen``; a spec with
+    neither starts with no model (its endpoints score nothing until one is deployed).
+    """
 
     name: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
     kind: Kind
@@ -59,7 +65,14 @@ class ModelSpec(BaseModel):
     resource_name: str
     holdout_fraction: float = Field(default=0.25, gt=0, lt=1)
     alpha: float = Field(default=1.0, gt=0)
-    datagen: Literal["bike_rental", "churn"] = "bike_rental"
+    datagen: Literal["bike_rental", "churn"] | None = None
+    initial_data: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_initial_source(self) -> ModelSpec:
+        if self.datagen is not None and self.initial_data is not None:
+            raise ValueError("give initial_data or datagen, not both")
+        return self
 
     @property
     def features(self) -> list[str]:
