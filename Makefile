@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # tests mostly wait on real services, so two processes on two cores halve the wall time.
 TEST_WORKERS ?= 2
 
-.PHONY: install browser-deps lint format test demo up down status bench clean chaos
+.PHONY: install browser-deps lint format test demo up down status bench clean chaos image image-test
 
 install: $(STAMP) $(AZURITE)
 	@$(BIN)/python -c "from producer.devtools.processes import ensure_redis_server as e; e()" \
@@ -47,6 +47,16 @@ format: install
 
 test: lint browser-deps
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The production image without a Docker engine: buildah (chroot isolation, vfs storage) on a
+# Debian bookworm base made once with debootstrap; apt-get installs both when missing.
+image:
+	$(PYTHON) -m producer.devtools.image
+
+# The image's API and a worker (buildah run --network host) against a Redis, Azurite and
+# emulator on the host: one tenant onboarded and retrained, health, metrics and uid checked.
+image-test: install image
+	$(BIN)/python -m producer.devtools.image_check
 
 up: install
 	$(BIN)/retrainq dev up

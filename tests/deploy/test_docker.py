@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from producer.devtools import image
 from tests.deploy.support import DEPLOY, REPO, console_scripts
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
@@ -162,3 +164,50 @@ def test_copied_sources_exist_and_are_not_ignored() -> None:
         for source in instruction.args.split()[:-1]:
             assert (REPO / source).exists(), source
             assert source.rstrip("/") not in ignored, source
+
+
+def test_pip_settings_of_the_builder_are_build_args_of_every_pip_stage() -> None:
+    """Each stage that runs pip declares every PIP_* build arg `make image` may pass (a
+    stage does not inherit the ARGs of the stage it starts from)."""
+    names = {f"PIP_{key.upper().replace('-', '_')}" for key in image.PIP_KEYS}
+    for stage in stages():
+        runs_pip = any(i.keyword == "RUN" and "pip " in i.args for i in stage)
+        declared = {
+            word.split("=", 1)[0] for i in stage if i.keyword == "ARG" for word in i.args.split()
+        }
+        if runs_pip:
+            assert names <= declared, (stage_name(stage), names - declared)
+
+
+def test_host_pip_config_becomes_build_args_and_read_only_mounts(tmp_path: Path) -> None:
+    """``pip config list`` lines (files, then PIP_* as :env:) turn into PIP_* build args, the
+    environment overriding the files; local indexes are mounted from their root (their pages
+    link to ../../files), wheel folders as they are, the CA bundle always; other settings
+    (a host-wide constraint file) and remote URLs are not mounted."""
+    (tmp_path / "pypi" / "simple").mkdir(parents=True)
+    (tmp_path / "wheels").mkdir()
+    ca = tmp_path / "ca.crt"
+    ca.write_text("certs")
+    lines = [
+        f":env:.find-links='{tmp_path / 'wheels'}'",
+        ":env:.default-timeout='180'",
+        "global.find-links='/nowhere'",
+        "global.constraint='/etc/xdg/pip/constraints.txt'",
+        f"global.extra-index-url='file://{tmp_path}/pypi/simple https://mirror.example/simple'",
+        "global.index-url='https://mirror.example/pypi/simple'",
+    ]
+    settings = image.pip_build_settings(lines, ca_bundle=ca)
+    assert settings.build_args == {
+        "PIP_FIND_LINKS": str(tmp_path / "wheels"),
+        "PIP_DEFAULT_TIMEOUT": "180",
+        "PIP_EXTRA_INDEX_URL": f"file://{tmp_path}/pypi/simple https://mirror.example/simple",
+        "PIP_INDEX_URL": "https://mirror.example/pypi/simple",
+    }
+    assert settings.mounts == (ca, tmp_path / "pypi", tmp_path / "wheels")
+
+
+def test_base_name_follows_its_recipe() -> None:
+    """The debootstrap base is rebuilt when its packages change, reused otherwise."""
+    assert image.base_name() == image.base_name()
+    assert image.base_name() != image.base_name((*image.BASE_PACKAGES, "curl"))
+    assert image.base_name().startswith(f"localhost/retrainq-base:{image.BASE_SUITE}-")
