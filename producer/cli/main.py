@@ -17,11 +17,13 @@ from producer.devtools.processes import ServiceError
 
 
 def _dev_up(args: argparse.Namespace) -> int:
+    if args.emulator_config is not None and not args.emulator_config.is_file():
+        raise commands.CommandError(f"--emulator-config: no such file: {args.emulator_config}")
     stack = DevStack()
     ports = StackPorts(
         redis=args.redis_port, azurite=args.azurite_port, emulator=args.emulator_port, api=args.port
     )
-    env = stack.up(workers=args.workers, ports=ports)
+    env = stack.up(workers=args.workers, ports=ports, emulator_config=args.emulator_config)
     if stack.started:
         kept = f"; already running: {', '.join(stack.kept)}" if stack.kept else ""
         print(f"stack is up (started: {', '.join(stack.started)}{kept})")
@@ -136,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-port", type=int, default=0)
     up.add_argument("--azurite-port", type=int, default=0)
     up.add_argument("--emulator-port", type=int, default=0)
+    up.add_argument(
+        "--emulator-config",
+        type=Path,
+        help="the emulator's JSON config file (kept for later 'up' calls; default: built in)",
+    )
     up.set_defaults(handler=_dev_up)
     down = dev_commands.add_parser("down", help="stop exactly what 'up' started")
     down.set_defaults(handler=_dev_down)

@@ -64,7 +64,8 @@ class RunningService:
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What every ``up`` of one stack reuses: the ports its URLs name, and its admin key.
+    """What every ``up`` of one stack reuses: the ports its URLs name, its admin key and the
+    emulator's config file (None: the built-in config).
 
     Workers are reached through Redis only, so their health ports are chosen at each start.
     """
@@ -74,6 +75,7 @@ class StackConfig:
     emulator: int
     api: int
     admin_key: str
+    emulator_config: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> StackConfig | None:
@@ -81,7 +83,7 @@ class StackConfig:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
 
     def write(self, path: Path) -> None:
         """Keep the config (owner-only: it holds the admin key)."""
@@ -90,9 +92,12 @@ class StackConfig:
         path.chmod(0o600)
 
 
-def choose_config(kept: StackConfig | None, asked: StackPorts) -> StackConfig:
+def choose_config(
+    kept: StackConfig | None, asked: StackPorts, emulator_config: Path | None = None
+) -> StackConfig:
     """Ports given on the command line, else those of the kept config, else free ones outside
-    the ephemeral range; the kept admin key, else a new one."""
+    the ephemeral range; the kept admin key, else a new one; the emulator config file given
+    (kept as an absolute path), else the kept one."""
 
     def port(given: int, old: int | None) -> int:
         return given or old or free_stable_port()
@@ -103,6 +108,9 @@ def choose_config(kept: StackConfig | None, asked: StackPorts) -> StackConfig:
         emulator=port(asked.emulator, kept.emulator if kept else None),
         api=port(asked.api, kept.api if kept else None),
         admin_key=kept.admin_key if kept else "rtq_admin_" + secrets.token_urlsafe(24),
+        emulator_config=str(emulator_config.resolve())
+        if emulator_config
+        else (kept.emulator_config if kept else None),
     )
 
 
@@ -170,12 +178,18 @@ class DevStack:
     def _record(self, services: list[RunningService]) -> None:
         self.state_file.write_text(json.dumps({"services": [asdict(s) for s in services]}))
 
-    def up(self, workers: int = 2, ports: StackPorts | None = None) -> dict[str, str]:
+    def up(
+        self, workers: int = 2, ports: StackPorts | None = None, emulator_config: Path | None = None
+    ) -> dict[str, str]:
         """Start whatever of the stack is not running; on a failure stop what this call started
-        and raise. ``started`` and ``kept`` name the services started and found running."""
+        and raise. ``started`` and ``kept`` name the services started and found running.
+        ``emulator_config`` is the emulator's ``--config`` file, kept for later ``up`` calls
+        (a running emulator keeps the config it started with)."""
         redis_bin = ensure_redis_server()
         azurite_bin = ensure_azurite()
-        config = choose_config(StackConfig.read(self.config_file), ports or StackPorts())
+        config = choose_config(
+            StackConfig.read(self.config_file), ports or StackPorts(), emulator_config
+        )
         config.write(self.config_file)
         env = stack_env(config)
         for name in ("redis", "azurite"):
@@ -196,7 +210,12 @@ class DevStack:
             ),
             ManagedProcess(
                 "emulator",
-                [console_script("retrainq-emulator"), "--port", str(config.emulator)],
+                [
+                    console_script("retrainq-emulator"),
+                    "--port",
+                    str(config.emulator),
+                    *(["--config", config.emulator_config] if config.emulator_config else []),
+                ],
                 config.emulator,
                 self.log_dir / "emulator.log",
                 env={"RETRAINQ_EMULATOR_LOG_FORMAT": "json"},

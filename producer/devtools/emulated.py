@@ -9,14 +9,34 @@ configure real endpoints.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-# Training services by the model they train; "default" is what a tenant gets unless it says.
-SERVICE_NAMES = {"bike-rental": "default", "churn": "churn"}
+DEFAULT_SERVICE = "default"
+
+
+def service_name(web_service: dict[str, Any], taken: dict[str, Any]) -> str:
+    """The retrainq name of a training web service: the first one is ``default`` (what a
+    tenant gets unless it says), each other is named after its model spec, or after the web
+    service when another service trains that spec too."""
+    if not taken:
+        return DEFAULT_SERVICE
+    candidates = [
+        str(web_service["model"]),
+        re.sub(r"[^a-z0-9]+", "-", str(web_service["name"]).lower()).strip("-") or "training",
+    ]
+    for name in candidates:
+        if name not in taken:
+            return name
+    index = 2
+    while f"{candidates[1]}-{index}" in taken:
+        index += 1
+    return f"{candidates[1]}-{index}"
 
 
 def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[str, Any]]:
-    """``training_services`` settings for every training web service of the first workspace."""
+    """``training_services`` settings, one for every training web service of the first
+    workspace (named by ``service_name``), whatever model specs the emulator declares."""
     workspace = config["workspaces"][0]
     services: dict[str, dict[str, Any]] = {}
     for service in workspace["web_services"]:
@@ -30,8 +50,7 @@ def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[s
             }
             for endpoint in service["endpoints"]
         ]
-        name = SERVICE_NAMES.get(service["model"], service["model"])
-        services[name] = {
+        services[service_name(service, services)] = {
             "endpoints": endpoints,
             "max_running": sum(e["max_concurrent_jobs"] for e in endpoints),
             "columns": required_columns(config, service["model"]),
@@ -39,11 +58,17 @@ def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[s
     return services
 
 
+def model_spec(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The emulator's model spec called ``model``."""
+    spec: dict[str, Any] = next(m for m in config["models"] if m["name"] == model)
+    return spec
+
+
 def required_columns(config: dict[str, Any], model: str) -> list[str]:
     """The CSV columns a model of the emulator trains on: its base features and its label."""
-    spec = next(m for m in config["models"] if m["name"] == model)
+    spec = model_spec(config, model)
     columns: list[str] = []
-    for feature in [*spec["numeric_features"], *spec["categorical_features"]]:
+    for feature in [*spec["numeric_features"], *spec.get("categorical_features", [])]:
         for part in str(feature).split("*"):
             if part not in columns:
                 columns.append(part)
