@@ -29,9 +29,8 @@ from worker.azureml.bes import BesClient
 from worker.azureml.classic import EndpointsClient
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
-from worker.azureml_v2.jobs import JobsClient
 from worker.azureml_v2.router import TrainingRouter
-from worker.azureml_v2.training import AzureMLV2Training
+from worker.azureml_v2.wiring import v2_training
 from worker.blobs import BlobStore
 from worker.classic import ClassicTraining
 from worker.deploy import Deployer
@@ -202,23 +201,6 @@ def build_deps(
         if service.backend == "classic"
         for index, endpoint in enumerate(service.endpoints)
     }
-    v2 = {
-        name: service.azureml_v2
-        for name, service in settings.training_services.items()
-        if service.azureml_v2 is not None
-    }
-    v2_jobs = {
-        name: JobsClient(
-            session,
-            config.arm_url or azureml.arm_url,
-            config.workspace_path(),
-            arm_token,
-            STEP_RETRY,
-            api_version=config.api_version,
-            timeout_seconds=timeout,
-        )
-        for name, config in v2.items()
-    }
     parked = ParkedRuns(redis, keys)
     store = Store(redis, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
     deps = Deps(
@@ -257,7 +239,7 @@ def build_deps(
         parked=parked,
         estimates=DurationEstimates(parked),
         training=TrainingRouter(
-            dict.fromkeys(v2, AzureMLV2Training(v2_jobs, v2, blobs, settings.shared_data_prefixes)),
+            v2_training(settings, session, blobs, arm_token, STEP_RETRY),
             default=ClassicTraining(
                 bes,
                 settings.training_services,

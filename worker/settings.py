@@ -57,6 +57,30 @@ DEFAULT_V2_COMMAND = (
 )
 
 
+class BucketBudget(BaseModel):
+    """One ARM token bucket as documented, and how much of it the worker leaves to others."""
+
+    capacity: int = Field(ge=1, le=1_000_000)
+    per_second: float = Field(ge=0, le=1_000_000)
+    reserve: int = Field(
+        default=0, ge=0, description="tokens left to the principal's other callers"
+    )
+
+
+class ArmBudgetConfig(BaseModel):
+    """The ARM request budget of the worker's principal in a subscription (PROTOCOL-V2 §5.2).
+
+    Services in one subscription share one budget, configured by the first of them.
+    """
+
+    reads: BucketBudget = BucketBudget(capacity=250, per_second=25, reserve=25)
+    writes: BucketBudget = BucketBudget(capacity=200, per_second=10, reserve=10)
+    deletes: BucketBudget = BucketBudget(capacity=200, per_second=10, reserve=10)
+    max_wait_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="longest a call waits for budget before failing"
+    )
+
+
 class AzureMLV2Config(BaseModel):
     """The Azure ML v2 workspace where a training service of backend ``azureml_v2`` runs jobs.
 
@@ -86,6 +110,19 @@ class AzureMLV2Config(BaseModel):
     max_concurrent_jobs: int = Field(
         default=320, ge=1, le=1000, description="jobs running at once in the workspace"
     )
+    poll_by_list: bool = Field(
+        default=True, description="read job states from tag-filtered lists, not one GET each"
+    )
+    poll_group_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=24 * 60,
+        description="jobs submitted in one window of this many minutes share a poll tag",
+    )
+    list_fresh_seconds: float = Field(
+        default=10.0, ge=0, le=600, description="how long one listing answers status reads"
+    )
+    arm_budget: ArmBudgetConfig = ArmBudgetConfig()
 
     def workspace_path(self) -> str:
         """The workspace's ARM resource id."""

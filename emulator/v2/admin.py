@@ -5,7 +5,10 @@
   ``puts_unchanged``, ``puts_refused``, ``cancels``; totals and faults
 - ``GET|PUT /_emulator/v2/faults`` → ``{"v2_jobs": {error_rate, error_status, latency_seconds,
   fail_next, commit_then_drop}, "job_failure_rate"}`` (PUT replaces them all; ``{}`` clears)
-- ``POST /_emulator/v2/reset`` → no datastores, jobs or faults
+- ``GET|PUT /_emulator/v2/throttle`` → the ARM budgets per principal: ``{"enabled", "reads":
+  {"capacity", "per_second"}, "writes": ..., "deletes": ...}`` with the calls taken and refused
+  (PUT replaces the configuration and refills every bucket)
+- ``POST /_emulator/v2/reset`` → no datastores, jobs or faults; the configured budgets, full
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import ValidationError
 from emulator.errors import ApiError, read_object
 from emulator.state import STATE
 from emulator.v2.state import V2_STATE, V2Faults
+from emulator.v2.throttle import ThrottleConfig
 from emulator.v2.workspace import PROVIDER
 
 
@@ -58,6 +62,22 @@ async def put_faults(request: web.Request) -> web.Response:
     return web.json_response(v2.faults.snapshot())
 
 
+async def get_throttle(request: web.Request) -> web.Response:
+    """The ARM budgets and their counters."""
+    return web.json_response(request.app[V2_STATE].throttle.snapshot())
+
+
+async def put_throttle(request: web.Request) -> web.Response:
+    """Replace the ARM budgets (every bucket starts full)."""
+    throttle = request.app[V2_STATE].throttle
+    try:
+        config = ThrottleConfig.model_validate(await read_object(request))
+    except ValidationError as exc:
+        raise ApiError(400, "BadArgument", str(exc), "RequestBodyInvalid") from exc
+    throttle.configure(config)
+    return web.json_response(throttle.snapshot())
+
+
 async def reset(request: web.Request) -> web.Response:
     """Forget every datastore and job."""
     request.app[V2_STATE].reset()
@@ -70,4 +90,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/v2/stats", get_stats)
     app.router.add_get("/_emulator/v2/faults", get_faults)
     app.router.add_put("/_emulator/v2/faults", put_faults)
+    app.router.add_get("/_emulator/v2/throttle", get_throttle)
+    app.router.add_put("/_emulator/v2/throttle", put_throttle)
     app.router.add_post("/_emulator/v2/reset", reset)

@@ -1,4 +1,4 @@
-"""Azure ML v2 command jobs (shared/PROTOCOL-V2 §2): PUT creates and runs, GET, POST cancel.
+"""Azure ML v2 command jobs (shared/PROTOCOL-V2 §2): PUT creates and runs, GET, list, cancel.
 
 A PUT of a new name answers 201 and runs the job: ``NotStarted → Queued → Running →
 Finalizing → Completed | Failed``. The job is retrainq's training script, emulated with the
@@ -7,7 +7,9 @@ named (or whose data kind is named) by the literal input ``kind``, and writes th
 the output ``model`` and the evaluation table to ``evaluation``. A PUT of an existing name
 answers 200 and changes only ``description``, ``tags``, ``displayName``, ``properties`` and
 ``isArchived``; any other difference answers 400 ``UserError`` "A job with this name already
-exists". Cancel answers 202 with ``Location`` and ``Retry-After``.
+exists". The list filters by ``tag`` (a key, or ``key=value``), ``properties``, ``jobType``
+and ``listViewType`` and pages with ``$skip``. Cancel answers 202 with ``Location`` and
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from emulator.training import (
     run_experiment,
     trivial_experiment,
 )
+from emulator.v2.lists import matches, page, parse_filter, view_matches
 from emulator.v2.state import V2_STATE, V2Job, V2Operation, V2State
 from emulator.v2.workspace import PROVIDER, WORKSPACE_PATH, checked, workspace_id
 
@@ -180,8 +183,33 @@ async def get_job(request: web.Request) -> web.Response:
     v2 = request.app[V2_STATE]
     await v2.faults.before()
     _, workspace = checked(request)
+    v2.count("job_get")
     job = find_job(request, v2, workspace.name)
     return _reply(v2, request, web.json_response(job_json(request, job)))
+
+
+def listed(job: V2Job, request: web.Request) -> bool:
+    """Whether the job passes the list's ``tag``, ``properties``, ``jobType`` and view."""
+    props = job.body["properties"]
+    query = request.query
+    job_type = query.get("jobType")
+    return (
+        (job_type is None or props.get("jobType") == job_type)
+        and matches(props.get("tags"), parse_filter(query.get("tag")))
+        and matches(props.get("properties"), parse_filter(query.get("properties")))
+        and view_matches(query.get("listViewType"), bool(props.get("isArchived")))
+    )
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET jobs: one page of the workspace's jobs that pass the filters, oldest first."""
+    v2 = request.app[V2_STATE]
+    await v2.faults.before()
+    _, workspace = checked(request)
+    v2.count("job_list_page")
+    jobs = [j for j in v2.jobs.values() if j.workspace == workspace.name and listed(j, request)]
+    response = page(request, jobs, lambda job: job_json(request, job), v2.config.list_page_size)
+    return _reply(v2, request, response)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -316,6 +344,7 @@ async def run_job(state: EmulatorState, v2: V2State, blobs: BlobStore, job: V2Jo
 def add_routes(app: web.Application) -> None:
     """Register the job routes and the operation results of cancels."""
     app.router.add_put(f"{WORKSPACE_PATH}/jobs/{{name}}", put_job)
+    app.router.add_get(f"{WORKSPACE_PATH}/jobs", list_jobs)
     app.router.add_get(f"{WORKSPACE_PATH}/jobs/{{name}}", get_job)
     app.router.add_post(f"{WORKSPACE_PATH}/jobs/{{name}}/cancel", cancel_job)
     app.router.add_get(OPERATIONS_PATH, operation_result)

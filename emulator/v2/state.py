@@ -1,4 +1,5 @@
-"""In-memory state of the Azure ML v2 surfaces: workspaces, datastores, jobs, faults, counters.
+"""In-memory state of the Azure ML v2 surfaces: workspaces, datastores, jobs, faults, budgets,
+counters.
 
 The v2 surfaces live beside the classic ones on the same address and share their ARM
 subscription, resource groups and bearer token (``EmulatorConfig.arm``). ``V2State`` is kept
@@ -20,6 +21,7 @@ from emulator.config import FaultSpec
 from emulator.errors import ApiError
 from emulator.faults import SurfaceFaults, job_fails
 from emulator.state import utcnow
+from emulator.v2.throttle import Throttle, ThrottleConfig
 
 JobStatus = Literal[
     "NotStarted",
@@ -48,6 +50,8 @@ class V2Config(BaseModel):
     workspaces: list[V2WorkspaceConfig] = Field(
         default_factory=lambda: [V2WorkspaceConfig()], min_length=1
     )
+    throttle: ThrottleConfig = ThrottleConfig()
+    list_page_size: int = Field(default=100, ge=1, le=10_000)
 
 
 class V2Faults(BaseModel):
@@ -146,6 +150,12 @@ class V2State:
         self.datastores: dict[tuple[str, str], Datastore] = {}
         self.jobs: dict[tuple[str, str], V2Job] = {}
         self.operations: dict[str, V2Operation] = {}
+        self.throttle = Throttle(config.throttle)
+        self.calls: dict[str, int] = {}
+
+    def count(self, what: str) -> None:
+        """Count one call of a kind (``job_get``, ``job_list_page``, ...) for the stats."""
+        self.calls[what] = self.calls.get(what, 0) + 1
 
     def workspace(self, name: str) -> V2WorkspaceConfig:
         """The configured workspace ``name`` (case-insensitive), or 404."""
@@ -163,6 +173,8 @@ class V2State:
         self.jobs.clear()
         self.operations.clear()
         self.faults.configure(V2Faults())
+        self.throttle.configure(self.config.throttle)
+        self.calls.clear()
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/_emulator/v2/stats``: per job name, PUTs by outcome and status."""
@@ -186,6 +198,8 @@ class V2State:
             "jobs_by_status": by_status,
             "max_jobs_per_name": max((j.puts_created for j in self.jobs.values()), default=0),
             "faults": self.faults.snapshot(),
+            "calls": dict(self.calls),
+            "throttle": self.throttle.snapshot(),
         }
 
 

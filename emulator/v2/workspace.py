@@ -2,9 +2,10 @@
 
 Every v2 route sits under ``/subscriptions/{sub}/resourceGroups/{rg}/providers/
 Microsoft.MachineLearningServices/workspaces/{ws}`` and takes the classic ARM surface's bearer
-token. ``api-version`` is required and may be any ``YYYY-MM-DD[-preview]``. A datastore maps
-``azureml://datastores/{name}/paths/{path}`` onto ``{container}/{path}`` of its account; an
-``endpoint`` with a port (Azurite, ``127.0.0.1:10000``) is addressed path-style,
+token. ``api-version`` is required and may be any ``YYYY-MM-DD[-preview]``; every call takes a
+token of its principal's ARM budget (``emulator/v2/throttle.py``) and answers with what is
+left. A datastore maps ``azureml://datastores/{name}/paths/{path}`` onto ``{container}/{path}``
+of its account; an ``endpoint`` with a port (Azurite, ``127.0.0.1:10000``) is addressed path-style,
 ``{protocol}://{endpoint}/{account}``, any other as ``{protocol}://{account}.blob.{endpoint}``.
 """
 
@@ -24,6 +25,8 @@ WORKSPACE_PATH = (
     "/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
     f"/providers/{PROVIDER}/workspaces/{{workspace}}"
 )
+# The rate-limit headers a throttled surface's answer carries (set by ``checked``).
+RATE_HEADERS = web.RequestKey("v2_rate_headers", dict[str, str])
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _DATASTORE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
@@ -39,7 +42,8 @@ def workspace_id(request: web.Request) -> str:
 
 
 def checked(request: web.Request) -> tuple[V2State, V2WorkspaceConfig]:
-    """The v2 state and the addressed workspace, after api-version, token and path checks."""
+    """The v2 state and the addressed workspace, after api-version, token, budget and path
+    checks (the call takes a token of its principal's bucket, or answers 429)."""
     state = request.app[STATE]
     version = request.query.get("api-version")
     if version is None or not _API_VERSION.fullmatch(version):
@@ -52,6 +56,8 @@ def checked(request: web.Request) -> tuple[V2State, V2WorkspaceConfig]:
             "InvalidAuthenticationToken",
             "The access token is invalid or has expired.",
         )
+    v2 = request.app[V2_STATE]
+    request[RATE_HEADERS] = v2.throttle.take(state.config.arm.token, request.method)
     match = request.match_info
     arm = state.config.arm
     if match["subscription_id"].lower() != arm.subscription_id.lower():
@@ -62,8 +68,15 @@ def checked(request: web.Request) -> tuple[V2State, V2WorkspaceConfig]:
             "ResourceGroupNotFound",
             f"Resource group '{match['resource_group']}' could not be found.",
         )
-    v2 = request.app[V2_STATE]
     return v2, v2.workspace(match["workspace"])
+
+
+async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the remaining budget on every answer of a counted call."""
+    headers = request.get(RATE_HEADERS)
+    if headers:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
 
 
 def blob_endpoint(account: str, endpoint: str, protocol: str) -> str:
@@ -172,7 +185,8 @@ async def get_workspace(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the workspace and datastore routes."""
+    """Register the workspace and datastore routes and the rate-limit headers."""
+    app.on_response_prepare.append(add_rate_headers)
     app.router.add_get(WORKSPACE_PATH, get_workspace)
     app.router.add_put(f"{WORKSPACE_PATH}/datastores/{{name}}", put_datastore)
     app.router.add_get(f"{WORKSPACE_PATH}/datastores/{{name}}", get_datastore)

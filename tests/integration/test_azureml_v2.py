@@ -64,8 +64,7 @@ def services(fleet: Fleet) -> str:
     return json.dumps(raw)
 
 
-@pytest.fixture
-async def v2_fleet(fleet: Fleet) -> Fleet:
+async def with_v2_datastore(fleet: Fleet) -> Fleet:
     """The fleet with a clean v2 emulator and the fleet's blob container as its datastore."""
     await fleet.emulator("POST", "/_emulator/v2/reset")
     await v2(
@@ -75,6 +74,12 @@ async def v2_fleet(fleet: Fleet) -> Fleet:
         datastore_body(fleet.blob_connection_string, "retrainq"),
     )
     return fleet
+
+
+@pytest.fixture
+async def v2_fleet(fleet: Fleet) -> Fleet:
+    """The fleet with a clean v2 emulator and the fleet's blob container as its datastore."""
+    return await with_v2_datastore(fleet)
 
 
 async def test_a_tenant_on_a_v2_service_is_retrained_end_to_end(v2_fleet: Fleet) -> None:
@@ -123,7 +128,8 @@ async def test_the_port_submits_once_per_run_and_cancels(v2_fleet: Fleet) -> Non
     created = await fleet.store.create_run(RunRequest(tenant_id=tenant.id))
     run = await fleet.store.get_run(created.run_id)
     assert run is not None
-    config = settings(fleet)
+    # Listings answer status reads for list_fresh_seconds: short here, to see the cancel end.
+    config = settings(fleet).model_copy(update={"list_fresh_seconds": 0.2})
     client = JobsClient(
         fleet.http,
         fleet.emulator_url,

@@ -5,6 +5,8 @@ is an update that starts nothing, and a PUT that changes an immutable part is re
 ``UserError`` naming "already exists" (shared/PROTOCOL-V2 §2.5), so a deterministic name per
 run and a body built only from the stored run make submission safe to repeat. Cancel is a
 long-running operation; its answer (200 or 202 with ``Location``) is accepted without waiting.
+The list filtered by a tag key reads the states of many jobs in a few pages. Every call goes
+through the principal's ARM budget (``worker/azureml_v2/arm.py``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from worker.azureml.arm import TokenProvider, arm_call
+from worker.azureml.arm import TokenProvider
 from worker.azureml.bes import JobState
 from worker.azureml.errors import NotFoundError, PermanentError, invalid_response
 from worker.azureml.http import JsonReply, segment
 from worker.azureml.retry import RetryPolicy
+from worker.azureml_v2.arm import V2Arm
+from worker.azureml_v2.budget import ArmBudget
 
 API_VERSION = "2025-12-01"
 FAILURE_REASON = "azureml.failureReason"
@@ -33,6 +38,8 @@ _TERMINAL = {
     "Canceled": JobState.CANCELLED,
 }
 _EXISTS_DETAILS = frozenset({"Immutable", "JobPropertyImmutable"})
+# A listing longer than this many pages is cut short (the rest is read by GET).
+MAX_LIST_PAGES = 1000
 
 
 def job_state(status: str | None) -> JobState:
@@ -87,6 +94,27 @@ def failure_text(value: object) -> str | None:
     return str(parsed)[:500]
 
 
+class _Page(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    value: list[dict[str, Any]]
+    next_link: str | None = Field(default=None, alias="nextLink")
+
+
+def parse_page(payload: object) -> tuple[list[JobInfo], str | None]:
+    """The jobs of one list page and its ``nextLink``; items that are no job are skipped."""
+    try:
+        page = _Page.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_response(exc) from exc
+    jobs = []
+    for item in page.value:
+        try:
+            jobs.append(parse_job(item))
+        except PermanentError:
+            continue  # one odd item must not hide the others' states; it is read by GET
+    return jobs, page.next_link or None
+
+
 def parse_job(payload: object, *, created: bool = False) -> JobInfo:
     """A ``JobInfo`` from a JobBase body; raises ``PermanentError`` when it is not one."""
     try:
@@ -117,13 +145,11 @@ class JobsClient:
         *,
         api_version: str = API_VERSION,
         timeout_seconds: float = 20.0,
+        budget: ArmBudget | None = None,
     ) -> None:
-        self._session = session
+        self._arm = V2Arm(session, arm_url, token, policy, budget, timeout_seconds=timeout_seconds)
         self._base = f"{arm_url.rstrip('/')}{workspace_path}/jobs"
-        self._token = token
-        self._policy = policy or RetryPolicy()
         self._api_version = api_version
-        self._timeout = timeout_seconds
 
     def url(self, name: str, action: str = "") -> str:
         """The ARM URL of job ``name`` (or one of its actions), with the api-version."""
@@ -133,11 +159,9 @@ class JobsClient:
         return f"{path}?api-version={self._api_version}"
 
     async def _call(self, method: str, url: str, body: object = None) -> JsonReply:
-        # A PUT with the same body under the same name starts nothing new, GET and cancel
-        # change nothing twice: every call here may be repeated.
-        return await arm_call(
-            self._session, method, url, self._token, self._policy, self._timeout, body
-        )
+        # A PUT with the same body under the same name starts nothing new, GET, list and
+        # cancel change nothing twice: every call here may be repeated.
+        return await self._arm.call(method, url, body)
 
     async def put(self, name: str, body: dict[str, Any]) -> JobInfo:
         """Create and start the job (201), or find it there with this body (200).
@@ -152,6 +176,18 @@ class JobsClient:
         """The job's current status (``NotFoundError`` when there is no job of that name)."""
         reply = await self._call("GET", self.url(name))
         return parse_job(reply.body)
+
+    async def list_tagged(self, tag: str) -> list[JobInfo]:
+        """Every job carrying the tag key ``tag``, all pages (``MAX_LIST_PAGES`` at most)."""
+        url: str | None = f"{self._base}?api-version={self._api_version}&tag={quote(tag)}"
+        jobs: list[JobInfo] = []
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                break
+            reply = await self._call("GET", self._arm.same_origin(url))
+            page, url = parse_page(reply.body)
+            jobs.extend(page)
+        return jobs
 
     async def cancel(self, name: str) -> None:
         """Ask for the job to be cancelled; the operation goes on after the answer.

@@ -4,7 +4,8 @@
 is built only from the stored run and the service's settings, so a retried submit sends the
 same bytes and meets the same job. ``start`` only checks that the job exists. The data, the
 model and the evaluation are datastore paths on the worker's own blob container, so the
-evaluation is read back as a blob like classic's.
+evaluation is read back as a blob like classic's. Status reads come from tag-filtered
+listings shared by the runs of one submission window (``worker/azureml_v2/listings.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import structlog
 
 from worker.azureml.errors import PermanentError
-from worker.azureml_v2.jobs import JobsClient, is_name_taken
+from worker.azureml_v2.jobs import JobInfo, JobsClient, is_name_taken
+from worker.azureml_v2.listings import Listings, poll_group, poll_tag
 from worker.blobs import BlobStore
 from worker.classic import MAX_EVALUATION_BYTES, UnknownEndpoint
 from worker.datapaths import DataPathError, check_data_path
@@ -73,7 +75,11 @@ def command_job_body(run: Run, config: AzureMLV2Config) -> dict[str, Any]:
             "unsupported_parameters",
         )
     workspace = config.workspace_path()
-    tags = {"retrainq-tenant": run.tenant_id, "retrainq-run": run.id}
+    tags = {
+        "retrainq-tenant": run.tenant_id,
+        "retrainq-run": run.id,
+        poll_tag(run, config.poll_group_minutes): poll_group(run, config.poll_group_minutes),
+    }
     properties = {"retrainq.seq": str(run.seq), "retrainq.run": run.id}
     if run.batch_id is not None:
         properties["retrainq.batch"] = run.batch_id
@@ -127,11 +133,15 @@ class AzureMLV2Training:
         services: Mapping[str, AzureMLV2Config],
         blobs: BlobStore,
         shared_prefixes: Sequence[str] = (),
+        listings: Listings | None = None,
     ) -> None:
         self.clients = clients
         self.services = services
         self.blobs = blobs
         self.shared_prefixes = tuple(shared_prefixes)
+        self.listings = listings or Listings(
+            min((c.list_fresh_seconds for c in services.values()), default=10.0)
+        )
 
     def _service(self, run: Run) -> tuple[JobsClient, AzureMLV2Config]:
         client = self.clients.get(run.training_service)
@@ -175,10 +185,21 @@ class AzureMLV2Training:
         await client.get(job_id)
 
     async def status(self, run: Run, job_id: str) -> JobReport:
-        """The job's state and failure reason."""
-        client, _ = self._service(run)
-        job = await client.get(job_id)
+        """The job's state and failure reason, from its window's listing when it is there."""
+        client, config = self._service(run)
+        job = await self._listed(run, job_id, client, config) or await client.get(job_id)
         return JobReport(job.state, job.failure)
+
+    async def _listed(
+        self, run: Run, job_id: str, client: JobsClient, config: AzureMLV2Config
+    ) -> JobInfo | None:
+        if not config.poll_by_list:
+            return None
+        tag = poll_tag(run, config.poll_group_minutes)
+        listing = await self.listings.get(
+            (run.training_service, tag), lambda: client.list_tagged(tag)
+        )
+        return listing.state_of(run, job_id) if listing is not None else None
 
     async def cancel(self, run: Run, job_id: str) -> None:
         """Ask for the job to be cancelled (its record stays: the name is never reused)."""
