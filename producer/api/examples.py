@@ -151,7 +151,13 @@ RESPONSES: dict[type[BaseModel], Any] = {
     schemas.RunAccepted: {"run": RUN | {"state": "queued", "decision": None}, "coalesced": False},
     Run: RUN,
     schemas.RunView: RUN,
-    schemas.RunPage: {"items": [RUN], "offset": 0, "limit": 50, "next_offset": None},
+    schemas.RunPage: {
+        "items": [{**RUN, "archived": False}],
+        "offset": 0,
+        "limit": 50,
+        "next_offset": None,
+        "next_cursor": None,
+    },
     schemas.RunList: {
         "items": [RUN],
         "limit": 50,

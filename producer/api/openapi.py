@@ -123,6 +123,14 @@ TENANT_FILTERS = [
         "next_cursor of the previous page (same sort); takes precedence over offset",
     ),
 ]
+RUN_OFFSET = _query(
+    "offset", {"type": "integer", "minimum": 0, "maximum": 1000}, "position to start from"
+)
+RUN_CURSOR = _query(
+    "cursor",
+    {"type": "string", "maxLength": 200},
+    "next_cursor of the previous page; takes precedence over offset (at most 1000)",
+)
 REMOTE = _query(
     "remove_remote", {"type": "boolean"}, "also remove the tenant's endpoint or web service"
 )
@@ -316,7 +324,11 @@ def build_openapi() -> dict[str, Any]:
             )
         },
         "/v1/tenants/{tenant_id}/runs": {
-            "get": b.op("A tenant's runs", {200: RunPage}, params=[TENANT, RUN_LIMIT, OFFSET])
+            "get": b.op(
+                "A tenant's runs",
+                {200: RunPage},
+                params=[TENANT, RUN_LIMIT, RUN_OFFSET, RUN_CURSOR],
+            )
         },
         "/v1/tenants/{tenant_id}/models": {
             "get": b.op("A tenant's models", {200: Models}, params=[TENANT])

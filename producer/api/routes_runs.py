@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from producer.schemas import (
     RunPage,
     RunView,
 )
+from worker.archive_listing import Key, TenantRuns, key_of
 from worker.archive_parts import ArchivedRuns
 from worker.archive_records import ArchivedBatches
 from worker.bulk import start_batch
@@ -42,6 +45,8 @@ from worker.store import RunRequest, Store
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 CHUNK = 1000
+BAD_CURSOR = "cursor: not a cursor of this listing"
+MAX_RUN_OFFSET = 1000  # deeper pages of a tenant's runs go by cursor (the archive is read)
 
 
 async def retrain(request: web.Request) -> web.Response:
@@ -77,18 +82,45 @@ async def _has_newer_data(store: Store, tenant: Tenant) -> bool:
 
 
 async def tenant_runs(request: web.Request) -> web.Response:
-    """``GET /v1/tenants/{tenant_id}/runs``: the tenant's runs, newest first."""
+    """``GET /v1/tenants/{tenant_id}/runs``: the tenant's runs newest first, those in Redis
+    and the archived ones (``archived: true``), by ``cursor`` (or a small ``offset``)."""
     tenant = await visible_tenant(request)
     limit = query_int(request, "limit", 50, 1, 200)
-    offset = query_int(request, "offset", 0, 0, 10**9)
-    store = request.app[STORE]
-    ids = await store.tenant_run_ids(tenant.id, offset, limit + 1)
-    runs = await store.get_runs(ids[:limit])
-    more = len(ids) > limit
+    raw = request.query.get("cursor") or None
+    offset = 0 if raw is not None else query_int(request, "offset", 0, 0, MAX_RUN_OFFSET)
+    before = None if raw is None else decode_run_cursor(raw)
+    listing = TenantRuns(request.app[STORE], request.app[BLOBS])
+    found = await listing.page(tenant.id, before, offset + limit)
+    shown = found.items[offset:]
+    more = found.next_key is not None
+    last = key_of(shown[-1].run) if more and shown else None
     page = RunPage(
-        items=runs, offset=offset, limit=limit, next_offset=offset + limit if more else None
+        items=[RunView(**item.run.model_dump(), archived=item.archived) for item in shown],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if more and raw is None else None,
+        next_cursor=None if last is None else encode_run_cursor(last),
     )
     return json_response(page)
+
+
+def encode_run_cursor(key: Key) -> str:
+    """An opaque cursor: the (creation ms, id) of the last run shown."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_run_cursor(cursor: str) -> Key:
+    """The key a cursor names; 422 for anything this listing did not return."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+    except (ValueError, TypeError):
+        raise Problem(
+            422, "Unprocessable Content", "cursor: not a cursor of this listing"
+        ) from None
+    if not isinstance(created, int) or not isinstance(run_id, str) or len(run_id) > 64:
+        raise Problem(422, "Unprocessable Content", "cursor: not a cursor of this listing")
+    return created, run_id
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -236,9 +268,7 @@ class RunFilter:
         )
 
 
-async def _candidate_runs(
-    store: Store, batch_id: str | None, tenant_id: str | None
-) -> tuple[list[Run], bool]:
+async def _candidate_runs(store: Store, batch_id: str | None) -> tuple[list[Run], bool]:
     """Runs to filter and whether the bounds left some out."""
     if batch_id is not None:
         runs: list[Run] = []
@@ -248,9 +278,6 @@ async def _candidate_runs(
             if len(ids) < CHUNK:
                 break
         return runs, False
-    if tenant_id is not None:
-        ids = await store.tenant_run_ids(tenant_id, 0, LIST_TENANT_RUNS + 1)
-        return await store.get_runs(ids[:LIST_TENANT_RUNS]), len(ids) > LIST_TENANT_RUNS
     total = await store.count_tenants()
     first = max(0, total - LIST_SCAN_TENANTS)
     runs = []
@@ -288,13 +315,23 @@ async def list_runs(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if batch_id is not None and await store.get_batch(batch_id) is None:
         raise not_found("batch", batch_id)
-    candidates, truncated = await _candidate_runs(store, batch_id, tenant_id)
-    kept = sorted(filter(keep.keeps, candidates), key=lambda r: r.created_at, reverse=True)
+    if tenant_id is not None and batch_id is None:
+        # One tenant: its runs in Redis and then its archive, newest first.
+        tenant_runs = TenantRuns(store, request.app[BLOBS])
+        found, scanned, truncated = await tenant_runs.scan(
+            tenant_id, keep.keeps, limit + 1, LIST_TENANT_RUNS, keep.since
+        )
+        items = [RunView(**i.run.model_dump(), archived=i.archived) for i in found]
+    else:
+        candidates, truncated = await _candidate_runs(store, batch_id)
+        kept = sorted(filter(keep.keeps, candidates), key=lambda r: r.created_at, reverse=True)
+        items = [RunView(**run.model_dump()) for run in kept]
+        scanned = len(candidates)
     listing = RunList(
-        items=kept[:limit],
+        items=items[:limit],
         limit=limit,
-        more=len(kept) > limit,
-        scanned=len(candidates),
+        more=len(items) > limit,
+        scanned=scanned,
         truncated=truncated,
     )
     return json_response(listing)

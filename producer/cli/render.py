@@ -137,7 +137,7 @@ def show_runs(console: Console, runs: Sequence[Run]) -> None:
         table.add_row(
             run.id,
             run.tenant_id,
-            run.state.value,
+            run.state.value + (" (archived)" if getattr(run, "archived", False) else ""),
             run.lane.value,
             when(run.created_at),
             short(run.error, 50) or "-",

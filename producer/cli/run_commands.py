@@ -44,6 +44,12 @@ async def runs_list(client: ApiClient, out: Output, args: argparse.Namespace) ->
     listing = await client.runs(filters)
     out.show_page(listing, listing.items, render.show_runs)
     out.note(f"{count(len(listing.items), 'run', 'runs')}")
+    archived = sum(1 for run in listing.items if run.archived)
+    if archived:
+        out.note(
+            f"{count(archived, 'run is', 'runs are')} archived: read from blob storage, "
+            "they no longer change (retrainq runs show <id> still shows each)"
+        )
     if listing.more:
         out.note(f"more runs match: raise --limit (now {listing.limit})")
     if listing.truncated:

@@ -74,3 +74,14 @@ class ArchiveLedger:
             self.keys.batches, "-inf", created_before, start=0, num=limit
         )
         return ids
+
+    async def tenant_run_ids_below(
+        self, tenant_id: str, max_ms: int | None, limit: int
+    ) -> list[str]:
+        """The tenant's live run ids created at or before ``max_ms`` (all: None), newest
+        first, at most ``limit``."""
+        high: int | str = "+inf" if max_ms is None else max_ms
+        ids: list[str] = await self.redis.zrevrangebyscore(
+            self.keys.tenant_runs(tenant_id), high, "-inf", start=0, num=limit
+        )
+        return ids
