@@ -44,12 +44,26 @@ class TenantCreate(Body):
         default=None, description="blob path of existing training data (or upload it later)"
     )
     global_parameters: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=64)
-    gate: Gate | None = None
+    gate: Gate | None = Field(
+        default=None,
+        description="when a new model may replace the deployed one; a tenant onboarded "
+        "without one (or without gate.evaluation) is judged in holdout mode",
+    )
     schedule: CronExpression | None = None
     retention: Retention | None = Field(
         default=None, description="the tenant's own retention in Redis (admin only)"
     )
     train: bool = True
+
+    @model_validator(mode="after")
+    def _new_tenants_judge_on_a_holdout(self) -> Self:
+        # Stored gates without the field mean "reported" (what they always meant); a tenant
+        # onboarded now is judged on fresh held-out rows unless its gate says otherwise.
+        if self.gate is None:
+            self.gate = Gate(evaluation="holdout")
+        elif "evaluation" not in self.gate.model_fields_set:
+            self.gate = self.gate.model_copy(update={"evaluation": "holdout"})
+        return self
 
 
 class TenantPatch(Body):
@@ -160,25 +174,18 @@ class RunView(Run):
 
 
 class RunPage(BaseModel):
-    """One page of a tenant's runs, newest first, from Redis and then from the archive
-    (archived runs marked ``archived: true``); ``next_cursor`` continues it."""
+    """One page of a tenant's runs, newest first."""
 
-    items: list[RunView]
+    items: list[Run]
     offset: int
     limit: int
     next_offset: int | None
-    next_cursor: str | None = Field(
-        default=None,
-        description="pass as ``cursor`` for the next page (None at the end); pages by "
-        "creation time, so runs the archiver moves meanwhile are neither repeated nor skipped",
-    )
 
 
 class RunList(BaseModel):
-    """Runs that passed a listing's filters, newest first (with ``tenant``, archived runs
-    too, marked ``archived: true``)."""
+    """Runs that passed a listing's filters, newest first."""
 
-    items: list[RunView]
+    items: list[Run]
     limit: int
     more: bool = Field(description="more runs passed the filters than ``limit``")
     scanned: int = Field(description="runs read to find these")

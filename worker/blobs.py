@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -15,7 +15,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+from azure.storage.blob import BlobBlock, BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 from pydantic import SecretStr
 
@@ -211,6 +211,31 @@ class BlobStore:
             if downloader.size > max_bytes:
                 raise BlobTooLargeError(f"blob larger than {max_bytes} bytes: {path}", path=path)
             return await downloader.readall()
+
+    async def chunks(self, path: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in chunks, whatever its size (for streaming reads)."""
+        blob = self._service.get_blob_client(self._container, validate_path(path))
+        with _translated(path):
+            try:
+                downloader = await blob.download_blob()
+            except HttpResponseError as exc:
+                if exc.status_code == 416:  # an empty blob
+                    return
+                raise
+            async for chunk in downloader.chunks():
+                yield chunk
+
+    async def stage_block(self, path: str, block_id: str, data: bytes) -> None:
+        """Stage one block of a block blob (not visible until committed)."""
+        blob = self._service.get_blob_client(self._container, validate_path(path))
+        with _translated(path):
+            await blob.stage_block(block_id, data, length=len(data))
+
+    async def commit_blocks(self, path: str, block_ids: Sequence[str]) -> None:
+        """Make the blob exactly the staged blocks ``block_ids``, in order."""
+        blob = self._service.get_blob_client(self._container, validate_path(path))
+        with _translated(path):
+            await blob.commit_block_list([BlobBlock(block_id=i) for i in block_ids])
 
     async def exists(self, path: str) -> bool:
         """Whether a blob is stored at ``path``."""

@@ -18,7 +18,7 @@ from worker.azureml.errors import CannotStartJobError
 from worker.azureml.locations import BlobReference
 from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.errors import RunFailed
-from worker.run.model import Run
+from worker.run.model import Run, training_data_path
 from worker.run.ports import BlobStorage, JobReport
 from worker.settings import TrainingServiceConfig
 
@@ -29,6 +29,17 @@ MAX_EVALUATION_BYTES = 1 << 20
 
 class UnknownEndpoint(LookupError):
     """A run refers to a training service or BES endpoint the settings do not have."""
+
+
+async def start_once(client: BesClient, job_id: str) -> None:
+    """Start a BES job; one found past ``NotStarted`` was started by an earlier try."""
+    try:
+        await client.start(job_id)
+    except CannotStartJobError:
+        status = await client.status(job_id)
+        if status.state is JobState.NOT_STARTED:
+            raise
+        log.info("bes.already_started", status=status.state.value)
 
 
 class ClassicTraining:
@@ -68,15 +79,16 @@ class ClassicTraining:
             service.evaluation_output: self.blobs.reference(run.outputs.evaluation_path),
         }
         try:  # checked when the run was queued; again here, where its SAS is minted
-            if run.data_path is not None:
-                check_data_path(run.tenant_id, run.data_path, self.shared_prefixes)
+            for path in {run.data_path, training_data_path(run)} - {None}:
+                check_data_path(run.tenant_id, path or "", self.shared_prefixes)
             check_global_parameters(run.global_parameters, service.data_parameter)
         except DataPathError as exc:
             raise RunFailed(str(exc), exc.code) from exc
         parameters = dict(run.global_parameters)
         inputs = None
-        if run.data_path is not None:
-            location = self.blobs.read_sas(run.data_path, self.sas_ttl)
+        data_path = training_data_path(run)  # the training split in holdout mode
+        if data_path is not None:
+            location = self.blobs.read_sas(data_path, self.sas_ttl)
             if service.data_parameter:
                 parameters[service.data_parameter] = location.url.get_secret_value()
             else:
@@ -95,14 +107,7 @@ class ClassicTraining:
 
     async def start(self, run: Run, job_id: str) -> None:
         """Start the job; a job that left ``NotStarted`` was started by an earlier try."""
-        client = self.client(run)
-        try:
-            await client.start(job_id)
-        except CannotStartJobError:
-            status = await client.status(job_id)
-            if status.state is JobState.NOT_STARTED:
-                raise
-            log.info("bes.already_started", status=status.state.value)
+        await start_once(self.client(run), job_id)
 
     async def status(self, run: Run, job_id: str) -> JobReport:
         """The job's state and failure details."""

@@ -20,6 +20,7 @@ from worker.errors import RunFailed
 from worker.naming import endpoint_name_for
 from worker.run.actions import DeployProgress
 from worker.schemas import ClassicTarget, DeployedModel, NewServiceTarget, Run, Tenant, utcnow
+from worker.staging import staging_endpoint_for
 
 log = structlog.get_logger("retrainq.deploy")
 
@@ -59,6 +60,7 @@ class Deployer:
         tenant = await self.deps.store.get_tenant(run.tenant_id)
         if tenant is None or tenant.deleted:
             raise RunFailed("the tenant was deleted", "tenant_deleted")
+        check_promotes_scored(run)
         if tenant.deployed is not None and tenant.deployed.seq >= run.seq:
             note = f"superseded: run {tenant.deployed.run_id} is newer and deployed"
             log.info("deploy.superseded", deployed_run_id=tenant.deployed.run_id)
@@ -76,6 +78,7 @@ class Deployer:
             metrics=run.metrics,
             deployed_at=utcnow(),
             rollback_of=run.rollback_to,
+            decision=run.decision,
         )
         accepted = await self.deps.store.record_deployment(tenant.id, model)
         log.info("deploy.recorded", accepted=accepted)
@@ -101,13 +104,17 @@ class Deployer:
         log.info("endpoint.patched", endpoint=name)
 
     async def remove(self, tenant: Tenant) -> None:
-        """Delete the tenant's endpoint or web service (one that is gone already is fine)."""
+        """Delete the tenant's endpoint (and staging endpoint) or web service (one that is
+        gone already is fine)."""
         if isinstance(tenant.target, ClassicTarget):
             if tenant.endpoint_name is not None:
                 await self.deps.endpoints.delete_endpoint(
                     tenant.target.web_service_id, tenant.endpoint_name
                 )
                 log.info("offboard.endpoint_deleted", endpoint=tenant.endpoint_name)
+            await self.deps.endpoints.delete_endpoint(
+                tenant.target.web_service_id, staging_endpoint_for(tenant.id)
+            )
         elif tenant.service_name is not None:
             await self.deps.arm.delete(tenant.service_name)
             log.info("offboard.service_deleted", service=tenant.service_name)
@@ -157,6 +164,16 @@ class Deployer:
             return DeployProgress(done=False)
         log.info("service.provisioned", service=name)
         return None
+
+
+def check_promotes_scored(run: Run) -> None:
+    """A run judged on a holdout deploys exactly the model its challenger job scored."""
+    if run.decision is None or run.decision.comparison is None:
+        return
+    if run.decision.comparison.challenger_model != run.outputs.model_path:
+        raise RunFailed(
+            "the model to deploy is not the one scored on the holdout", "unscored_model"
+        )
 
 
 def _remember(field_name: str, name: str) -> Callable[[Tenant], Tenant | None]:

@@ -11,6 +11,9 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Direction = Literal["higher_is_better", "lower_is_better"]
+# How the gate judges a candidate: on rows retrainq held out and scored both models on, or on
+# the figures the training experiment reported for itself (the behaviour before holdouts).
+EvaluationMode = Literal["holdout", "reported"]
 
 # Azure ML Evaluate Model columns, by normalized name.
 _DIRECTIONS: dict[str, Direction] = {
@@ -88,13 +91,40 @@ def _lookup(metrics: dict[str, float], metric: str) -> float | None:
     return None
 
 
+class HoldoutSettings(BaseModel):
+    """How a run in ``holdout`` mode splits its data.
+
+    ``fraction`` of the rows (chosen by a seeded hash of each row's number; the seed is the
+    run's id) are held out, or, with ``time_column``, the newest ``fraction`` of the rows by
+    that column. A holdout of fewer than ``min_rows`` rows cannot judge a model: the run then
+    says so and is judged in ``reported`` mode. ``label`` names the label column (unset: the
+    training service's ``label_column``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    min_rows: int = Field(default=30, ge=2, le=10_000_000)
+    time_column: str | None = Field(default=None, min_length=1, max_length=200)
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class Gate(BaseModel):
     """When a new model may replace the deployed one.
 
     The default fits regression: Coefficient of Determination, higher is better, no absolute
     threshold, and at most 10% worse than the deployed model. ``direction`` defaults from the
     metric's name for Evaluate Model's known columns and is required for any other metric.
-    ``max_regression`` is a fraction of the deployed model's value (``0.1`` = 10% worse).
+    ``max_regression`` is a fraction of the deployed model's value (``0.1`` = 10% worse);
+    ``max_regression_absolute`` an allowance in the metric's own units (with both set, the
+    smaller allowance applies).
+
+    ``evaluation`` is ``holdout`` (both models scored on the same held-out rows; the default
+    of tenants onboarded through the API) or ``reported`` (the candidate's own Evaluate Model
+    figures against those the deployed model reported; what a gate stored without the field
+    means). ``confidence`` (holdout mode only) also demands that a seeded paired bootstrap of
+    ``resamples`` resamples puts the lower bound of the improvement's ``confidence`` interval
+    above the allowed regression.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,6 +133,11 @@ class Gate(BaseModel):
     direction: Direction | None = None
     threshold: float | None = Field(default=None, allow_inf_nan=False)
     max_regression: float | None = Field(default=0.10, ge=0.0, le=10.0)
+    evaluation: EvaluationMode = "reported"
+    holdout: HoldoutSettings = HoldoutSettings()
+    max_regression_absolute: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
+    resamples: int = Field(default=1000, ge=1000, le=100_000)
 
     @model_validator(mode="after")
     def _known_direction(self) -> Self:
@@ -115,9 +150,48 @@ class Gate(BaseModel):
         """The direction given, else the known one for the metric."""
         return self.direction or _DIRECTIONS[_normalize(self.metric)]
 
+    def allowed_regression(self, baseline: float) -> float | None:
+        """How much worse than ``baseline`` a candidate may be (None: any amount)."""
+        allowances = []
+        if self.max_regression is not None:
+            # Relative to |baseline| so the bound stays meaningful for negative values (R² < 0).
+            allowances.append(self.max_regression * abs(baseline))
+        if self.max_regression_absolute is not None:
+            allowances.append(self.max_regression_absolute)
+        return min(allowances) if allowances else None
+
+
+class Comparison(BaseModel):
+    """Champion and challenger measured by retrainq on the same holdout rows.
+
+    ``difference`` and the interval are the improvement of the challenger over the champion
+    in the metric's better direction (positive: the challenger is better).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    holdout_rows: int
+    holdout_path: str
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None = None
+    challenger_scored: str
+    champion_scored: str | None = None
+    champion_model: str | None = None
+    challenger_model: str
+    difference: float | None = None
+    allowed_regression: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    confidence: float | None = None
+    resamples: int | None = None
+
 
 class Decision(BaseModel):
-    """The gate's verdict on one model, with the numbers it was based on."""
+    """The gate's verdict on one model, with the numbers it was based on.
+
+    ``value`` is the candidate's metric and ``baseline`` the deployed model's; in ``holdout``
+    mode both come from the same held-out rows and ``comparison`` holds the details.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -126,6 +200,11 @@ class Decision(BaseModel):
     metric: str
     value: float | None = None
     baseline: float | None = None
+    evaluation: EvaluationMode = "reported"
+    comparison: Comparison | None = None
+    note: str | None = Field(
+        default=None, description="why a run meant for holdout mode was judged as reported"
+    )
 
 
 def decide(
@@ -155,14 +234,30 @@ def decide(
             return verdict(False, f"{metric} {value:g} is above the threshold {gate.threshold:g}")
     if baseline is None:
         return verdict(True, f"{metric} {value:g} passes; no deployed model to compare with")
-    if gate.max_regression is not None:
-        # Relative to |baseline| so the bound stays meaningful for negative values (R² < 0).
-        allowed = gate.max_regression * abs(baseline)
+    allowed = gate.allowed_regression(baseline)
+    if allowed is not None:
         worse_by = baseline - value if higher else value - baseline
-        if worse_by > allowed and not math.isclose(worse_by, allowed, abs_tol=1e-12):
+        if exceeds(worse_by, allowed):
             return verdict(
                 False,
                 f"{metric} {value:g} regresses from the deployed {baseline:g} "
-                f"by more than {gate.max_regression:.0%}",
+                f"by more than {describe_allowance(gate, allowed)}",
             )
     return verdict(True, f"{metric} {value:g} passes against the deployed {baseline:g}")
+
+
+def describe_allowance(gate: Gate, allowed: float) -> str:
+    """The allowed regression in words: ``10%`` when only the relative one is set."""
+    if gate.max_regression is not None and gate.max_regression_absolute is None:
+        return f"{gate.max_regression:.0%}"
+    return f"the allowed {allowed:g}"
+
+
+def exceeds(amount: float, allowed: float) -> bool:
+    """Whether ``amount`` is above ``allowed`` by more than float noise."""
+    return amount > allowed and not math.isclose(amount, allowed, abs_tol=1e-12)
+
+
+def lookup(metrics: dict[str, float], metric: str) -> float | None:
+    """The value of ``metric`` (any case and spacing) in ``metrics``, or None."""
+    return _lookup(metrics, metric)

@@ -20,13 +20,18 @@ from worker.keys import Keys
 
 log = structlog.get_logger("retrainq.failpoints")
 
-# Names of the points the worker has, and where each sits (see steps.py and deploy.py).
+# Names of the points the worker has, and where each sits (see steps.py, the actions of
+# worker/run/actions.py and deploy.py).
 POINTS = {
     "bes.after_submit": "BES submit answered, job id not recorded yet",
     "bes.after_record": "job id recorded, job not started yet",
     "bes.after_start": "job started, training state not recorded yet",
+    "split.after_write": "training and holdout blobs written, the split not recorded yet",
     "bes.poll": "status read while training (by a step or the sweeper), poll not recorded yet",
     "evaluate.after_read": "evaluation CSV read, gate decision not recorded yet",
+    "staging.after_patch": "candidate PATCHed onto the staging endpoint, not recorded yet",
+    "scoring.after_submit": "scoring submit answered, its job id not recorded yet",
+    "scoring.after_start": "scoring job started, its start not recorded yet",
     "deploy.after_patch": "classic endpoint PATCHed, deployment not recorded yet",
     "deploy.after_arm_put": "ARM web service PUT/PATCHed, deploy_submitted not recorded yet",
     "archive.after_intent": "archive intent recorded, its part not written yet",

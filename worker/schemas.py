@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from worker.cron import CronExpression
-from worker.evaluate import Gate
+from worker.evaluate import Decision, Gate
 from worker.records import Record, utcnow
 from worker.run.model import TERMINAL_STATES, BesOutputs, Lane, Run, RunState
 
@@ -64,6 +64,11 @@ class DeployedModel(Record):
     metrics: dict[str, float] = Field(default_factory=dict)
     deployed_at: datetime
     rollback_of: str | None = None
+    decision: Decision | None = Field(
+        default=None,
+        description="the gate's decision that deployed it (holdout mode: champion and "
+        "challenger on the same rows in decision.comparison)",
+    )
 
 
 class Retention(Record):

@@ -160,6 +160,13 @@ class TrainingServiceConfig(BaseModel):
         max_length=4096,
         description="columns a training CSV must have (checked on upload); empty: any",
     )
+    label_column: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the label column of its data (the holdout gate measures against it; "
+        "unset: a tenant's gate.holdout.label must name it, else holdout mode falls back)",
+    )
 
     @model_validator(mode="after")
     def _backend_has_its_settings(self) -> TrainingServiceConfig:
@@ -254,6 +261,30 @@ class ArchiveConfig(BaseModel):
     max_runs_per_pass: int = Field(default=5000, ge=1, le=1_000_000)
 
 
+class ScoringConfig(BaseModel):
+    """BES scoring of holdout rows on tenants' predictive web services (the holdout gate)."""
+
+    max_running: int = Field(
+        default=20, ge=1, le=10_000, description="scoring jobs running at once per web service"
+    )
+    service_caps: dict[str, int] = Field(
+        default_factory=dict, description="web service id -> its own cap (else max_running)"
+    )
+    lease_seconds: float = Field(default=300.0, ge=10, le=3600)
+    input_name: str = "input1"
+    output_name: str = "output1"
+    poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    slot_wait_seconds: float = Field(default=2.0, gt=0, le=300)
+    staging_settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="wait after PATCHing the staging endpoint before scoring on it (Azure "
+        "serves a PATCHed model about 30 s later and has no status API for it)",
+    )
+    max_scored_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+
 class WorkerSettings(RetrainqSettings):
     """Settings of ``retrainq-worker``."""
 
@@ -287,6 +318,7 @@ class WorkerSettings(RetrainqSettings):
     failpoints: list[str] = Field(default_factory=list, max_length=16)  # chaos tests only
     azureml: AzureMLConfig = AzureMLConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    scoring: ScoringConfig = ScoringConfig()
 
     @model_validator(mode="after")
     def _polls_renew_leases_in_time(self) -> WorkerSettings:

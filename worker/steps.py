@@ -28,6 +28,7 @@ from worker.run.ledger import Placement, StaleRun
 from worker.run.model import Run, RunState
 from worker.run.slots import Hold
 from worker.schemas import utcnow
+from worker.scoring_steps import GateSteps
 from worker.settings import WorkerSettings
 from worker.store import RunRequest
 
@@ -41,6 +42,8 @@ def policy_of(settings: WorkerSettings) -> mc.Policy:
             name: mc.ServiceFacts(
                 has_data_parameter=service.data_parameter is not None,
                 data_parameter=service.data_parameter,
+                splits=service.backend == "classic",
+                label_column=service.label_column,
             )
             for name, service in settings.training_services.items()
         },
@@ -51,6 +54,9 @@ def policy_of(settings: WorkerSettings) -> mc.Policy:
         throttle_pause_seconds=settings.throttle_pause_seconds,
         poll_sweeper=settings.poll_sweeper,
         deploy_poll_seconds=settings.poll_min_seconds,
+        scoring_poll_seconds=settings.scoring.poll_seconds,
+        scoring_slot_wait_seconds=settings.scoring.slot_wait_seconds,
+        staging_settle_seconds=settings.scoring.staging_settle_seconds,
     )
 
 
@@ -86,6 +92,7 @@ class Stepper:
         self.settings = deps.settings
         self.ledger = deps.ledger
         self.policy = policy_of(deps.settings)
+        self.gate = GateSteps(deps, dict(self.policy.services))
         self.rng = random.Random()
 
     def _tick(self) -> mc.Tick:
@@ -137,11 +144,15 @@ class Stepper:
 
     async def _step(self, run: Run) -> Moved:
         action = mc.plan(run, self._tick(), self.policy)
-        if isinstance(action, mc.SubmitJob):
-            if action.intent.orphaned_submissions > run.orphaned_submissions:
-                log.warning("bes.orphan_assumed", attempts=run.submit_attempts)
+        intent = action.intent if isinstance(action, mc.SubmitJob | mc.SubmitScoring) else None
+        if (
+            isinstance(action, mc.SubmitJob)
+            and action.intent.orphaned_submissions > run.orphaned_submissions
+        ):
+            log.warning("bes.orphan_assumed", attempts=run.submit_attempts)
+        if intent is not None:
             # The intent is recorded before the call: a crash after it is seen next time.
-            run = (await self._commit(run, mc.Step((action.intent,), mc.Next.CONTINUE))).run
+            run = (await self._commit(run, mc.Step((intent,), mc.Next.CONTINUE))).run
         if isinstance(action, mc.StartJob):
             await self.deps.failpoints.hit("bes.after_record", run.id)
         try:
@@ -199,7 +210,12 @@ class Stepper:
         """Do what ``action`` asks through the ports; return what was seen."""
         deps = self.deps
         if isinstance(action, mc.EndRun):
+            if action.scoring is not None:
+                await self.gate.end(run, action.scoring)
             return await self._end(run, action)
+        gated = await self.gate.perform(run, action)
+        if gated is not None:
+            return gated
         if isinstance(action, mc.LoadRollbackSource):
             return mc.RollbackSource(await self.ledger.load(action.source_run_id))
         if isinstance(action, mc.AskSlot):
@@ -297,6 +313,7 @@ class Stepper:
         if RunState.DEPLOYING.value not in run.phases:
             # A run that reached deploying gave its slot back before (or never had one).
             await self._release(run)
+        await self.gate.release(run)
         METRICS.runs.labels(run.state.value).inc()
         elapsed = (run.updated_at - run.created_at).total_seconds()
         METRICS.run_seconds.labels(run.state.value).observe(elapsed)

@@ -31,6 +31,7 @@ def run(state: RunState = RunState.QUEUED, **fields: Any) -> Run:
         "outputs": BesOutputs(model_path="m", evaluation_path="e"),
         "deadline_at": NOW + timedelta(hours=1),
         "phases": {state.value: NOW - timedelta(seconds=30)},
+        "evaluation": "reported",
     }
     return Run.model_validate({**base, **fields})
 

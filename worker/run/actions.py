@@ -22,6 +22,9 @@ class ServiceFacts:
 
     has_data_parameter: bool
     data_parameter: str | None = None
+    # Whether its jobs can train on a separate training blob (holdout mode needs it).
+    splits: bool = True
+    label_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Policy:
     poll_sweeper: bool = True
     deploy_poll_seconds: float = 1.0
     lock_wait_seconds: float = 1.0
+    scoring_poll_seconds: float = 1.0
+    scoring_slot_wait_seconds: float = 2.0
+    staging_settle_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class EndRun(Action):
     reason: str
     code: str | None
     job_id: str | None
+    scoring: m.ScoringJob | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,56 @@ class Proceed(Action):
 @dataclass(frozen=True)
 class Evaluate(Action):
     """Give back the slot, read the evaluation output and the tenant's gate and baseline."""
+
+    failpoint: str | None = "evaluate.after_read"
+
+
+@dataclass(frozen=True)
+class SplitData(Action):
+    """Read the tenant's gate and split the run's data into training and holdout blobs."""
+
+    failpoint: str | None = "split.after_write"
+
+
+@dataclass(frozen=True)
+class Stage(Action):
+    """PATCH the candidate onto the tenant's staging endpoint (created on first use)."""
+
+    failpoint: str | None = "staging.after_patch"
+
+
+@dataclass(frozen=True)
+class TakeScoringSlot(Action):
+    """Lease a scoring slot of the tenant's predictive web service."""
+
+
+@dataclass(frozen=True)
+class SubmitScoring(Action):
+    """Submit a scoring job; ``intent`` (the jobs with its intent) is recorded first."""
+
+    job: m.ScoringJob
+    intent: m.ScoringChanged
+    failpoint: str | None = "scoring.after_submit"
+
+
+@dataclass(frozen=True)
+class StartScoring(Action):
+    """Start a recorded scoring job (found started already is fine)."""
+
+    job: m.ScoringJob
+    failpoint: str | None = "scoring.after_start"
+
+
+@dataclass(frozen=True)
+class PollScoring(Action):
+    """Keep the scoring slot, then read the scoring job's status."""
+
+    job: m.ScoringJob
+
+
+@dataclass(frozen=True)
+class Measure(Action):
+    """Give back the scoring slot, read labels and scores, and the tenant's gate."""
 
     failpoint: str | None = "evaluate.after_read"
 
@@ -200,6 +257,37 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class SplitSeen:
+    """The split written (``split``), or why the run cannot be judged on a holdout."""
+
+    split: m.HoldoutSplit | None
+    min_rows: int = 0
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StagedSeen:
+    """The staging endpoint serves the candidate; the live endpoint, if a model serves."""
+
+    web_service_id: str
+    staging_endpoint: str
+    champion_endpoint: str | None
+    champion_model: str | None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the holdout gate needs: the gate, labels, both models' scores (pure data)."""
+
+    gate: Gate
+    labels: list[float] | None = None
+    challenger: list[float] | None = None
+    champion: list[float] | None = None
+    problem: str | None = None
+    tenant_exists: bool = True
+
+
+@dataclass(frozen=True)
 class DeployProgress:
     """One deploy step: ended (deployed, or superseded with a ``note``), or to be polled."""
 
@@ -220,6 +308,9 @@ Observation = (
     | JobStatusSeen
     | Evaluation
     | DeployProgress
+    | SplitSeen
+    | StagedSeen
+    | Measured
 )
 
 

@@ -10,15 +10,14 @@ comes next (continue, defer, park, wait for a slot, end, or nothing). No I/O hap
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 
 from worker.azureml.bes import JobState
 from worker.datapaths import DataPathError, check_data_path, check_global_parameters
 from worker.evaluate import Decision, EvaluationError, Gate, parse_evaluation_csv
 from worker.evaluate import decide as gate_decision
-from worker.polling import poll_interval, training_age
+from worker.polling import training_age
+from worker.run import gating
 from worker.run import model as m
 from worker.run.actions import (
     Action,
@@ -35,21 +34,32 @@ from worker.run.actions import (
     JobDeleted,
     JobStatusSeen,
     LoadRollbackSource,
+    Measure,
+    Measured,
     Next,
     Observation,
     Policy,
     PollJob,
+    PollScoring,
     Proceed,
     RollbackSource,
     ServiceFacts,
     SlotAnswer,
+    SplitData,
+    SplitSeen,
+    Stage,
+    StagedSeen,
     StartJob,
+    StartScoring,
     Step,
     SubmitJob,
+    SubmitScoring,
     Submitted,
+    TakeScoringSlot,
     Tick,
 )
 from worker.run.model import Run, RunState
+from worker.run.sweeps import Sweep, Swept, needs_poll, next_poll, still_running, swept
 
 __all__ = [
     "Action",
@@ -66,20 +76,30 @@ __all__ = [
     "JobDeleted",
     "JobStatusSeen",
     "LoadRollbackSource",
+    "Measure",
+    "Measured",
     "Next",
     "Observation",
     "Policy",
     "PollJob",
+    "PollScoring",
     "Proceed",
     "RollbackSource",
     "ServiceFacts",
     "SlotAnswer",
+    "SplitData",
+    "SplitSeen",
+    "Stage",
+    "StagedSeen",
     "StartJob",
+    "StartScoring",
     "Step",
     "SubmitJob",
+    "SubmitScoring",
     "Submitted",
     "Sweep",
     "Swept",
+    "TakeScoringSlot",
     "Tick",
     "check_run_data",
     "decide",
@@ -99,17 +119,20 @@ __all__ = [
 def plan(run: Run, tick: Tick, policy: Policy) -> Action:
     """What ``run`` (not ended) needs next from outside."""
     job = run.bes_job_id if run.state in (RunState.SUBMITTING, RunState.TRAINING) else None
+    scoring = gating.live_scoring_job(run) if run.state is RunState.SCORING else None
     if run.cancel_requested:
-        return EndRun(cancel=True, reason="cancelled on request", code=None, job_id=job)
+        return EndRun(True, "cancelled on request", None, job, scoring)
     if run.error is not None:  # a failure recorded before its job was deleted
-        return EndRun(cancel=False, reason=run.error, code=run.error_code, job_id=job)
+        return EndRun(False, run.error, run.error_code, job, scoring)
     if tick.now > run.deadline_at:
-        return EndRun(False, "the run passed its deadline", "deadline_exceeded", job)
+        return EndRun(False, "the run passed its deadline", "deadline_exceeded", job, scoring)
     if run.state is RunState.QUEUED:
         return _plan_queued(run, policy)
     if run.state is RunState.WAITING_SLOT:
         return AskSlot()
     if run.state is RunState.SUBMITTING:
+        if run.bes_job_id is None and gating.needs_split(run):
+            return SplitData()
         if run.bes_job_id is None:
             orphans = run.orphaned_submissions + (1 if run.submit_pending else 0)
             intent = m.SubmitIntent(
@@ -123,6 +146,10 @@ def plan(run: Run, tick: Tick, policy: Policy) -> Action:
         return PollJob(run.bes_job_id or "")
     if run.state is RunState.EVALUATING:
         return Evaluate()
+    if run.state is RunState.STAGING:
+        return Stage()
+    if run.state is RunState.SCORING:
+        return gating.plan_scoring(run)
     if run.state is RunState.DEPLOYING:
         return Deploy()
     raise ValueError(f"no plan for a run in state {run.state.value}")
@@ -179,9 +206,12 @@ def decide(run: Run, action: Action, seen: Observation, tick: Tick, policy: Poli
     if isinstance(action, PollJob) and isinstance(seen, JobStatusSeen):
         return _polled(run, seen, tick, policy)
     if isinstance(action, Evaluate) and isinstance(seen, Evaluation):
-        return _judged(seen)
+        return _judged(run, seen)
     if isinstance(action, Deploy) and isinstance(seen, DeployProgress):
         return _deployed(seen, policy)
+    step = gating.decide_gating(run, action, seen, tick, policy)
+    if step is not None:
+        return step
     raise ValueError(f"{type(seen).__name__} does not answer {type(action).__name__}")
 
 
@@ -219,22 +249,6 @@ def _park(run: Run, transitions: tuple[m.Transition, ...], delay: float, policy:
     return Step(transitions, Next.DEFER, delay=delay)
 
 
-def still_running(state: JobState) -> bool:
-    """Whether a job in ``state`` has not ended yet (queued jobs count as running)."""
-    return state in (JobState.NOT_STARTED, JobState.RUNNING)
-
-
-def next_poll(run: Run, tick: Tick, policy: Policy, expected: float | None) -> float:
-    """Seconds until the next status poll of a run whose job still runs (steps and sweeper)."""
-    return poll_interval(
-        training_age(run, tick.now),
-        policy.poll_min_seconds,
-        policy.poll_max_seconds,
-        tick.draw,
-        expected,
-    )
-
-
 def _polled(run: Run, seen: JobStatusSeen, tick: Tick, policy: Policy) -> Step:
     notes = {"slot_retaken": True} if seen.slot_retaken else {}
     if still_running(seen.state):
@@ -254,17 +268,21 @@ def _polled(run: Run, seen: JobStatusSeen, tick: Tick, policy: Policy) -> Step:
     return Step((failed,), Next.END, polls=1, notes=notes)
 
 
-def _judged(seen: Evaluation) -> Step:
+def _judged(run: Run, seen: Evaluation) -> Step:
     if not seen.tenant_exists:
         return Step(
             (m.Failed(error="the tenant was deleted", error_code="tenant_deleted"),), Next.END
         )
+    if run.evaluation == "holdout":
+        return Step((gating.evaluated_for_holdout(seen.text),), Next.CONTINUE)
     try:
         metrics = parse_evaluation_csv(seen.text)
     except EvaluationError as exc:
         failed = m.Failed(error=f"evaluation CSV unreadable: {exc}", error_code="bad_evaluation")
         return Step((failed,), Next.END)
     decision = gate_decision(seen.gate or Gate(), metrics, seen.baseline)
+    if run.evaluation_note is not None:
+        decision = decision.model_copy(update={"note": run.evaluation_note})
     if not decision.accepted:
         return Step((m.Rejected(metrics=metrics, decision=decision),), Next.END)
     return Step((m.Judged(metrics=metrics, decision=decision),), Next.CONTINUE)
@@ -290,7 +308,7 @@ def failure_backoff(failures: int, draw: float, cap: float = 60.0) -> float:
 
 def on_failure(run: Run, action: Action, failure: Failure, tick: Tick, policy: Policy) -> Step:
     """Retry later, or fail the run (deleting its job first when it has one)."""
-    before: tuple[m.Transition, ...] = ()
+    before: tuple[m.Transition, ...] = gating.before_failure(run, action, failure)
     if isinstance(action, SubmitJob):
         # An answered submit created nothing; one without an answer may have created a job.
         if failure.answered:
@@ -325,58 +343,9 @@ def on_failure(run: Run, action: Action, failure: Failure, tick: Tick, policy: P
 
 
 def _fail(run: Run, before: tuple[m.Transition, ...], reason: str, code: str | None) -> Step:
-    if run.bes_job_id and run.state in (RunState.SUBMITTING, RunState.TRAINING):
+    live = run.bes_job_id and run.state in (RunState.SUBMITTING, RunState.TRAINING)
+    if live or (run.state is RunState.SCORING and gating.live_scoring_job(run)):
         # Its job is deleted by the next step (``plan`` sees the recorded error) before the
         # run ends, so a crash in between cannot leave the job behind.
         return Step((*before, m.Failing(error=reason, error_code=code)), Next.CONTINUE)
     return Step((*before, m.Failed(error=reason, error_code=code)), Next.END)
-
-
-# --- the sweeper's decision -----------------------------------------------------------------
-
-
-class Sweep(StrEnum):
-    """What a sweep decided for one parked run."""
-
-    RUNNING = "running"  # poll again later
-    WOKEN = "woken"  # its step must run now
-    GONE = "gone"  # no longer a parked training run
-
-
-@dataclass(frozen=True)
-class Swept:
-    """One parked run after a sweep: the outcome and what the sweeper records for it."""
-
-    outcome: Sweep
-    poll_in: float = 0.0  # RUNNING: seconds until the next poll
-    hold: bool = False  # keep the slot's lease (the job still runs, or may)
-    release: bool = False  # the job ended: give its slot back now
-    finished: bool = False  # the job finished: its step skips a poll
-    duration: float | None = None  # the finished job's duration, for the poll schedule
-
-
-def needs_poll(run: Run | None, tick: Tick) -> Swept | None:
-    """The outcome of a parked run that needs no status poll, or None if it needs one."""
-    if run is None or run.state is not RunState.TRAINING or not run.bes_job_id:
-        return Swept(Sweep.GONE)
-    if run.bes_finished_seen:
-        # Its slot and duration were handled when it was seen finished; a claim that
-        # outlasted the wake only needs the wake again, not another poll.
-        return Swept(Sweep.WOKEN)
-    if run.cancel_requested or tick.now > run.deadline_at:
-        return Swept(Sweep.WOKEN, hold=True)
-    return None
-
-
-def swept(
-    run: Run, state: JobState | None, tick: Tick, policy: Policy, expected: float | None
-) -> Swept:
-    """What a poll of a parked run's job decided; ``state`` None: the poll failed."""
-    if state is None:  # the step owns retries and throttling; the job may still run
-        return Swept(Sweep.WOKEN, hold=True)
-    if still_running(state):
-        return Swept(Sweep.RUNNING, poll_in=next_poll(run, tick, policy, expected), hold=True)
-    if state is JobState.FINISHED:
-        age = training_age(run, tick.now)
-        return Swept(Sweep.WOKEN, release=True, finished=True, duration=age)
-    return Swept(Sweep.WOKEN, release=True)

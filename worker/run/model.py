@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.evaluate import Decision
+from worker.evaluate import Decision, EvaluationMode
 from worker.records import Record, utcnow
 
 
@@ -26,6 +26,8 @@ class RunState(StrEnum):
     SUBMITTING = "submitting"
     TRAINING = "training"
     EVALUATING = "evaluating"
+    STAGING = "staging"
+    SCORING = "scoring"
     DEPLOYING = "deploying"
     SUCCEEDED = "succeeded"
     REJECTED = "rejected"
@@ -55,6 +57,39 @@ class BesOutputs(Record):
 
     model_path: str
     evaluation_path: str
+
+
+class HoldoutSplit(Record):
+    """The split of a run's data into a training blob and a holdout blob (deterministic)."""
+
+    seed: str
+    fraction: float
+    train_path: str
+    holdout_path: str
+    train_rows: int
+    holdout_rows: int
+    label: str
+    time_column: str | None = None
+
+
+Role = Literal["champion", "challenger"]
+
+
+class ScoringJob(Record):
+    """One BES scoring job on the tenant's predictive web service: the champion on its live
+    endpoint, the challenger on the staging endpoint; recorded before it is submitted."""
+
+    role: Role
+    web_service_id: str
+    endpoint: str
+    model_path: str
+    output_path: str
+    submit_attempts: int = 0
+    submit_pending: bool = False
+    orphaned_submissions: int = 0
+    job_id: str | None = None
+    started: bool = False
+    finished: bool = False
 
 
 class Run(Record):
@@ -98,10 +133,35 @@ class Run(Record):
     error_code: str | None = None
     deploy_submitted: bool = False
     deployed: bool = False
+    # The champion/challenger gate: the mode in effect (set when the data is split, before the
+    # training job is submitted), the split, the staging endpoint and the scoring jobs.
+    evaluation: EvaluationMode | None = None
+    evaluation_note: str | None = None
+    holdout: HoldoutSplit | None = None
+    staging_endpoint: str | None = None
+    scoring_slot: bool = False
+    scoring_jobs: tuple[ScoringJob, ...] = ()
     created_at: datetime = Field(default_factory=utcnow)
     deadline_at: datetime
     updated_at: datetime = Field(default_factory=utcnow)
     phases: dict[str, datetime] = Field(default_factory=dict)
+
+
+def training_data_path(run: Run) -> str | None:
+    """The blob the run's training job trains on: the training split in holdout mode."""
+    if run.evaluation == "holdout" and run.holdout is not None:
+        return run.holdout.train_path
+    return run.data_path
+
+
+def scoring_job(run: Run, role: Role) -> ScoringJob | None:
+    """The run's scoring job of ``role``, if it has one."""
+    return next((job for job in run.scoring_jobs if job.role == role), None)
+
+
+def with_scoring_job(run: Run, job: ScoringJob) -> tuple[ScoringJob, ...]:
+    """The run's scoring jobs with ``job`` in place of the one of its role."""
+    return tuple(job if old.role == job.role else old for old in run.scoring_jobs)
 
 
 # Fields the ledger keeps beside the record in the run's hash (written without a CAS by the
@@ -209,6 +269,41 @@ class JobFinished(Transition):
     """The training job finished: read its evaluation."""
 
     to = RunState.EVALUATING
+
+
+class DataSplit(Transition):
+    """The data was split (or the run falls back to ``reported`` mode, saying why)."""
+
+    evaluation: EvaluationMode
+    evaluation_note: str | None = None
+    holdout: HoldoutSplit | None = None
+
+
+class Evaluated(Transition):
+    """Holdout mode: the reported figures were read; the candidate goes to staging."""
+
+    to = RunState.STAGING
+    metrics: dict[str, float]
+
+
+class Staged(Transition):
+    """The candidate serves on the staging endpoint: score both models on the holdout."""
+
+    to = RunState.SCORING
+    staging_endpoint: str
+    scoring_jobs: tuple[ScoringJob, ...]
+
+
+class ScoringSlot(Transition):
+    """The run took (True) or gave back (False) a scoring slot of its predictive service."""
+
+    scoring_slot: bool
+
+
+class ScoringChanged(Transition):
+    """A scoring job's intent, id, start or end was recorded (one job per change)."""
+
+    scoring_jobs: tuple[ScoringJob, ...]
 
 
 class Judged(Transition):

@@ -8,15 +8,14 @@ protocols and plugs in without touching the machine or the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from worker.azureml.bes import JobState
 from worker.azureml.locations import BlobLocation, BlobReference
-from worker.run.actions import DeployProgress
-from worker.run.model import Run
+from worker.run.actions import DeployProgress, StagedSeen
+from worker.run.model import Run, ScoringJob
 from worker.schemas import Tenant
 
 
@@ -53,12 +52,35 @@ class TrainingBackend(Protocol):
 
 
 class ScoringBackend(Protocol):
-    """Scores rows with a tenant's deployed model."""
+    """Creates, starts, watches and cancels the scoring jobs of the holdout gate: one job
+    scores the run's holdout with the model one endpoint serves."""
 
-    async def score(
-        self, tenant: Tenant, columns: Sequence[str], rows: Sequence[Sequence[str]]
-    ) -> list[dict[str, str | None]]:
-        """The scored rows (input columns plus the model's outputs)."""
+    async def submit(self, run: Run, job: ScoringJob) -> str:
+        """Create the scoring job (not started); returns its id. Never retried blindly."""
+        ...
+
+    async def start(self, run: Run, job: ScoringJob) -> None:
+        """Start the recorded job; a job found started already is fine."""
+        ...
+
+    async def status(self, run: Run, job: ScoringJob) -> JobReport:
+        """The scoring job's current state."""
+        ...
+
+    async def cancel(self, run: Run, job: ScoringJob) -> None:
+        """Cancel and delete the scoring job (a job that is gone is fine)."""
+        ...
+
+
+class StagingTarget(Protocol):
+    """Where a candidate serves while it is judged, beside the tenant's live target."""
+
+    async def stage(self, run: Run, tenant: Tenant) -> StagedSeen:
+        """Serve the run's model on the tenant's staging target (created on first use)."""
+        ...
+
+    async def remove(self, tenant: Tenant) -> None:
+        """Delete the tenant's staging target (what is gone already is fine)."""
         ...
 
 
