@@ -397,10 +397,10 @@ class HourCounts(BaseModel):
 
 
 class Activity(BaseModel):
-    """Runs created in buckets of ``bucket_minutes``, oldest first, from the bucket of the
-    oldest run of the window to now."""
+    """Runs created in buckets of ``bucket_seconds``, oldest first, from the bucket of the
+    oldest run of the window (or a few buckets earlier) to now."""
 
-    bucket_minutes: int
+    bucket_seconds: int
     buckets: list[HourCounts]
 
 

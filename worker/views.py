@@ -29,10 +29,11 @@ from worker.tenants import FleetPage
 SCAN_CHUNK = 500
 MAX_SCANNED_TENANTS = 200_000
 HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
-# Widths (minutes) an activity chart's buckets may take, and how many buckets it aims for.
-BUCKET_MINUTES = (1, 2, 5, 10, 15, 30, 60)
+# Widths (seconds) an activity chart's buckets may take, how many buckets it aims for at most,
+# and how many it shows at least (earlier, empty ones when the runs span less).
+BUCKET_SECONDS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600)
 ACTIVITY_BUCKETS = 48
+MIN_ACTIVITY_BUCKETS = 12
 DEFAULT_METRIC = Gate().metric
 # The service a run names when the settings configure none (its waiting runs still count).
 UNCONFIGURED_SERVICE = "default"
@@ -169,27 +170,29 @@ def activity_window(
 ) -> tuple[int, list[tuple[int, dict[str, int]]]]:
     """Runs by state in buckets spanning only the part of the last ``hours`` that has runs.
 
-    The width is the narrowest of ``BUCKET_MINUTES`` that covers the span from the oldest run
-    to ``now`` in at most ``target`` buckets; buckets start on multiples of the width. Returns
-    (width in minutes, [(bucket start ms, counts by state)] oldest first); without runs, the
-    whole window in hours.
+    The width is the narrowest of ``BUCKET_SECONDS`` that covers the span from the oldest run
+    to ``now`` in at most ``target`` buckets; buckets start on multiples of the width, and
+    there are at least ``MIN_ACTIVITY_BUCKETS`` of them (within the window). Returns (width in
+    seconds, [(bucket start ms, counts by state)] oldest first); without runs, the whole
+    window in hours.
     """
     first = window_start(now, hours)
     created = [(state, at) for state, at in recent if first <= at <= now]
     if not created:
-        return 60, runs_by_hour((), now, hours)
+        return 3600, runs_by_hour((), now, hours)
     oldest = min(at for _, at in created)
-    span = now - oldest
-    minutes = next((m for m in BUCKET_MINUTES if span <= m * MINUTE_MS * target), 60)
-    width = minutes * MINUTE_MS
-    start = max(first, oldest - oldest % width)
-    count = (now - start) // width + 1
+    seconds = next((w for w in BUCKET_SECONDS if now - oldest <= w * 1000 * target), 3600)
+    width = seconds * 1000
+    last = now - now % width
+    start = min(oldest - oldest % width, last - (MIN_ACTIVITY_BUCKETS - 1) * width)
+    start = max(start, first)
+    count = (last - start) // width + 1
     buckets: list[Counter[str]] = [Counter() for _ in range(count)]
     for state, at in created:
         index = (at - start) // width
         if 0 <= index < count:
             buckets[index][state] += 1
-    return minutes, [(start + i * width, dict(c)) for i, c in enumerate(buckets)]
+    return seconds, [(start + i * width, dict(c)) for i, c in enumerate(buckets)]
 
 
 @dataclass(frozen=True)

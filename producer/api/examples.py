@@ -202,7 +202,7 @@ RESPONSES: dict[type[BaseModel], Any] = {
         "runs_by_hour": [{"start": "2026-12-04T09:00:00Z", "counts": {"succeeded": 38}}],
         "runs_by_state": {"succeeded": 38, "training": 2},
         "activity": {
-            "bucket_minutes": 2,
+            "bucket_seconds": 120,
             "buckets": [
                 {"start": "2026-12-04T09:00:00Z", "counts": {"succeeded": 30}},
                 {"start": "2026-12-04T09:02:00Z", "counts": {"succeeded": 8, "training": 2}},

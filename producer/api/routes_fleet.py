@@ -101,9 +101,9 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
         for service in load.services
     ]
     backlog = load.backlog
-    minutes, buckets = activity_window(counts.recent, now, hours)
+    seconds, buckets = activity_window(counts.recent, now, hours)
     activity = Activity(
-        bucket_minutes=minutes,
+        bucket_seconds=seconds,
         buckets=[
             HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
             for start, by_state in buckets

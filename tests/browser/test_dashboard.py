@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, Response, expect
+from playwright.async_api import Browser, Page, Response, expect
 
 from emulator import datagen
 from emulator.training import parse_csv
@@ -174,17 +174,10 @@ async def test_operator_follows_a_bulk_retrain_and_rolls_back_from_the_page(
     await expect(chart.locator("g.point")).to_have_count(2)
     await expect(page.locator("[data-test=serving-version]")).to_contain_text(f"v{bulk_run.seq}")
 
-    asked: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
     await page.click("#rollback")
+    await expect(page.locator("[data-test=confirm-text]")).to_contain_text("previous model")
+    await page.click("[data-test=confirm-yes]")
     await expect(page.locator("[data-test=action-run]")).to_be_visible()
-    assert asked
-    assert "previous model" in asked[0]
     rollback_id = await wait_for_latest_run(admin, "shop-a", other_than=bulk_run.id)
     (rollback,) = await wait_runs(admin, [rollback_id])
     assert rollback.state.value == "succeeded"
@@ -248,12 +241,14 @@ async def test_a_tenant_key_sees_and_acts_on_its_own_tenant_only(
     await sign_in(page, stack, fleet_keys["shop-a"])
     await expect(page).to_have_url(re.compile(r"#/tenant/shop-a$"))
     await expect(page.locator("[data-test=metric-chart]")).to_be_visible()
-    await expect(page.locator("#rollback")).to_be_visible()
+    await expect(page.locator("#retrain")).to_be_visible()
     await expect(page.locator("nav a", has_text="Fleet")).to_have_count(0)
+    await expect(page.locator("nav a", has_text="Schedules")).to_have_count(0)
 
     await page.goto(f"{stack.api_url}/ui#/tenant/shop-b")
     await expect(page.locator("[data-test=not-found]")).to_contain_text("shop-b")
     await expect(page.locator("#rollback")).to_have_count(0)
+    await expect(page.locator("#retrain")).to_have_count(0)
     assert statuses["GET /v1/tenants/shop-b"] == 404
     await shot(page, "tenant-key-other-tenant")
 
@@ -267,6 +262,9 @@ async def test_a_tenant_key_sees_and_acts_on_its_own_tenant_only(
         await page.goto(f"{stack.api_url}/ui#/fleet")
     assert (await fleet_call.value).status == 403
     await expect(page.locator("[data-test=forbidden]")).to_be_visible()
+    await page.goto(f"{stack.api_url}/ui#/schedules")
+    await expect(page.locator("[data-test=forbidden]")).to_be_visible()
+    await expect(page.locator("#schedule-form")).to_have_count(0)
 
     acted: dict[str, Any] = await page.evaluate(
         """async () => {
@@ -276,10 +274,12 @@ async def test_a_tenant_key_sees_and_acts_on_its_own_tenant_only(
                 retrain: await post("/v1/tenants/shop-b/retrains"),
                 rollback: await post("/v1/tenants/shop-b/rollback"),
                 batches: await fetch("/v1/batches", {headers: auth}).then((r) => r.status),
+                cancel: await fetch("/v1/runs/OTHER", {method: "DELETE", headers: auth})
+                    .then((r) => r.status),
             };
-        }"""
+        }""".replace("OTHER", other_run.id)
     )
-    assert acted == {"retrain": 404, "rollback": 404, "batches": 403}
+    assert acted == {"retrain": 404, "rollback": 404, "batches": 403, "cancel": 404}
     assert (await admin.tenant_runs("shop-b", limit=1)).items[0].id == other_run.id
 
 

@@ -13,7 +13,9 @@ from producer.api.tenant_listing import (
     parse_query,
     select,
 )
-from worker.views import HOUR_MS, MINUTE_MS, TenantRow, activity_window
+from worker.views import HOUR_MS, TenantRow, activity_window
+
+MINUTE_MS = 60_000
 
 
 def row(tenant_id: str, created: float, metric: float | None = None) -> TenantRow:
@@ -66,17 +68,22 @@ def test_offsets_still_page_the_filtered_sorted_rows() -> None:
 
 
 def test_activity_spans_only_the_part_of_the_window_with_runs() -> None:
-    """Runs of the last ten minutes fall in one-minute buckets from the oldest to now; an
-    hour-old run widens them; no runs leaves the hourly window."""
+    """Runs of the last ten minutes fall in 30-second buckets from the oldest to now; an
+    hour-old run widens them to two minutes; runs of the last seconds get ten-second buckets,
+    at least twelve of them; no runs leaves the hourly window."""
     now = 100 * HOUR_MS + 30 * MINUTE_MS
     recent = [("succeeded", now - 10 * MINUTE_MS), ("failed", now - 10 * MINUTE_MS + 5)]
-    minutes, buckets = activity_window(recent, now, 24)
-    assert minutes == 1
-    assert len(buckets) == 11
+    seconds, buckets = activity_window(recent, now, 24)
+    assert seconds == 30
+    assert len(buckets) == 21
     assert buckets[0] == (now - 10 * MINUTE_MS, {"succeeded": 1, "failed": 1})
     assert all(counts == {} for _, counts in buckets[1:])
-    minutes, buckets = activity_window([*recent, ("queued", now - 70 * MINUTE_MS)], now, 24)
-    assert minutes == 2
+    seconds, buckets = activity_window([*recent, ("queued", now - 70 * MINUTE_MS)], now, 24)
+    assert seconds == 120
     assert sum(sum(c.values()) for _, c in buckets) == 3
-    minutes, buckets = activity_window([], now, 24)
-    assert (minutes, len(buckets)) == (60, 24)
+    later = now + 5_000
+    seconds, buckets = activity_window([("queued", later - 3_000)], later, 24)
+    assert (seconds, len(buckets)) == (10, 12)
+    assert buckets[-1][1] == {"queued": 1}
+    seconds, buckets = activity_window([], now, 24)
+    assert (seconds, len(buckets)) == (3600, 24)

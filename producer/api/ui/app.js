@@ -1,6 +1,8 @@
 // The dashboard's shell: the API helper, DOM helpers, login and hash routing.
 // Every data call goes to the JSON API with the key typed at the login form (sessionStorage).
 
+import { setZoneMode, zoneMode, zoneName } from "./time.js";
+
 const KEY = "retrainq.key";
 const ME = "retrainq.me";
 
@@ -64,15 +66,7 @@ function append(el, children) {
 
 export const link = (href, text, attrs = {}) => h("a", { href, ...attrs }, text);
 
-export function fmtTime(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { hour12: false });
-}
-
-export function fmtClock(iso) {
-  return iso ? new Date(iso).toLocaleTimeString(undefined, { hour12: false }) : "";
-}
+export { fmtClock, fmtDate, fmtTime } from "./time.js";
 
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
@@ -102,7 +96,7 @@ export function table(headers, rows, attrs = {}) {
 }
 
 export function notice(kind, text) {
-  return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+  return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status", "data-test": `notice-${kind}` }, text);
 }
 
 // --- session -------------------------------------------------------------------------------
@@ -203,12 +197,33 @@ function renderChrome(caller) {
     return;
   }
   nav.replaceChildren(
-    caller.admin ? link("#/fleet", "Fleet") : link(homeOf(caller), "My tenant"),
+    ...(caller.admin ? [link("#/fleet", "Fleet"), link("#/schedules", "Schedules", { id: "nav-schedules" })] : [link(homeOf(caller), "My tenant")]),
   );
   who.replaceChildren(
+    zoneToggle(),
     h("span", { class: "muted" }, caller.admin ? "admin" : `tenant ${caller.tenant_id}`),
     h("button", { class: "link", id: "sign-out", onclick: () => signOut("Signed out.") }, "Sign out"),
   );
+}
+
+// UTC or the browser's zone for every date; switching re-renders the page shown.
+function zoneToggle() {
+  const mode = zoneMode();
+  const option = (value, text) =>
+    h("button", {
+      type: "button",
+      id: `zone-${value}`,
+      class: value === mode ? "on" : "",
+      "aria-pressed": value === mode ? "true" : "false",
+      onclick: () => {
+        if (zoneMode() === value) return;
+        setZoneMode(value);
+        route();
+      },
+    }, text);
+  const local = zoneMode() === "local" ? zoneName() : "local";
+  return h("span", { class: "zone-toggle", role: "group", "aria-label": "time zone of dates", "data-test": "zone", "data-zone": mode },
+    option("utc", "UTC"), option("local", mode === "local" ? `local (${local})` : "local"));
 }
 
 let generation = 0;
@@ -233,6 +248,7 @@ export async function route() {
     batch: pages.batchPage,
     tenant: pages.tenantPage,
     run: pages.runPage,
+    schedules: pages.schedulesPage,
   }[page];
   if (!render) {
     location.hash = homeOf(caller);

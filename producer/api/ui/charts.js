@@ -1,6 +1,7 @@
-// SVG charts: runs per hour (stacked bars), a batch's run timeline and a tenant's metric history.
+// SVG charts: runs over time (stacked bars), a batch's run timeline and a tenant's metric history.
 
 import { s } from "./app.js";
+import { fmtHourMinute, fmtTime } from "./time.js";
 
 export const STATE_COLOURS = {
   queued: "#9aa5b1",
@@ -8,6 +9,8 @@ export const STATE_COLOURS = {
   submitting: "#7cc4fa",
   training: "#2680c2",
   evaluating: "#8b5cf6",
+  staging: "#b197fc",
+  scoring: "#0b7285",
   deploying: "#6d28d9",
   succeeded: "#27ab83",
   rejected: "#e8710a",
@@ -17,35 +20,63 @@ export const STATE_COLOURS = {
 const ORDER = Object.keys(STATE_COLOURS);
 const TERMINAL = ["succeeded", "rejected", "failed", "cancelled"];
 
-export function hourlyBars(buckets, { width = 1150, height = 160 } = {}) {
-  const pad = { left: 34, right: 8, top: 8, bottom: 22 };
+// Runs created per bucket, stacked by state. The buckets span only the part of the window
+// that has runs (the API picks their width), so a burst of runs is spread over the chart
+// instead of standing as one bar at its right edge. Axis times are in the dashboard's zone.
+export function activityChart(activity, { width = 1150, height = 170 } = {}) {
+  const { buckets, bucket_seconds: seconds } = activity;
+  const pad = { left: 40, right: 8, top: 10, bottom: 24 };
   const totals = buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0));
-  const max = Math.max(1, ...totals);
+  const max = niceMax(Math.max(1, ...totals));
   const inner = width - pad.left - pad.right;
   const barW = inner / Math.max(1, buckets.length);
   const y = (v) => pad.top + (height - pad.top - pad.bottom) * (1 - v / max);
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": "runs per hour by state" });
-  svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: y(0), y2: y(0), class: "axis" }));
-  svg.append(s("text", { x: pad.left - 4, y: y(max) + 4, class: "tick end" }, String(max)));
-  svg.append(s("text", { x: pad.left - 4, y: y(0), class: "tick end" }, "0"));
+  const svg = s("svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    class: "chart",
+    role: "img",
+    "aria-label": `runs per ${widthName(seconds)} by state`,
+    "data-test": "activity",
+    "data-buckets": buckets.length,
+    "data-bucket-seconds": seconds,
+    "data-max": max,
+  });
+  for (const v of max % 2 === 0 ? [0, max / 2, max] : [0, max]) {
+    svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: v ? "grid" : "axis" }));
+    svg.append(s("text", { x: pad.left - 5, y: y(v) + 4, class: "tick end" }, String(v)));
+  }
+  const every = Math.max(1, Math.ceil(buckets.length / 10));
   buckets.forEach((bucket, i) => {
     let base = 0;
     const x = pad.left + i * barW;
+    const start = Date.parse(bucket.start);
+    const group = s("g", { class: "bar", "data-start": bucket.start, "data-total": totals[i] });
+    group.append(s("title", {}, `${fmtTime(start)} + ${widthName(seconds)}: ${totals[i]} runs${totals[i] ? ` (${Object.entries(bucket.counts).map(([k, n]) => `${n} ${k}`).join(", ")})` : ""}`));
     for (const state of ORDER) {
       const n = bucket.counts[state] || 0;
       if (!n) continue;
-      svg.append(
-        s("rect", { x: x + 1, width: Math.max(1, barW - 2), y: y(base + n), height: y(base) - y(base + n), fill: STATE_COLOURS[state] },
-          s("title", {}, `${new Date(bucket.start).toLocaleString()}: ${n} ${state}`)),
-      );
+      group.append(s("rect", { x: x + 1, width: Math.max(1, barW - 2), y: y(base + n), height: y(base) - y(base + n), fill: STATE_COLOURS[state] }));
       base += n;
     }
-    if (i % Math.ceil(buckets.length / 8) === 0 || i === buckets.length - 1) {
-      const hour = new Date(bucket.start).getHours();
-      svg.append(s("text", { x: x + barW / 2, y: height - 6, class: "tick middle" }, `${hour}:00`));
+    svg.append(group);
+    if (i % every === 0) {
+      svg.append(s("text", { x: x + barW / 2, y: height - 7, class: "tick middle" }, fmtHourMinute(start, seconds < 60)));
     }
   });
   return svg;
+}
+
+// "10 s", "2 min", "1 h": the width of a bucket.
+export function widthName(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${seconds / 60} min`;
+  return `${seconds / 3600} h`;
+}
+
+// The smallest of 1, 2, 5 times a power of ten at or above ``value``, so the axis reads well.
+function niceMax(value) {
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 5, 10].map((m) => m * power).find((m) => m >= value);
 }
 
 // One row per run: waiting (queued, waiting for a slot), training (submit to evaluation),
@@ -80,7 +111,7 @@ export function timeline(runs, { width = 960, start, now = Date.now() } = {}) {
       [trained, end, "deploying"],
     ];
     const row = s("a", { href: `#/run/${run.id}`, class: "row", "data-run": run.id });
-    row.append(s("title", {}, `${run.tenant_id}: ${run.state}, ${(((end - created) / 1000) || 0).toFixed(1)} s`));
+    row.append(s("title", {}, `${run.tenant_id}: ${run.state}, ${(((end - created) / 1000) || 0).toFixed(1)} s from ${fmtTime(created)}`));
     for (const [from, to, kind] of segments) {
       if (from === null || to === null || to < from) continue;
       row.append(s("rect", { x: x(from), y, width: Math.max(1, x(to) - x(from)), height: Math.max(1, rowH - 1), fill: STATE_COLOURS[kind] }));

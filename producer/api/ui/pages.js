@@ -1,8 +1,12 @@
 // Fleet overview and batch pages (admin); the tenant and run pages live in tenant.js.
 
-import { api, badge, card, fmtDuration, fmtNumber, fmtTime, h, link, poll, table } from "./app.js";
-import { STATE_COLOURS, endOf, hourlyBars, timeline } from "./charts.js";
+import { act, post } from "./actions.js";
+import { api, badge, card, fmtDuration, fmtTime, h, link, poll, table } from "./app.js";
+import { STATE_COLOURS, activityChart, endOf, timeline, widthName } from "./charts.js";
+import { tenantTable } from "./tenant_table.js";
+import { fmtHourMinute, zoneName } from "./time.js";
 
+export { schedulesPage } from "./schedules.js";
 export { runPage, tenantPage } from "./tenant.js";
 
 const FAILED = ["failed", "cancelled"];
@@ -53,18 +57,30 @@ export async function fleetPage(main) {
     event.preventDefault();
     location.hash = `#/tenant/${encodeURIComponent(input.value.trim())}`;
   });
-  main.replaceChildren(h("div", { class: "row-between" }, h("h1", {}, "Fleet"), jump), slots);
+  const tenants = tenantTable();
+  main.replaceChildren(h("div", { class: "row-between" }, h("h1", {}, "Fleet"), jump), slots, tenants.element);
   await poll(async () => {
-    const [fleet, batches, tenants] = await Promise.all([
-      api("/v1/fleet?hours=24"),
-      api("/v1/batches?limit=10"),
-      api("/v1/tenants?limit=50"),
-    ]);
-    slots.replaceChildren(...fleetCards(fleet, batches, tenants));
+    const [fleet, batches] = await Promise.all([api("/v1/fleet?hours=24"), api("/v1/batches?limit=10"), tenants.refresh()]);
+    slots.replaceChildren(...fleetCards(fleet, batches));
   }, 3000);
 }
 
-function fleetCards(fleet, batches, tenants) {
+// The runs chart's card: its title says the span the bars cover and their width.
+function activityCard(fleet) {
+  const activity = fleet.activity || { bucket_seconds: 3600, buckets: fleet.runs_by_hour };
+  const { buckets, bucket_seconds: seconds } = activity;
+  const from = buckets.length ? Date.parse(buckets[0].start) : Date.now();
+  const width = seconds === 3600 ? "hourly" : `${widthName(seconds)}`;
+  return card(
+    `Runs of the last ${fleet.hours} hours`,
+    countList(fleet.runs_by_state, { "data-test": "runs-by-state" }),
+    h("p", { class: "muted small", "data-test": "activity-caption" }, `${width} bars from ${fmtHourMinute(from, seconds < 60)} to now (${zoneName(from)}), scaled to the runs created`),
+    activityChart(activity),
+    legend(),
+  );
+}
+
+function fleetCards(fleet, batches) {
   const t = fleet.tenants;
   const services = fleet.services.map((svc) =>
     h(
@@ -87,7 +103,7 @@ function fleetCards(fleet, batches, tenants) {
       card("BES slots", ...services),
       card("Backlog", h("div", { class: "stats", "data-test": "backlog" }, stat("ready steps", b.ready), stat("deferred steps", b.deferred), stat("waiting for a slot", b.waiting_slot))),
     ),
-    card(`Runs of the last ${fleet.hours} hours`, countList(fleet.runs_by_state, { "data-test": "runs-by-state" }), hourlyBars(fleet.runs_by_hour), legend()),
+    activityCard(fleet),
     card(
       "Bulk retrains",
       table(
@@ -106,26 +122,6 @@ function fleetCards(fleet, batches, tenants) {
           ),
         ),
         { "data-test": "batches" },
-      ),
-    ),
-    card(
-      `Tenants (first ${tenants.items.length} of ${tenants.total})`,
-      table(
-        ["tenant", "name", "target", "endpoint / service", "serving", "metric"],
-        tenants.items.map((x) => {
-          const metric = (x.gate && x.gate.metric) || "Coefficient of Determination";
-          return h(
-            "tr",
-            { "data-tenant": x.id },
-            h("td", {}, link(`#/tenant/${encodeURIComponent(x.id)}`, x.id)),
-            h("td", {}, x.display_name),
-            h("td", {}, x.target.kind),
-            h("td", { class: "mono" }, x.endpoint_name || x.service_name || "–"),
-            h("td", {}, x.deployed ? `v${x.deployed.seq}` : "–"),
-            h("td", {}, x.deployed ? fmtNumber(x.deployed.metrics[metric]) : "–"),
-          );
-        }),
-        { "data-test": "tenants" },
       ),
     ),
   ];
@@ -149,7 +145,9 @@ export async function batchPage(main, batchId) {
   document.title = `Batch ${batchId.slice(0, 8)} · retrainq`;
   await api(`/v1/batches/${encodeURIComponent(batchId)}`); // 404 before drawing anything
   const body = h("div");
-  main.replaceChildren(h("h1", {}, "Bulk retrain ", h("span", { class: "mono" }, batchId.slice(0, 8))), body);
+  const messages = h("div", { id: "messages" });
+  const retry = retryFailed(batchId, messages);
+  main.replaceChildren(h("div", { class: "row-between" }, h("h1", {}, "Bulk retrain ", h("span", { class: "mono" }, batchId.slice(0, 8))), retry.element), messages, body);
   // Counters every second; the run list (up to thousands of rows) every fifth second and once
   // more at the end, so a large batch does not make the page re-read it continuously.
   let runs = [];
@@ -159,9 +157,50 @@ export async function batchPage(main, batchId) {
     const ended = status.done >= status.total;
     if (tick % 5 === 0 || ended) runs = await allRuns(batchId);
     tick += 1;
+    retry.show(status);
     body.replaceChildren(...batchCards(status, runs));
     return !ended; // stop polling once every run ended
   }, 1000);
+}
+
+// "Retry failed": shown once the batch has failed (or cancelled) runs; it starts a new bulk
+// retrain of those tenants (POST /v1/batches/{id}/retry-failed, admin only like this page).
+function retryFailed(batchId, messages) {
+  const include = h("input", { type: "checkbox", id: "retry-cancelled" });
+  const includeLabel = h("label", { class: "small", for: "retry-cancelled" }, include, " include cancelled");
+  const button = h("button", { type: "button", id: "retry-failed" }, "Retry failed");
+  const element = h("div", { class: "actions", hidden: true }, includeLabel, button);
+  let counts = {};
+  button.addEventListener("click", () => {
+    const withCancelled = (include.checked || !counts.failed) && counts.cancelled > 0;
+    const n = (counts.failed || 0) + (withCancelled ? counts.cancelled : 0);
+    act(messages, {
+      what: "Retry",
+      confirm: {
+        title: "Retry failed runs",
+        text: `Start a new bulk retrain of the ${n} tenant${n === 1 ? "" : "s"} whose runs ${withCancelled ? "failed or were cancelled" : "failed"} in batch ${batchId.slice(0, 8)}?`,
+        confirm: "Start the retry",
+      },
+      request: () => post(`/v1/batches/${batchId}/retry-failed`, withCancelled ? "?include_cancelled=true" : ""),
+      done: (accepted) => [
+        "Retry started: batch ",
+        link(`#/batch/${accepted.batch_id}`, accepted.batch_id.slice(0, 8), { "data-test": "retry-batch" }),
+        ` with ${accepted.total} run${accepted.total === 1 ? "" : "s"}`,
+        accepted.coalesced ? ` (${accepted.coalesced} joined runs already active)` : "",
+      ],
+    });
+  });
+  return {
+    element,
+    show(status) {
+      counts = status.counts;
+      const failed = counts.failed || 0;
+      const cancelled = counts.cancelled || 0;
+      element.hidden = failed + cancelled === 0;
+      includeLabel.hidden = cancelled === 0;
+      button.textContent = `Retry failed (${failed}${cancelled ? ` + ${cancelled} cancelled` : ""})`;
+    },
+  };
 }
 
 async function allRuns(batchId, cap = 4000) {

@@ -1,10 +1,11 @@
 // Tenant page (model history, endpoint, recent runs, retrain and roll back) and run page.
 
-import { api, badge, card, errorPanel, fmtClock, fmtDuration, fmtNumber, fmtTime, h, link, notice, poll, table } from "./app.js";
+import { act, mayActOn, post } from "./actions.js";
+import { api, badge, card, errorPanel, fmtClock, fmtDate, fmtDuration, fmtNumber, fmtTime, h, link, poll, table } from "./app.js";
 import { metricChart } from "./charts.js";
 
 const DEFAULT_METRIC = "Coefficient of Determination";
-const PHASES = ["queued", "waiting_slot", "submitting", "training", "evaluating", "deploying", "succeeded", "rejected", "failed", "cancelled"];
+const PHASES = ["queued", "waiting_slot", "submitting", "training", "evaluating", "staging", "scoring", "deploying", "succeeded", "rejected", "failed", "cancelled"];
 
 function field(label, ...value) {
   return [h("dt", {}, label), h("dd", {}, ...value)];
@@ -48,41 +49,55 @@ export function historyPoints(runs, models, current, metric) {
   return points;
 }
 
-export async function tenantPage(main, tenantId) {
+export async function tenantPage(main, tenantId, caller) {
   document.title = `${tenantId} · retrainq`;
   const path = `/v1/tenants/${encodeURIComponent(tenantId)}`;
   const tenant = await api(path); // 404 for tenants this key may not see
   const messages = h("div", { id: "messages" });
   const body = h("div");
-  const act = async (what, url, question) => {
-    if (!window.confirm(question)) return;
-    try {
-      const accepted = await api(url, { method: "POST" });
-      const runLink = link(`#/run/${accepted.run.id}`, accepted.run.id.slice(0, 8), { "data-test": "action-run" });
-      const outcome = accepted.coalesced ? " (joined the active run)" : " started";
-      messages.replaceChildren(h("div", { class: "notice ok", role: "status" }, `${what}: run `, runLink, outcome));
-    } catch (exc) {
-      messages.replaceChildren(notice("error", `${what} failed: ${exc.detail || exc.message}`));
-    }
+  const started = (what) => (accepted) => {
+    const runLink = link(`#/run/${accepted.run.id}`, accepted.run.id.slice(0, 8), { "data-test": "action-run" });
+    return [`${what}: run `, runLink, accepted.coalesced ? " (joined the active run)" : " started"];
   };
-  const actions = h(
-    "div",
-    { class: "actions" },
-    h("button", { id: "retrain", onclick: () => act("Retrain", `${path}/retrains`, `Retrain ${tenantId} now?`) }, "Retrain"),
-    h("button", { id: "rollback", class: "danger", onclick: () => act("Roll back", `${path}/rollback`, `Roll ${tenantId} back to its previous model? The endpoint will serve that model again.`) }, "Roll back"),
-  );
+  const retrain = h("button", { id: "retrain", onclick: () => act(messages, {
+    what: "Retrain",
+    confirm: { title: "Retrain", text: `Retrain ${tenantId} now on its latest data? A model that passes the gate replaces the one serving.`, confirm: "Retrain" },
+    request: () => post(`${path}/retrains`),
+    done: started("Retrain"),
+  }) }, "Retrain");
+  const rollback = h("button", { id: "rollback", class: "danger", hidden: true, onclick: () => act(messages, {
+    what: "Roll back",
+    confirm: { title: "Roll back", text: `Roll ${tenantId} back to its previous model? The endpoint will serve that model again.`, confirm: "Roll back", danger: true },
+    request: () => post(`${path}/rollback`),
+    done: started("Roll back"),
+  }) }, "Roll back");
+  // The API's tenant routes answer this key (the GET above did): it may act on the tenant.
+  const actions = h("div", { class: "actions" }, mayActOn(caller, tenant.id) ? [retrain, rollback] : []);
   main.replaceChildren(
     h("div", { class: "row-between" }, h("h1", {}, tenant.display_name || tenant.id, " ", h("span", { class: "muted mono" }, tenant.id)), actions),
     messages,
     body,
   );
+  const cancel = (run) => act(messages, {
+    what: "Cancel",
+    confirm: { title: "Cancel run", text: `Cancel run ${run.id.slice(0, 8)} of ${run.tenant_id} (${run.state.replaceAll("_", " ")})? A training job it started is deleted; the serving model stays.`, confirm: "Cancel the run", danger: true },
+    request: () => api(`/v1/runs/${encodeURIComponent(run.id)}`, { method: "DELETE" }),
+    done: (ended) => ["Cancel requested for run ", link(`#/run/${ended.id}`, ended.id.slice(0, 8), { "data-test": "action-run" })],
+  });
   await poll(async () => {
     const [fresh, models, runs] = await Promise.all([api(path), api(`${path}/models`), api(`${path}/runs?limit=50`)]);
-    body.replaceChildren(...tenantCards(fresh, models, runs.items));
+    rollback.hidden = !hasPreviousModel(models);
+    body.replaceChildren(...tenantCards(fresh, models, runs.items, mayActOn(caller, tenant.id) ? cancel : null));
   }, 2000);
 }
 
-function tenantCards(tenant, models, runs) {
+// Whether the API would roll back: a model serves and an older, different one is in the history.
+export function hasPreviousModel(models) {
+  const current = models.current;
+  return Boolean(current && models.history.some((m) => m.run_id !== current.run_id && m.model_path !== current.model_path));
+}
+
+function tenantCards(tenant, models, runs, cancel) {
   const metric = (tenant.gate && tenant.gate.metric) || DEFAULT_METRIC;
   const current = models.current;
   const target = tenant.target;
@@ -104,20 +119,28 @@ function tenantCards(tenant, models, runs) {
       card("Model history", h("p", { class: "muted small" }, `${metric} of each version`), metricChart(historyPoints(runs, models.history, current, metric), { metric }),
         h("div", { class: "legend" }, ...["deployed", "rejected", "rollback", "rolled-back", "serving"].map((k) => h("span", { class: `key point-${k}` }, k.replace("-", " "))))),
     ),
-    card("Recent runs", table(["version", "run", "state", "reason", "created", "phases", "took", "decision"], runs.map((run) =>
-      h("tr", { "data-run": run.id },
+    card("Recent runs", table(["version", "run", "state", "reason", "created", "phases", "took", "decision", ""], runs.map((run) =>
+      h("tr", { "data-run": run.id, "data-archived": run.archived ? "true" : null },
         h("td", {}, `v${run.seq}`),
-        h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8))),
+        h("td", {}, link(`#/run/${run.id}`, run.id.slice(0, 8)), run.archived ? archivedBadge() : ""),
         h("td", {}, badge(run.state)),
         h("td", {}, run.reason),
         h("td", { class: "nowrap" }, fmtTime(run.created_at)),
         h("td", {}, phaseStrip(run)),
         h("td", { class: "nowrap" }, fmtDuration(totalSeconds(run))),
-        h("td", { class: "small" }, run.error || (run.decision && run.decision.reason) || ""))), { "data-test": "runs" })),
+        h("td", { class: "small" }, run.error || (run.decision && run.decision.reason) || ""),
+        h("td", {}, cancel && !run.archived && !ENDED.includes(run.state)
+          ? h("button", { type: "button", class: "danger small", "data-test": "cancel-run", onclick: () => cancel(run) }, "Cancel")
+          : ""))), { "data-test": "runs" }),
+      runs.some((run) => run.archived)
+        ? h("p", { class: "muted small", "data-test": "archived-note" }, "Runs marked archived have moved from Redis to blob storage after their retention; they no longer change and cannot be cancelled.")
+        : ""),
   ];
 }
 
 // --- run -----------------------------------------------------------------------------------
+
+const archivedBadge = () => h("span", { class: "badge archived", "data-test": "archived", title: "read from the archive in blob storage" }, "archived");
 
 const ENDED = ["succeeded", "rejected", "failed", "cancelled"];
 
@@ -143,7 +166,15 @@ function retryCard(run) {
 export async function runPage(main, runId, caller) {
   document.title = `Run ${runId.slice(0, 8)} · retrainq`;
   const body = h("div");
-  main.replaceChildren(body);
+  const messages = h("div", { id: "messages" });
+  main.replaceChildren(messages, body);
+  let cancelled = false;
+  const cancel = (run) => act(messages, {
+    what: "Cancel",
+    confirm: { title: "Cancel run", text: `Cancel run ${run.id.slice(0, 8)} of ${run.tenant_id} (${run.state.replaceAll("_", " ")})? A training job it started is deleted; the serving model stays.`, confirm: "Cancel the run", danger: true },
+    request: () => api(`/v1/runs/${encodeURIComponent(run.id)}`, { method: "DELETE" }),
+    done: () => { cancelled = true; return "Cancel requested: the run stops at its next step."; },
+  });
   await poll(async () => {
     let run;
     try {
@@ -152,16 +183,18 @@ export async function runPage(main, runId, caller) {
       body.replaceChildren(errorPanel(exc));
       return false;
     }
-    body.replaceChildren(...runCards(run, caller));
+    const mayCancel = mayActOn(caller, run.tenant_id) && !run.archived && !ENDED.includes(run.state);
+    body.replaceChildren(...runCards(run, caller, mayCancel ? h("button", { type: "button", id: "cancel-run", class: "danger", disabled: cancelled, onclick: () => cancel(run) }, cancelled ? "Cancel requested" : "Cancel run") : ""));
     return !ENDED.includes(run.state);
   }, 1500);
 }
 
-function runCards(run, caller) {
+function runCards(run, caller, cancelButton) {
   const d = run.decision;
   const metrics = Object.entries(run.metrics);
   return [
-    h("div", { class: "row-between" }, h("h1", {}, "Run ", h("span", { class: "mono" }, run.id.slice(0, 12)), " ", badge(run.state))),
+    h("div", { class: "row-between" }, h("h1", {}, "Run ", h("span", { class: "mono" }, run.id.slice(0, 12)), " ", badge(run.state), run.archived ? [" ", archivedBadge()] : ""), h("div", { class: "actions" }, cancelButton)),
+    run.archived ? h("p", { class: "muted small", "data-test": "archived-note" }, "Read from the archive in blob storage: this run ended and moved out of Redis after its retention.") : "",
     h("div", { class: "grid two" },
       card("Run", h("dl", { class: "fields" },
         ...field("tenant", link(`#/tenant/${encodeURIComponent(run.tenant_id)}`, run.tenant_id)),
@@ -176,7 +209,7 @@ function runCards(run, caller) {
         ...field("deployed", run.deployed ? "yes" : "no"),
       )),
       card("Phases", table(["phase", "at", "for"], phaseSteps(run).map((p) =>
-        h("tr", { "data-phase": p.phase }, h("td", {}, badge(p.phase)), h("td", { class: "nowrap" }, `${fmtClock(p.at)} `, h("span", { class: "muted small" }, new Date(p.at).toLocaleDateString())), h("td", {}, p.seconds === null ? "" : fmtDuration(p.seconds)))),
+        h("tr", { "data-phase": p.phase }, h("td", {}, badge(p.phase)), h("td", { class: "nowrap" }, `${fmtClock(p.at)} `, h("span", { class: "muted small" }, fmtDate(p.at))), h("td", {}, p.seconds === null ? "" : fmtDuration(p.seconds)))),
         { "data-test": "phases" })),
     ),
     h("div", { class: "grid two" },
