@@ -174,18 +174,25 @@ class RunView(Run):
 
 
 class RunPage(BaseModel):
-    """One page of a tenant's runs, newest first."""
+    """One page of a tenant's runs, newest first, from Redis and then from the archive
+    (archived runs marked ``archived: true``); ``next_cursor`` continues it."""
 
-    items: list[Run]
+    items: list[RunView]
     offset: int
     limit: int
     next_offset: int | None
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as ``cursor`` for the next page (None at the end); pages by "
+        "creation time, so runs the archiver moves meanwhile are neither repeated nor skipped",
+    )
 
 
 class RunList(BaseModel):
-    """Runs that passed a listing's filters, newest first."""
+    """Runs that passed a listing's filters, newest first (with ``tenant``, archived runs
+    too, marked ``archived: true``)."""
 
-    items: list[Run]
+    items: list[RunView]
     limit: int
     more: bool = Field(description="more runs passed the filters than ``limit``")
     scanned: int = Field(description="runs read to find these")
