@@ -7,8 +7,10 @@ with a training and a predictive classic web service and an ARM template of the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from sklearn.datasets import load_diabetes
@@ -24,6 +26,7 @@ from emulator.config import (
     derived_key,
 )
 from emulator.training import ModelSpec
+from producer.devtools.processes import ManagedProcess, console_script, free_port
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 DIABETES = ModelSpec(
@@ -108,3 +111,25 @@ def write_custom_config(folder: Path) -> Path:
     path = folder / "emulator.json"
     path.write_text(custom_config().model_dump_json(indent=2))
     return path
+
+
+@contextlib.contextmanager
+def custom_emulator(folder: Path) -> Iterator[str]:
+    """``retrainq-emulator --config`` serving the config written to ``folder/config``, started
+    from ``folder`` (the config names its data relative to itself, not to the working
+    directory); yields its URL, stops it after."""
+    path = write_custom_config(folder / "config")
+    port = free_port()
+    process = ManagedProcess(
+        name="emulator-custom",
+        argv=[console_script("retrainq-emulator"), "--config", str(path), "--port", str(port)],
+        port=port,
+        log_path=folder / "emulator.log",
+        cwd=folder,
+        env={"RETRAINQ_EMULATOR_LOG_FORMAT": "json"},
+    )
+    process.start(timeout=60)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()

@@ -18,8 +18,8 @@ import pytest
 from emulator.app import main
 from emulator.config import EmulatorConfig, load_config
 from emulator.training import Model, parse_csv, train
-from producer.devtools.processes import ManagedProcess, console_script, free_port
-from tests.custom_spec import DIABETES, custom_config, diabetes_csv, write_custom_config
+from producer.devtools.processes import free_port
+from tests.custom_spec import DIABETES, custom_config, custom_emulator, diabetes_csv
 
 from .conftest import Blobs, Emu, bearer, wait_for_job
 
@@ -27,30 +27,18 @@ V = "?api-version=2.0"
 
 
 @pytest.fixture(scope="module")
-def custom_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def custom_emulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``retrainq-emulator --config emulator.json`` as a subprocess; its URL."""
-    folder = tmp_path_factory.mktemp("custom")
-    path = write_custom_config(folder / "config")
-    port = free_port()
-    process = ManagedProcess(
-        name="emulator-custom",
-        argv=[console_script("retrainq-emulator"), "--config", str(path), "--port", str(port)],
-        port=port,
-        log_path=folder / "emulator.log",
-        cwd=folder,  # the config names its data relative to itself, not to the working dir
-        env={"RETRAINQ_EMULATOR_LOG_FORMAT": "json"},
-    )
-    process.start(timeout=60)
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
+    with custom_emulator(tmp_path_factory.mktemp("custom")) as url:
+        yield url
 
 
 @pytest.fixture
-async def emu(custom_emulator: str) -> AsyncIterator[Emu]:
+async def emu(custom_emulator_url: str) -> AsyncIterator[Emu]:
     """A client of the custom emulator, reset to its config before the test."""
     async with aiohttp.ClientSession() as http:
-        emu = Emu(url=custom_emulator, http=http, config=custom_config())
-        assert (await emu.json("POST", f"{custom_emulator}/_emulator/reset"))[0] == 200
+        emu = Emu(url=custom_emulator_url, http=http, config=custom_config())
+        assert (await emu.json("POST", f"{custom_emulator_url}/_emulator/reset"))[0] == 200
         yield emu
 
 
