@@ -212,7 +212,10 @@ def test_the_key_check_catches_each_way_of_naming_a_key(source: str) -> None:
 
 def test_the_key_check_lets_dict_keys_and_messages_pass() -> None:
     """``mapping.keys()``, a ``retrainq: error`` message and a docstring are no key names."""
-    source = "names = list(mapping.keys())\nprint(f'retrainq: {exc}')\n"
+    source = (
+        "names = list(mapping.keys())\nprint(f'retrainq: {exc}')\n"
+        'def image() -> str:\n    """The image ``localhost/retrainq:0.1.0``."""\n'
+    )
     assert key_names(source, "cli/main.py") == []
 
 
