@@ -123,6 +123,11 @@ class AzureMLV2Config(BaseModel):
         default=10.0, ge=0, le=600, description="how long one listing answers status reads"
     )
     arm_budget: ArmBudgetConfig = ArmBudgetConfig()
+    metrics_source: Literal["mlflow", "evaluation"] = Field(
+        default="mlflow",
+        description="the gate's metrics: the job's MLflow run (the evaluation output when it "
+        "has none), or the evaluation output only",
+    )
 
     def workspace_path(self) -> str:
         """The workspace's ARM resource id."""

@@ -2,9 +2,11 @@
 
 - ``GET /_emulator/v2/config`` → the v2 workspaces with their ARM ids
 - ``GET /_emulator/v2/stats`` → per job name: status, ``jobs_created`` (never above 1),
-  ``puts_unchanged``, ``puts_refused``, ``cancels``; totals and faults
+  ``puts_unchanged``, ``puts_refused``, ``cancels``; totals, faults, calls by kind
+  (``job_get``, ``job_list_page``, ``mlflow_call``) and the budgets' counters
 - ``GET|PUT /_emulator/v2/faults`` → ``{"v2_jobs": {error_rate, error_status, latency_seconds,
-  fail_next, commit_then_drop}, "job_failure_rate"}`` (PUT replaces them all; ``{}`` clears)
+  fail_next, commit_then_drop}, "v2_mlflow": {...}, "job_failure_rate", "jobs_log_no_metrics"}``
+  (PUT replaces them all; ``{}`` clears)
 - ``GET|PUT /_emulator/v2/throttle`` → the ARM budgets per principal: ``{"enabled", "reads":
   {"capacity", "per_second"}, "writes": ..., "deletes": ...}`` with the calls taken and refused
   (PUT replaces the configuration and refills every bucket)

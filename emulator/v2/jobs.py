@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import re
 import uuid
 from pathlib import PurePosixPath
@@ -28,7 +29,7 @@ from aiohttp import web
 from emulator.blobio import BlobError, BlobRef, BlobStore
 from emulator.errors import ApiError, read_object
 from emulator.faults import drop_connection
-from emulator.state import BLOBS, STATE, EmulatorState, bearer_matches, iso
+from emulator.state import BLOBS, STATE, EmulatorState, bearer_matches, iso, utcnow
 from emulator.training import (
     Experiment,
     ModelSpec,
@@ -311,6 +312,13 @@ async def _work(state: EmulatorState, v2: V2State, blobs: BlobStore, job: V2Job)
     await asyncio.gather(
         blobs.write(model, experiment.model.to_json()), blobs.write(evaluation, table)
     )
+    if not v2.faults.config.jobs_log_no_metrics:
+        logged = int(utcnow().timestamp() * 1000)
+        job.metrics = {
+            key: (value, logged, 0)
+            for key, value in experiment.metrics.items()
+            if math.isfinite(value)
+        }
     job.status = "Completed"
 
 
@@ -323,6 +331,13 @@ def _fail(job: V2Job, code: str, message: str) -> None:
 
 async def run_job(state: EmulatorState, v2: V2State, blobs: BlobStore, job: V2Job) -> None:
     """Run a created job to Completed or Failed; a cancel ends it Canceled."""
+    try:
+        await _run(state, v2, blobs, job)
+    finally:
+        job.ended = utcnow()
+
+
+async def _run(state: EmulatorState, v2: V2State, blobs: BlobStore, job: V2Job) -> None:
     try:
         await _work(state, v2, blobs, job)
     except asyncio.CancelledError:

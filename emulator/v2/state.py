@@ -58,7 +58,11 @@ class V2Faults(BaseModel):
     """Fault switches of the v2 surfaces (the classic switches' fields) and failed jobs."""
 
     v2_jobs: FaultSpec = FaultSpec()
+    v2_mlflow: FaultSpec = FaultSpec()
     job_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    jobs_log_no_metrics: bool = Field(
+        default=False, description="jobs write the evaluation output but log nothing to MLflow"
+    )
 
 
 @dataclass
@@ -86,6 +90,9 @@ class V2Job:
     puts_refused: int = 0
     cancels: int = 0
     task: asyncio.Task[None] | None = None
+    # What the training script logged to MLflow: key -> (value, timestamp ms, step).
+    metrics: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    ended: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -102,7 +109,7 @@ class V2Operation:
 
 
 class FaultState:
-    """Live v2 fault switches (one surface, the jobs API) and the job failure rate."""
+    """Live v2 fault switches (the jobs API, MLflow) and the job failure rate."""
 
     def __init__(self, faults: V2Faults, seed: int) -> None:
         self.seed = seed
@@ -112,6 +119,7 @@ class FaultState:
         """Replace every switch; reseed and zero the counters."""
         self.config = faults
         self.jobs = SurfaceFaults(faults.v2_jobs, random.Random(f"{self.seed}:v2_jobs"))
+        self.mlflow = SurfaceFaults(faults.v2_mlflow, random.Random(f"{self.seed}:v2_mlflow"))
         self.job_random = random.Random(f"{self.seed}:v2_job")
         self.jobs_failed = 0
 
@@ -137,6 +145,7 @@ class FaultState:
             "remaining": self.jobs.remaining(),
             "injected": self.jobs.injected,
             "dropped": self.jobs.dropped,
+            "mlflow_injected": self.mlflow.injected,
             "jobs_failed": self.jobs_failed,
         }
 

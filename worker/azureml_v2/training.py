@@ -3,8 +3,9 @@
 ``submit`` is the job's PUT, which creates and starts it (shared/PROTOCOL-V2 §2.5): the body
 is built only from the stored run and the service's settings, so a retried submit sends the
 same bytes and meets the same job. ``start`` only checks that the job exists. The data, the
-model and the evaluation are datastore paths on the worker's own blob container, so the
-evaluation is read back as a blob like classic's. Status reads come from tag-filtered
+model and the evaluation are datastore paths on the worker's own blob container. The gate's
+metrics come from the job's MLflow run (``runs/get``), else from the evaluation output,
+read back as a blob like classic's. Status reads come from tag-filtered
 listings shared by the runs of one submission window (``worker/azureml_v2/listings.py``).
 """
 
@@ -16,9 +17,10 @@ from typing import Any
 
 import structlog
 
-from worker.azureml.errors import PermanentError
+from worker.azureml.errors import AzureMLError, PermanentError
 from worker.azureml_v2.jobs import JobInfo, JobsClient, is_name_taken
 from worker.azureml_v2.listings import Listings, poll_group, poll_tag
+from worker.azureml_v2.mlflow import MlflowClient, metrics_table
 from worker.blobs import BlobStore
 from worker.classic import MAX_EVALUATION_BYTES, UnknownEndpoint
 from worker.datapaths import DataPathError, check_data_path
@@ -134,11 +136,13 @@ class AzureMLV2Training:
         blobs: BlobStore,
         shared_prefixes: Sequence[str] = (),
         listings: Listings | None = None,
+        mlflow: Mapping[str, MlflowClient] | None = None,
     ) -> None:
         self.clients = clients
         self.services = services
         self.blobs = blobs
         self.shared_prefixes = tuple(shared_prefixes)
+        self.mlflow = dict(mlflow or {})
         self.listings = listings or Listings(
             min((c.list_fresh_seconds for c in services.values()), default=10.0)
         )
@@ -207,7 +211,21 @@ class AzureMLV2Training:
         await client.cancel(job_id)
 
     async def evaluation(self, run: Run) -> str:
-        """The evaluation table the job wrote at the run's evaluation path."""
+        """The job's metrics from its MLflow run as an evaluation table; when MLflow has none
+        (or cannot be read), the evaluation table the job wrote at the run's evaluation path."""
+        _, config = self._service(run)
+        tracking = self.mlflow.get(run.training_service)
+        if config.metrics_source == "mlflow" and tracking is not None:
+            name = run.bes_job_id or job_name(run)
+            try:
+                metrics = await tracking.metrics(name)
+            except AzureMLError as exc:
+                log.warning("v2.mlflow_unavailable", job_name=name, error=str(exc))
+            else:
+                if metrics:
+                    log.info("v2.metrics_from_mlflow", job_name=name, metrics=len(metrics))
+                    return metrics_table(metrics)
+                log.info("v2.mlflow_no_metrics", job_name=name)
         data = await self.blobs.download(
             run.outputs.evaluation_path, max_bytes=MAX_EVALUATION_BYTES
         )

@@ -12,8 +12,10 @@ import aiohttp
 
 from worker.azureml.arm import TokenProvider
 from worker.azureml.retry import RetryPolicy
+from worker.azureml_v2.arm import V2Arm
 from worker.azureml_v2.budget import ArmBudget
 from worker.azureml_v2.jobs import JobsClient
+from worker.azureml_v2.mlflow import MlflowClient
 from worker.azureml_v2.training import AzureMLV2Training
 from worker.blobs import BlobStore
 from worker.run.ports import TrainingBackend
@@ -57,18 +59,25 @@ def v2_training(
     if not services:
         return {}
     shared = budgets(settings, list(services.values()))
-    clients = {
-        name: JobsClient(
+    timeout = settings.azureml.request_timeout_seconds
+    clients: dict[str, JobsClient] = {}
+    tracking: dict[str, MlflowClient] = {}
+    for name, config in services.items():
+        arm_url = arm_url_of(settings, config)
+        budget = shared[(arm_url, config.subscription_id.lower())]
+        clients[name] = JobsClient(
             session,
-            arm_url_of(settings, config),
+            arm_url,
             config.workspace_path(),
             arm_token,
             policy,
             api_version=config.api_version,
-            timeout_seconds=settings.azureml.request_timeout_seconds,
-            budget=shared[(arm_url_of(settings, config), config.subscription_id.lower())],
+            timeout_seconds=timeout,
+            budget=budget,
         )
-        for name, config in services.items()
-    }
-    training = AzureMLV2Training(clients, services, blobs, settings.shared_data_prefixes)
+        arm = V2Arm(session, arm_url, arm_token, policy, budget, timeout_seconds=timeout)
+        tracking[name] = MlflowClient(arm, arm_url + config.workspace_path(), config.api_version)
+    training = AzureMLV2Training(
+        clients, services, blobs, settings.shared_data_prefixes, mlflow=tracking
+    )
     return {name: training for name in services}
