@@ -16,6 +16,9 @@
 - an ARM subscription and resource group holding template new web services
   ``bike-rental-template`` and ``churn-template``.
 
+A config file may declare its own model specs; each trains its initial model on the CSV its
+``initial_data`` names (relative to the file), on a built-in generator (``datagen``), or has none.
+
 Ids, keys and tokens of the default config are fixed (derived from names by SHA-256) so that
 tests and the local stack can read them from ``--print-config`` or ``GET /_emulator/config``.
 """
