@@ -33,6 +33,7 @@ from worker.store import Store
 
 BATCH_PREFIX = "archive/batches"
 MODEL_PREFIX = "archive/models"
+TENANT_PREFIX = "archive/tenants"
 TENANT_CHUNK = 500
 Kind = Literal["runs", "batches", "models"]
 

@@ -190,3 +190,9 @@ class Keys:
     def archived_batches(self) -> str:
         """Hash: archived batch id -> ``{yyyy-mm}/{pass}``, naming its summary's part."""
         return f"{self.prefix}:archived:batches"
+
+    @property
+    def offboarded(self) -> str:
+        """Sorted set of offboarded tenant ids by offboarding time (s): the archiver moves
+        their records after a grace period."""
+        return f"{self.prefix}:offboarded"

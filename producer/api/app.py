@@ -16,7 +16,14 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 
-from producer.api import routes_docs, routes_fleet, routes_runs, routes_schedules, routes_tenants
+from producer.api import (
+    routes_docs,
+    routes_erase,
+    routes_fleet,
+    routes_runs,
+    routes_schedules,
+    routes_tenants,
+)
 from producer.api.auth import FAILED_AUTH, auth_middleware, failed_auth_limits
 from producer.api.http import header_middleware
 from producer.api.idempotency import IDEMPOTENCY, idempotency_middleware
@@ -141,6 +148,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
     routes_tenants.add_routes(app)
+    routes_erase.add_routes(app)
     routes_runs.add_routes(app)
     routes_schedules.add_routes(app)
     routes_fleet.add_routes(app)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from producer import schemas
+from worker.erase import Erasure
 from worker.schemas import Run
 
 TENANT_ID = "rental001"
@@ -140,6 +141,16 @@ RESPONSES: dict[type[BaseModel], Any] = {
         "next_cursor": "WyItbWV0cmljIix0cnVlLDAuOTMsInJlbnRhbDAwMSJd",
     },
     schemas.Offboarded: {"tenant_id": TENANT_ID, "cancelled_run_id": None, "remote_removal": None},
+    Erasure: {
+        "tenant_id": TENANT_ID,
+        "runs": 52,
+        "archived_index": 310,
+        "model_history": 5,
+        "redis_keys": 4,
+        "archive_parts": 41,
+        "data_blobs": 12,
+        "model_blobs": 724,
+    },
     schemas.DataUploaded: {
         "tenant_id": TENANT_ID,
         "data_version": 2,

@@ -36,6 +36,7 @@ from producer.schemas import (
     TenantPatch,
     TenantView,
 )
+from worker.erase import Erasure
 from worker.schemas import TENANT_ID_PATTERN, Run
 
 Mode = Literal["validation", "serialization"]
@@ -54,6 +55,7 @@ _OUTPUTS: list[type[BaseModel]] = [
     TenantPage,
     TenantView,
     Offboarded,
+    Erasure,
     DataUploaded,
     Models,
     RunAccepted,
@@ -311,6 +313,13 @@ def build_openapi() -> dict[str, Any]:
                 params=[TENANT, REMOTE],
                 links={"GetTenant": _link(_TENANT_PATH, "get", tenant_id="tenant_id")},
             ),
+        },
+        "/v1/tenants/{tenant_id}/erase": {
+            "post": b.op(
+                "Erase an offboarded tenant: Redis, archive, blobs (admin)",
+                {200: Erasure},
+                params=[TENANT],
+            )
         },
         "/v1/tenants/{tenant_id}/data": {"put": upload},
         "/v1/tenants/{tenant_id}/retrains": {

@@ -31,6 +31,7 @@ from producer.schemas import (
     TenantPatch,
     TenantView,
 )
+from worker.erase import Erasure
 from worker.schemas import Run
 
 M = TypeVar("M", bound=BaseModel)
@@ -120,6 +121,10 @@ class ApiClient:
         """Offboard a tenant (admin key)."""
         params = {"remove_remote": "true"} if remove_remote else None
         return await self._call(Offboarded, "DELETE", f"/v1/tenants/{tenant_id}", params=params)
+
+    async def erase(self, tenant_id: str) -> Erasure:
+        """Erase an offboarded tenant entirely (admin key): what was removed."""
+        return await self._call(Erasure, "POST", f"/v1/tenants/{tenant_id}/erase")
 
     async def upload(self, tenant_id: str, stream: IO[bytes]) -> DataUploaded:
         """Stream a training CSV to the tenant's next data version."""

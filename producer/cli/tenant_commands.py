@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
 from producer.cli import render
 from producer.cli.base import CommandError, Leaf, Subcommands, group
@@ -119,6 +121,53 @@ async def tenants_offboard(client: ApiClient, out: Output, args: argparse.Namesp
     return 0
 
 
+ERASED_KINDS = {
+    "runs": "run records",
+    "archived_index": "archive index entries",
+    "model_history": "model-history entries",
+    "redis_keys": "other Redis keys",
+    "archive_parts": "archive parts",
+    "data_blobs": "data blobs",
+    "model_blobs": "model blobs",
+}
+
+
+def read_answer() -> str | None:
+    """One line from stdin, or None at its end."""
+    try:
+        return input()
+    except (EOFError, OSError):  # no input at all, or none readable (not a terminal)
+        return None
+
+
+def confirmed(tenant_id: str, answer: str | None) -> bool:
+    """Whether the typed confirmation names the tenant."""
+    return answer is not None and answer.strip() == tenant_id
+
+
+async def tenants_erase(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Erase an offboarded tenant entirely (deletion requests); asks for its id unless --yes."""
+    if not args.yes:
+        print(
+            f"Erase tenant {args.tenant} entirely: its records, archived runs, training data "
+            "and models? This cannot be undone. Type its id to confirm: ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        answer = await asyncio.to_thread(read_answer)
+        if not confirmed(args.tenant, answer):
+            raise CommandError(f"not confirmed: nothing of {args.tenant} was erased")
+    erased = await client.erase(args.tenant)
+    if out.mode != "table":
+        out.show(erased, render.show_model)
+        return 0
+    out.line(f"erased {erased.tenant_id}")
+    for field, label in ERASED_KINDS.items():
+        out.line(f"  {label}: {getattr(erased, field)}")
+    return 0
+
+
 async def data_upload(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
     """Stream a CSV file as the tenant's next data version."""
     with args.file as stream:  # opened by argparse; aiohttp streams it in chunks
@@ -223,6 +272,9 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     offboard.add_argument(
         "--remove-remote", action="store_true", help="also delete its endpoint or web service"
     )
+    erase = leaf(tgroup, "erase", tenants_erase, "erase an offboarded tenant entirely (admin)")
+    erase.add_argument("tenant")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     bulk_import = leaf(tgroup, "import", tenants_import, "onboard the tenants of a CSV file")
     bulk_import.add_argument("file", type=argparse.FileType("r", encoding="utf-8-sig"))
     bulk_import.add_argument("--concurrency", type=int, default=8, help="requests at once (8)")

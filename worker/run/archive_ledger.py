@@ -6,6 +6,7 @@ part's intent in the same call and is flagged ``allow-oom`` (it frees memory).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -85,3 +86,82 @@ class ArchiveLedger:
             self.keys.tenant_runs(tenant_id), high, "-inf", start=0, num=limit
         )
         return ids
+
+    async def erase_runs(self, tenant_id: str) -> int:
+        """Delete every run of the tenant still in Redis, with its entries in the due and
+        polls sets and in its batch's run list, and the tenant's run set: runs deleted."""
+        run_set = self.keys.tenant_runs(tenant_id)
+        ids: list[str] = await reply(self.redis.zrange(run_set, 0, -1))
+        deleted = 0
+        for start in range(0, len(ids), ERASE_CHUNK):
+            chunk = ids[start : start + ERASE_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for run_id in chunk:
+                    pipe.hget(self.keys.run(run_id), "doc")
+                docs = await pipe.execute()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for run_id, doc in zip(chunk, docs, strict=True):
+                    pipe.delete(self.keys.run(run_id))
+                    pipe.zrem(self.keys.due, run_id)
+                    pipe.zrem(self.keys.polls, run_id)
+                    batch_id = _batch_of(doc)
+                    if batch_id:
+                        pipe.lrem(self.keys.batch_runs(batch_id), 1, run_id)
+                replies = await pipe.execute()
+            deleted += sum(1 for i in range(0, len(replies), 3) if replies[i] == 1)
+        await reply(self.redis.delete(run_set))
+        return deleted
+
+    async def erase_archive_index(self, tenant_id: str) -> int:
+        """Forget the tenant's archived runs in the id -> part index: entries removed."""
+        mark = f"{tenant_id}/"
+        removed = 0
+        async for run_id, where in self.redis.hscan_iter(self.keys.archived, count=1000):
+            if str(where).startswith(mark):
+                removed += int(await reply(self.redis.hdel(self.keys.archived, run_id)))
+        return removed
+
+    async def erase_intents(self, tenant_id: str) -> int:
+        """Drop archive intents a killed pass left for the tenant: intents dropped."""
+        intents: dict[str, str] = await reply(self.redis.hgetall(self.keys.archive_intents))
+        mine = [
+            part for part, raw in intents.items() if json.loads(raw).get("tenant_id") == tenant_id
+        ]
+        if not mine:
+            return 0
+        return int(await reply(self.redis.hdel(self.keys.archive_intents, *mine)))
+
+    async def erase_tenant_keys(self, tenant_id: str, schedule_name: str) -> int:
+        """Delete the tenant's record, model history, preflight record, deploy lock and its
+        entries in the tenant indices and schedules: keys and entries removed."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(
+                self.keys.tenant(tenant_id),
+                self.keys.tenant_models(tenant_id),
+                self.keys.tenant_verification(tenant_id),
+                self.keys.deploy_lock(tenant_id),
+                self.keys.schedule(schedule_name),
+            )
+            pipe.zrem(self.keys.tenants, tenant_id)
+            pipe.zrem(self.keys.offboarded, tenant_id)
+            pipe.zrem(self.keys.schedules, schedule_name)
+            pipe.hdel(self.keys.schedules_pending, schedule_name)
+            replies = await pipe.execute()
+        return sum(int(value) for value in replies)
+
+
+ERASE_CHUNK = 500
+
+
+def _batch_of(doc: str | None) -> str | None:
+    """The batch id of a run document, if it has one."""
+    if doc is None:
+        return None
+    batch_id = json.loads(doc).get("batch_id")
+    return str(batch_id) if batch_id else None
+
+
+def _tenant_of(intent: str) -> str | None:
+    """The tenant an archive intent (JSON) names, if any."""
+    tenant_id = json.loads(intent).get("tenant_id")
+    return str(tenant_id) if tenant_id else None
