@@ -74,7 +74,9 @@ function activityCard(fleet) {
   return card(
     `Runs of the last ${fleet.hours} hours`,
     countList(fleet.runs_by_state, { "data-test": "runs-by-state" }),
-    h("p", { class: "muted small", "data-test": "activity-caption" }, `${width} bars from ${fmtHourMinute(from, seconds < 60)} to now (${zoneName(from)}), scaled to the runs created`),
+    h("p", { class: "muted small", "data-test": "activity-caption" }, Object.keys(fleet.runs_by_state).length
+      ? `${width} bars from ${fmtHourMinute(from, seconds < 60)} to now (${zoneName(from)}), scaled to the span of the runs created`
+      : `no runs created in these hours; hourly bars, times in ${zoneName(from)}`),
     activityChart(activity),
     legend(),
   );

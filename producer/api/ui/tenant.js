@@ -130,7 +130,7 @@ function tenantCards(tenant, models, runs, cancel) {
         h("td", { class: "nowrap" }, fmtDuration(totalSeconds(run))),
         h("td", { class: "small" }, run.error || (run.decision && run.decision.reason) || ""),
         h("td", {}, cancel && !run.archived && !ENDED.includes(run.state)
-          ? h("button", { type: "button", class: "danger small", "data-test": "cancel-run", onclick: () => cancel(run) }, "Cancel")
+          ? h("button", { type: "button", class: "danger small", "data-test": "cancel-run", disabled: run.cancel_requested, onclick: () => cancel(run) }, run.cancel_requested ? "Cancelling" : "Cancel")
           : ""))), { "data-test": "runs" }),
       runs.some((run) => run.archived)
         ? h("p", { class: "muted small", "data-test": "archived-note" }, "Runs marked archived have moved from Redis to blob storage after their retention; they no longer change and cannot be cancelled.")
@@ -184,7 +184,7 @@ export async function runPage(main, runId, caller) {
       return false;
     }
     const mayCancel = mayActOn(caller, run.tenant_id) && !run.archived && !ENDED.includes(run.state);
-    body.replaceChildren(...runCards(run, caller, mayCancel ? h("button", { type: "button", id: "cancel-run", class: "danger", disabled: cancelled, onclick: () => cancel(run) }, cancelled ? "Cancel requested" : "Cancel run") : ""));
+    body.replaceChildren(...runCards(run, caller, mayCancel ? h("button", { type: "button", id: "cancel-run", class: "danger", disabled: cancelled || run.cancel_requested, onclick: () => cancel(run) }, cancelled || run.cancel_requested ? "Cancel requested" : "Cancel run") : ""));
     return !ENDED.includes(run.state);
   }, 1500);
 }
