@@ -38,6 +38,10 @@ POINTS = {
     "archive.after_write": "archive part written, its runs not removed from Redis yet",
     "archive.after_remove": "one part's runs removed, the pass's next part not started",
 }
+# Points only runs judged on a holdout meet; their crash test: tests/chaos/test_holdout_crashes.py.
+GATE_POINTS = frozenset(
+    {"split.after_write", "staging.after_patch", "scoring.after_submit", "scoring.after_start"}
+)
 # Points the archiver meets (keyed by part path, not run id); the run crash test skips them.
 ARCHIVE_POINTS = frozenset(name for name in POINTS if name.startswith("archive."))
 

@@ -171,6 +171,7 @@ class GateSteps:
         except SplitError as exc:
             return SplitSeen(split=None, note=f"{exc}: judged on the reported evaluation instead")
         log.info("holdout.split", train_rows=counts.train, holdout_rows=counts.holdout)
+        await self.deps.failpoints.hit("split.after_write", run.id)
         split = m.HoldoutSplit(
             seed=run.id,
             fraction=settings.fraction,

@@ -23,7 +23,7 @@ import pytest
 from producer.devtools.processes import ServiceError
 from tests.chaos.support import errors_of, report, serves_latest_model, sizes
 from tests.integration.fleet import Fleet
-from worker.failpoints import ARCHIVE_POINTS, CRASH_EXIT_CODE, POINTS
+from worker.failpoints import ARCHIVE_POINTS, CRASH_EXIT_CODE, GATE_POINTS, POINTS
 from worker.keys import Keys
 from worker.queue import StepQueue
 from worker.schemas import Lane, RunState
@@ -92,7 +92,8 @@ async def test_r2_a_crash_at_every_named_point_costs_no_duplicate_effect(
     """7 crash points x N runs: all succeed, one started job each, deploys not repeated."""
     await fleet.emulator("PUT", "/_emulator/settings", {"min_job_seconds": 1})
     groups = stopped_after
-    for point in sorted(POINTS.keys() - ARCHIVE_POINTS):  # the archiver's: test_archive_crashes
+    # The archiver's points: test_archive_crashes; the holdout gate's: test_holdout_crashes.
+    for point in sorted(POINTS.keys() - ARCHIVE_POINTS - GATE_POINTS):
         group = group_for(fleet, point)
         groups.append(group)
         for index in range(runs_per_point):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -21,12 +21,27 @@ from producer.devtools.emulated import predictive_service_ids, worker_env
 from tests.integration.conftest_api import ADMIN, make_settings
 from tests.integration.fleet import RESOURCE, Fleet, until
 from worker.blobs import training_data_path
+from worker.schemas import Tenant
 from worker.staging import staging_endpoint_for
 
 pytestmark = pytest.mark.timeout(240)
 Api = TestClient[web.Request, web.Application]
 SCORING = "Bike Rental Scoring"
-WORKER = {"RETRAINQ_SCORING__STAGING_SETTLE_SECONDS": "0", "RETRAINQ_SCORING__POLL_SECONDS": "0.2"}
+
+
+def start_workers(fleet: Fleet, count: int = 1) -> None:
+    """Workers that score as soon as the staging endpoint is PATCHed (the emulator serves a
+    PATCHed model at once) and poll scoring jobs often."""
+    fleet.run_workers(
+        count,
+        RETRAINQ_SCORING__STAGING_SETTLE_SECONDS="0",
+        RETRAINQ_SCORING__POLL_SECONDS="0.2",
+    )
+
+
+def data_at(path: str) -> Callable[[Tenant], Tenant]:
+    """A tenant change pointing the tenant at the data blob ``path``."""
+    return lambda tenant: tenant.model_copy(update={"data_path": path})
 
 
 @pytest.fixture
@@ -134,7 +149,7 @@ async def test_a_candidate_better_on_drifted_rows_is_deployed_and_served(
 ) -> None:
     """(a) The new data drifted: the deployed model is poor on its held-out rows, the
     candidate better on the same rows, so it is deployed and the live endpoint serves it."""
-    fleet.run_workers(1, **WORKER)
+    start_workers(fleet)
     first = await finished(api, await onboard(fleet, api, "drifty", {"holdout": {"label": "cnt"}}))
     assert first["state"] == "succeeded", first["error"]
     assert first["decision"]["evaluation"] == "holdout"
@@ -166,7 +181,7 @@ async def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_old_mo
 ) -> None:
     """(b) The new labels carry no signal: the candidate misses the gate on the held-out
     rows, stays on staging only, and the live endpoint still serves the deployed model."""
-    fleet.run_workers(1, **WORKER)
+    start_workers(fleet)
     gate = {"holdout": {"label": "cnt"}, "threshold": 0.3}
     first = await finished(api, await onboard(fleet, api, "noisy", gate))
     assert first["state"] == "succeeded", first["error"]
@@ -191,7 +206,7 @@ async def test_a_holdout_below_the_minimum_says_so_and_falls_back_to_reported(
 ) -> None:
     """(c) 300 rows cannot hold out 1,000: the run records why, trains on every row and is
     judged on its reported evaluation; no scoring job is started."""
-    fleet.run_workers(1, **WORKER)
+    start_workers(fleet)
     gate = {"holdout": {"label": "cnt", "min_rows": 1000}}
     run = await finished(api, await onboard(fleet, api, "tiny", gate))
     assert run["state"] == "succeeded", run["error"]

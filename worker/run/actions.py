@@ -128,9 +128,8 @@ class Evaluate(Action):
 
 @dataclass(frozen=True)
 class SplitData(Action):
-    """Read the tenant's gate and split the run's data into training and holdout blobs."""
-
-    failpoint: str | None = "split.after_write"
+    """Read the tenant's gate and split the run's data into training and holdout blobs
+    (its crash point, ``split.after_write``, is met only when blobs were written)."""
 
 
 @dataclass(frozen=True)
