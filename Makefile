@@ -50,13 +50,16 @@ test: lint browser-deps
 
 # The production image without a Docker engine: buildah (chroot isolation, vfs storage) on a
 # Debian bookworm base made once with debootstrap; apt-get installs both when missing.
+# IMAGE_STORAGE=DIR keeps the images in another buildah storage than the default one.
+IMAGE_STORAGE ?=
+IMAGE_ROOT = $(if $(IMAGE_STORAGE),--root $(IMAGE_STORAGE))
 image:
-	$(PYTHON) -m producer.devtools.image
+	$(PYTHON) -m producer.devtools.image $(IMAGE_ROOT)
 
 # The image's API and a worker (buildah run --network host) against a Redis, Azurite and
 # emulator on the host: one tenant onboarded and retrained, health, metrics and uid checked.
 image-test: install image
-	$(BIN)/python -m producer.devtools.image_check
+	$(BIN)/python -m producer.devtools.image_check $(IMAGE_ROOT)
 
 up: install
 	$(BIN)/retrainq dev up

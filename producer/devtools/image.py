@@ -258,9 +258,15 @@ def build_image(buildah: Buildah, target: str, base: str, pip: PipSettings) -> s
     for path in pip.mounts:
         argv += ["--volume", f"{path}:{path}:ro"]
     print(f"image: building {name} ({target})", file=sys.stderr)
+    previous = buildah.image(name)
     started = time.monotonic()
     buildah(*argv, str(PROJECT_ROOT), capture=False)
     print(f"image: {name} built in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    built = buildah.image(name)
+    if previous is not None and built is not None and previous["id"] != built["id"]:
+        # The image this one replaced lost its name; each rebuild would keep a copy (vfs
+        # stores every layer in full). Still used by a working container: it stays.
+        subprocess.run(buildah.argv("rmi", previous["id"]), capture_output=True, check=False)
     return name
 
 
