@@ -5,12 +5,14 @@
   ``puts_unchanged``, ``puts_refused``, ``cancels``; totals, faults, calls by kind
   (``job_get``, ``job_list_page``, ``mlflow_call``) and the budgets' counters
 - ``GET|PUT /_emulator/v2/faults`` → ``{"v2_jobs": {error_rate, error_status, latency_seconds,
-  fail_next, commit_then_drop}, "v2_mlflow": {...}, "job_failure_rate", "jobs_log_no_metrics"}``
+  fail_next, commit_then_drop}, "v2_mlflow": {...}, "v2_models": {...}, "job_failure_rate",
+  "jobs_log_no_metrics"}``
   (PUT replaces them all; ``{}`` clears)
 - ``GET|PUT /_emulator/v2/throttle`` → the ARM budgets per principal: ``{"enabled", "reads":
   {"capacity", "per_second"}, "writes": ..., "deletes": ...}`` with the calls taken and refused
   (PUT replaces the configuration and refills every bucket)
-- ``POST /_emulator/v2/reset`` → no datastores, jobs or faults; the configured budgets, full
+- ``POST /_emulator/v2/reset`` → no datastores, jobs, models or faults; the configured
+  budgets, full
 """
 
 from __future__ import annotations

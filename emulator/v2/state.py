@@ -59,6 +59,7 @@ class V2Faults(BaseModel):
 
     v2_jobs: FaultSpec = FaultSpec()
     v2_mlflow: FaultSpec = FaultSpec()
+    v2_models: FaultSpec = FaultSpec()
     job_failure_rate: float = Field(default=0.0, ge=0, le=1)
     jobs_log_no_metrics: bool = Field(
         default=False, description="jobs write the evaluation output but log nothing to MLflow"
@@ -101,6 +102,29 @@ class V2Job:
 
 
 @dataclass
+class ModelVersion:
+    """A registered model version: its stored properties and the PUTs of its name."""
+
+    version: str
+    properties: dict[str, Any]
+    created: datetime = field(default_factory=utcnow)
+    puts_unchanged: int = 0
+    puts_refused: int = 0
+
+
+@dataclass
+class ModelContainer:
+    """A model container (``models/{name}``), its versions and every tag set it was given."""
+
+    name: str
+    workspace: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, ModelVersion] = field(default_factory=dict)
+    created: datetime = field(default_factory=utcnow)
+    tag_history: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class V2Operation:
     """A cancel operation behind a ``Location`` URL: done once its job has ended."""
 
@@ -109,7 +133,7 @@ class V2Operation:
 
 
 class FaultState:
-    """Live v2 fault switches (the jobs API, MLflow) and the job failure rate."""
+    """Live v2 fault switches (the jobs API, MLflow, models) and the job failure rate."""
 
     def __init__(self, faults: V2Faults, seed: int) -> None:
         self.seed = seed
@@ -120,6 +144,7 @@ class FaultState:
         self.config = faults
         self.jobs = SurfaceFaults(faults.v2_jobs, random.Random(f"{self.seed}:v2_jobs"))
         self.mlflow = SurfaceFaults(faults.v2_mlflow, random.Random(f"{self.seed}:v2_mlflow"))
+        self.models = SurfaceFaults(faults.v2_models, random.Random(f"{self.seed}:v2_models"))
         self.job_random = random.Random(f"{self.seed}:v2_job")
         self.jobs_failed = 0
 
@@ -146,6 +171,11 @@ class FaultState:
             "injected": self.jobs.injected,
             "dropped": self.jobs.dropped,
             "mlflow_injected": self.mlflow.injected,
+            "models": {
+                "remaining": self.models.remaining(),
+                "injected": self.models.injected,
+                "dropped": self.models.dropped,
+            },
             "jobs_failed": self.jobs_failed,
         }
 
@@ -159,6 +189,7 @@ class V2State:
         self.datastores: dict[tuple[str, str], Datastore] = {}
         self.jobs: dict[tuple[str, str], V2Job] = {}
         self.operations: dict[str, V2Operation] = {}
+        self.models: dict[tuple[str, str], ModelContainer] = {}
         self.throttle = Throttle(config.throttle)
         self.calls: dict[str, int] = {}
 
@@ -181,6 +212,7 @@ class V2State:
         self.datastores.clear()
         self.jobs.clear()
         self.operations.clear()
+        self.models.clear()
         self.faults.configure(V2Faults())
         self.throttle.configure(self.config.throttle)
         self.calls.clear()
@@ -207,6 +239,21 @@ class V2State:
             "jobs_by_status": by_status,
             "max_jobs_per_name": max((j.puts_created for j in self.jobs.values()), default=0),
             "faults": self.faults.snapshot(),
+            "models": {
+                model.name: {
+                    "workspace": model.workspace,
+                    "tags": dict(model.properties.get("tags") or {}),
+                    "tag_history": list(model.tag_history),
+                    "versions": {
+                        v.version: {
+                            "puts_unchanged": v.puts_unchanged,
+                            "puts_refused": v.puts_refused,
+                        }
+                        for v in model.versions.values()
+                    },
+                }
+                for model in self.models.values()
+            },
             "calls": dict(self.calls),
             "throttle": self.throttle.snapshot(),
         }
