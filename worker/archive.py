@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from worker.archive_parts import PartName, decode_part, encode_part
-from worker.archive_policy import policy_for
+from worker.archive_policy import GONE, past_grace, policy_for
 from worker.archive_records import Intent, LeaseLost, RecordArchiver, write_once
 from worker.blobs import BlobStore
 from worker.failpoints import Failpoints
@@ -48,6 +48,7 @@ class ArchivePass:
     resumed: int = 0
     batches: int = 0
     models: int = 0
+    tenants: int = 0
 
 
 def protected_runs(
@@ -137,15 +138,18 @@ class Archiver:
             pass_id = new_pass_id(now)
             await self._archive_new(now, pass_id, report)
             report.batches += await self.records.batches(now, pass_id, report.parts)
-            report.models += await self.records.models(pass_id, report.parts)
+            grace_end = self._grace_end(now)
+            report.models += await self.records.models(pass_id, report.parts, grace_end)
+            report.tenants += await self.records.tenants(pass_id, report.parts, grace_end)
         finally:
             await self.ledger.release_archive_lease(self.owner)
-        if report.archived or report.resumed or report.batches or report.models:
+        if any((report.archived, report.resumed, report.batches, report.models, report.tenants)):
             log.info(
                 "archive.pass",
                 archived=report.archived,
                 batches=report.batches,
                 models=report.models,
+                tenants=report.tenants,
                 parts=len(report.parts),
                 resumed=report.resumed,
             )
@@ -161,6 +165,8 @@ class Archiver:
             await self._carry_out(part, intent, report)
         elif intent.kind == "batches":
             report.batches += await self.records.carry_out(part, intent, report.parts)
+        elif intent.kind == "tenant":
+            report.tenants += await self.records.carry_out(part, intent, report.parts)
         else:
             report.models += await self.records.carry_out(part, intent, report.parts)
 
@@ -203,12 +209,18 @@ class Archiver:
         return decode_part(await self.blobs.download(part))
 
     async def _candidates(self, now: datetime) -> dict[tuple[str, str], list[Run]]:
-        """Runs past retention by (tenant, month), at most ``max_runs_per_pass``."""
+        """Runs past retention by (tenant, month), at most ``max_runs_per_pass``: those of
+        the tenants, then every run of the tenants offboarded longer than the grace period."""
         budget = self.config.max_runs_per_pass
         chosen: dict[tuple[str, str], list[Run]] = defaultdict(list)
         total = await self.store.count_tenants()
-        for offset in range(0, total, TENANT_CHUNK):
-            for tenant_id in await self.store.list_tenant_ids(offset, TENANT_CHUNK):
+        chunks = [
+            await self.store.list_tenant_ids(offset, TENANT_CHUNK)
+            for offset in range(0, total, TENANT_CHUNK)
+        ]
+        chunks.append(await self.records.ledger.offboarded_before(self._grace_end(now), budget))
+        for chunk in chunks:
+            for tenant_id in chunk:
                 for run in (await self._tenant_candidates(tenant_id, now))[:budget]:
                     chosen[(tenant_id, month_of(run))].append(run)
                     budget -= 1
@@ -216,21 +228,26 @@ class Archiver:
                     return chosen
         return chosen
 
+    def _grace_end(self, now: datetime) -> float:
+        """Tenants offboarded before this (s since epoch) are past their grace period."""
+        return (now - timedelta(days=self.config.offboarded_grace_days)).timestamp()
+
     async def _tenant_candidates(self, tenant_id: str, now: datetime) -> list[Run]:
         tenant = await self.store.get_tenant(tenant_id)
-        policy = policy_for(self.config, tenant.retention if tenant else None)
+        gone = past_grace(tenant, self._grace_end(now))
+        policy = GONE if gone else policy_for(self.config, tenant.retention if tenant else None)
         keep = policy.keep_runs
         older_ids = await self.store.tenant_run_ids(tenant_id, keep, self.config.max_runs_per_pass)
         if not older_ids:
             return []
         active_id = await self.store.active_run_id(tenant_id)
         active = await self.store.get_run(active_id) if active_id else None
-        newest = await self.store.tenant_run_ids(tenant_id, 0, keep)
+        newest = await self.store.tenant_run_ids(tenant_id, 0, keep) if keep else []
         if active is not None and not active.state.terminal and active.id in newest:
             older_ids = older_ids[1:]  # the active run takes none of the finished runs' places
         older = await self.store.get_runs(older_ids)
         protected = protected_runs(
-            tenant,
+            None if gone else tenant,
             await self.store.model_history(tenant_id, policy.keep_deployed),
             active,
             policy.keep_deployed,

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from worker.archive_policy import policy_for
+from worker.archive_policy import past_grace, policy_for
 from worker.blobs import BlobNotFoundError, BlobStore, BlobStoreError
 from worker.failpoints import Failpoints
 from worker.records import Record
@@ -35,7 +35,7 @@ BATCH_PREFIX = "archive/batches"
 MODEL_PREFIX = "archive/models"
 TENANT_PREFIX = "archive/tenants"
 TENANT_CHUNK = 500
-Kind = Literal["runs", "batches", "models"]
+Kind = Literal["runs", "batches", "models", "tenant"]
 
 
 async def write_once(blobs: BlobStore, part: str, data: bytes) -> bool:
@@ -119,6 +119,11 @@ def model_part(tenant_id: str, pass_id: str) -> str:
     return f"{MODEL_PREFIX}/{tenant_id}/part-{pass_id}.jsonl.gz"
 
 
+def tenant_part(tenant_id: str, pass_id: str) -> str:
+    """The blob path of an offboarded tenant's archived record."""
+    return f"{TENANT_PREFIX}/{tenant_id}/record-{pass_id}.jsonl.gz"
+
+
 def encode_lines(lines: Sequence[str]) -> bytes:
     """gzip JSON Lines of ``lines`` in their order, without a timestamp."""
     return gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0)
@@ -172,14 +177,21 @@ class RecordArchiver:
             removed += await self._start(batch_part(where), intent, parts)
         return removed
 
-    async def models(self, pass_id: str, parts: list[str]) -> int:
-        """Archive every tenant's model-history entries past its ``keep_deployed``."""
+    async def models(self, pass_id: str, parts: list[str], grace_end: float) -> int:
+        """Archive every tenant's model-history entries past its ``keep_deployed`` (all of
+        an offboarded tenant's past its grace period, which ended at ``grace_end``)."""
         removed = 0
         total = await self.store.count_tenants()
-        for offset in range(0, total, TENANT_CHUNK):
-            ids = await self.store.list_tenant_ids(offset, TENANT_CHUNK)
+        chunks = [
+            await self.store.list_tenant_ids(offset, TENANT_CHUNK)
+            for offset in range(0, total, TENANT_CHUNK)
+        ]
+        chunks.append(await self.ledger.offboarded_before(grace_end, TENANT_CHUNK))
+        for ids in chunks:
             for tenant in await self.store.get_tenants(ids):
                 keep = policy_for(self.config, tenant.retention).keep_deployed
+                if past_grace(tenant, grace_end):
+                    keep = 0
                 extra = history_beyond(await self.ledger.history_length(tenant.id), keep)
                 if not extra:
                     continue
@@ -187,6 +199,22 @@ class RecordArchiver:
                 intent = Intent(kind="models", tenant_id=tenant.id, where=pass_id, ids=entries)
                 removed += await self._start(model_part(tenant.id, pass_id), intent, parts)
         return removed
+
+    async def tenants(self, pass_id: str, parts: list[str], grace_end: float) -> int:
+        """Archive the records of tenants offboarded before ``grace_end`` whose runs and
+        model history have left Redis: records archived."""
+        archived = 0
+        for tenant_id in await self.ledger.offboarded_before(grace_end, TENANT_CHUNK):
+            tenant = await self.store.get_tenant(tenant_id)
+            if tenant is None or not past_grace(tenant, grace_end):
+                continue
+            if await self.ledger.holds_records(tenant_id):
+                continue  # its runs or history move first (a later pass, if over budget)
+            intent = Intent(
+                kind="tenant", tenant_id=tenant_id, where=pass_id, ids=[tenant.model_dump_json()]
+            )
+            archived += await self._start(tenant_part(tenant_id, pass_id), intent, parts)
+        return archived
 
     async def _start(self, part: str, intent: Intent, parts: list[str]) -> int:
         if not await self.store.ledger.record_archive_intent(
@@ -206,6 +234,11 @@ class RecordArchiver:
                 await self._write(part, lines)
             await self.failpoints.hit("archive.after_write", part)
             removed = await self.ledger.remove_batches(self.owner, part, intent.where, intent.ids)
+        elif intent.kind == "tenant":
+            if not await self.blobs.exists(part):
+                await self._write(part, intent.ids)
+            await self.failpoints.hit("archive.after_write", part)
+            removed = await self.ledger.remove_tenant(self.owner, part, intent.tenant_id)
         else:
             if not await self.blobs.exists(part):
                 await self._write(part, intent.ids)

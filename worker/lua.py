@@ -18,6 +18,8 @@ CREATE_DOC = """
 local tenant_key, tenants_key = KEYS[1], KEYS[2]
 local doc, tenant_id, score = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HEXISTS', tenant_key, 'doc') == 1 then return 0 end
+-- An offboarded tenant whose record was archived keeps its id until it is erased.
+if redis.call('HEXISTS', tenant_key, 'archived') == 1 then return 0 end
 redis.call('HSET', tenant_key, 'doc', doc, 'version', 0)
 redis.call('ZADD', tenants_key, score, tenant_id)
 return 1

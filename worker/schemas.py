@@ -106,6 +106,9 @@ class Tenant(Record):
     deleted: bool = False
     remote_removal: Literal["requested", "done", "failed"] | None = None
     retention: Retention | None = None
+    deleted_at: datetime | None = Field(
+        default=None, description="when the tenant was offboarded (its grace period starts)"
+    )
 
 
 class Batch(Record):

@@ -264,6 +264,13 @@ class ArchiveConfig(BaseModel):
         default=5, ge=1, le=1000, description="deployed versions per tenant whose runs are kept"
     )
     max_runs_per_pass: int = Field(default=5000, ge=1, le=1_000_000)
+    offboarded_grace_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3650,
+        description="an offboarded tenant's runs, model history and record move to the "
+        "archive this long after offboarding",
+    )
 
 
 class ScoringConfig(BaseModel):

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from worker import lua
 from worker.keys import TENANT_RUNS_SUFFIX, Keys
 from worker.redisio import reply
-from worker.schemas import DeployedModel, Tenant
+from worker.schemas import DeployedModel, Tenant, utcnow
 
 
 class StoreError(Exception):
@@ -187,6 +187,7 @@ class TenantRecords:
 
         def change(tenant: Tenant) -> Tenant:
             tenant.deleted = True
+            tenant.deleted_at = tenant.deleted_at or utcnow()
             if remove_remote:
                 tenant.remote_removal = "requested"
             tenant.api_key_hashes = []
@@ -199,4 +200,7 @@ class TenantRecords:
         deleted = await self.update_tenant(tenant_id, change)
         await self.drop_api_keys(before.api_key_hashes)
         await reply(self.redis.zrem(self.keys.tenants, tenant_id))
+        # The archiver moves offboarded tenants' records after a grace period.
+        stamp = (deleted.deleted_at or utcnow()).timestamp()
+        await reply(self.redis.zadd(self.keys.offboarded, {tenant_id: stamp}, nx=True))
         return deleted

@@ -24,6 +24,7 @@ class ArchiveLedger:
         self.keys = keys
         self._batches = redis.register_script(oom_safe_script("archive_batches"))
         self._models = redis.register_script(oom_safe_script("archive_models"))
+        self._tenant = redis.register_script(oom_safe_script("archive_tenant"))
 
     async def remove_batches(
         self, owner: str, part: str, where: str, batch_ids: Sequence[str]
@@ -52,6 +53,35 @@ class ArchiveLedger:
             self.keys.tenant_models(tenant_id),
         ]
         return int(await self._models(keys=keys, args=[owner, part, *entries]))
+
+    async def remove_tenant(self, owner: str, part: str, tenant_id: str) -> int:
+        """Replace an offboarded tenant's record (archived in ``part``) by a tombstone naming
+        the part: 1 removed, 0 when it still holds runs or history, -1 (lease lost)."""
+        keys = [
+            self.keys.archive_lease,
+            self.keys.archive_intents,
+            self.keys.tenant(tenant_id),
+            self.keys.tenant_runs(tenant_id),
+            self.keys.tenant_models(tenant_id),
+            self.keys.tenant_verification(tenant_id),
+            self.keys.offboarded,
+        ]
+        return int(await self._tenant(keys=keys, args=[owner, part, tenant_id]))
+
+    async def holds_records(self, tenant_id: str) -> bool:
+        """Whether runs or model history of the tenant are still in Redis."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.tenant_runs(tenant_id))
+            pipe.llen(self.keys.tenant_models(tenant_id))
+            runs, models = await pipe.execute()
+        return bool(runs or models)
+
+    async def offboarded_before(self, before: float, limit: int) -> list[str]:
+        """Tenants offboarded before ``before`` (s since epoch), the earliest first."""
+        ids: list[str] = await self.redis.zrangebyscore(
+            self.keys.offboarded, "-inf", f"({before}", start=0, num=limit
+        )
+        return ids
 
     async def model_tail(self, tenant_id: str, count: int) -> list[str]:
         """The oldest ``count`` entries of the tenant's model history (JSON, list order)."""
