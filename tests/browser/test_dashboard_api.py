@@ -4,6 +4,7 @@ seeded Redis state, admin-only access, and UI files that are public but never a 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from tests.runs import put_in_state
 from worker.keys import Keys
 from worker.schemas import RunState
 from worker.store import Store
+from worker.views import ACTIVITY_BUCKETS, BUCKET_SECONDS, MIN_ACTIVITY_BUCKETS
 
 KEYS = Keys()
 
@@ -25,12 +27,21 @@ async def finish(redis: aioredis.Redis, run_id: str, state: RunState) -> None:
     await put_in_state(store, run, state, due_in=None)
 
 
+async def runs_of(api: ApiTestClient, *created: dict[str, Any]) -> list[dict[str, Any]]:
+    """The current records of the onboarding runs of these onboarded tenants."""
+    runs = []
+    for body in created:
+        response = await api.get(f"/v1/runs/{body['run']['id']}", headers=ADMIN)
+        runs.append(await response.json())
+    return runs
+
+
 async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
     api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
     """Tenants by kind and model state, leased slots, queue backlog and runs by state."""
     a = await onboard(api, "tenant-a", data_path="data/tenant-a/a.csv")
-    await onboard(api, "tenant-b", data_path="data/tenant-b/b.csv")
+    b = await onboard(api, "tenant-b", data_path="data/tenant-b/b.csv")
     await onboard(api, "tenant-c", train=False)
     await finish(redis, a["run"]["id"], RunState.FAILED)
     now = int(time.time() * 1000)
@@ -64,6 +75,19 @@ async def test_fleet_counts_tenants_slots_backlog_and_recent_runs(
     assert fleet["runs_by_state"] == {"failed": 1, "queued": 1}
     assert len(fleet["runs_by_hour"]) == 3
     assert fleet["runs_by_hour"][-1]["counts"] == {"failed": 1, "queued": 1}
+    # the chart's buckets span the runs just created: the narrowest width that covers them
+    # from the oldest to the overview's time in 48 buckets, and at least twelve buckets
+    activity = fleet["activity"]
+    oldest = min(datetime.fromisoformat(r["created_at"]) for r in await runs_of(api, a, b))
+    span = (datetime.fromisoformat(fleet["generated_at"]) - oldest).total_seconds()
+    width = next(w for w in BUCKET_SECONDS if span <= w * ACTIVITY_BUCKETS)
+    assert activity["bucket_seconds"] == width
+    assert len(activity["buckets"]) >= MIN_ACTIVITY_BUCKETS
+    totals: dict[str, int] = {}
+    for bucket in activity["buckets"]:
+        for state, n in bucket["counts"].items():
+            totals[state] = totals.get(state, 0) + n
+    assert totals == {"failed": 1, "queued": 1}
 
 
 async def test_batches_and_their_runs_are_listed_for_admins_only(api: ApiTestClient) -> None:
