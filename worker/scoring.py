@@ -48,10 +48,11 @@ class ClassicScoring:
         self.timeout = timeout_seconds
         self._clients: dict[tuple[str, str], BesClient] = {}
 
-    async def client(self, job: ScoringJob) -> BesClient:
-        """The BES client of the job's endpoint (its ``ApiLocation`` and primary key)."""
+    async def client(self, job: ScoringJob, *, fresh: bool = False) -> BesClient:
+        """The BES client of the job's endpoint (its ``ApiLocation`` and primary key), read
+        again when ``fresh`` (an endpoint deleted and created again has a new id and keys)."""
         key = (job.web_service_id, job.endpoint)
-        client = self._clients.get(key)
+        client = None if fresh else self._clients.get(key)
         if client is None:
             endpoint = await self.endpoints.get_endpoint(job.web_service_id, job.endpoint)
             if endpoint is None:
@@ -86,7 +87,7 @@ class ClassicScoring:
 
     async def submit(self, run: Run, job: ScoringJob) -> str:
         """Create the scoring job (not started); never retried blindly."""
-        client = await self.client(job)
+        client = await self.client(job, fresh=True)
         return await client.submit(self.job_request(run, job))
 
     async def start(self, run: Run, job: ScoringJob) -> None:
