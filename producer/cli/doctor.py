@@ -2,9 +2,11 @@
 
 It reads the worker's settings (environment, ``.env``, ``.stack/env``) and makes one harmless
 read per dependency: Redis ``PING``; a blob lookup in the container; for each BES endpoint of
-each training service, the status of a job id that cannot exist (404 means the key was
-accepted); the workspace's list of web services with the management token; the resource
-group's list of web services with the ARM token. Nothing is created, started or changed.
+each classic training service, the status of a job id that cannot exist (404 means the key was
+accepted); for each Azure ML v2 training service, its workspace and datastore with the ARM
+token (the datastore must be on the worker's blob container); the workspace's list of web
+services with the management token; the resource group's list of web services with the ARM
+token. Nothing is created, started or changed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.blobs import BlobStore, BlobStoreError
 from worker.logs import configure_logging, redact_text
-from worker.settings import AzureMLConfig, LogConfig, WorkerSettings, describe_validation_error
+from worker.settings import (
+    AzureMLConfig,
+    AzureMLV2Config,
+    LogConfig,
+    WorkerSettings,
+    describe_validation_error,
+)
 
 ARM_API_VERSION = "2017-01-01"
 PROBE_JOB = "retrainqdoctorprobe"
@@ -151,6 +159,21 @@ async def check_management(session: aiohttp.ClientSession, azureml: AzureMLConfi
     return Check(check=name, target=url, ok=True, result=f"{count} web services")
 
 
+NO_ARM_TOKEN = (
+    "set RETRAINQ_AZUREML__ARM_TOKEN ('az account get-access-token --resource "
+    "https://management.azure.com/'), or RETRAINQ_AZUREML__ARM_AUTH=azure_identity"
+)
+
+
+def arm_provider(azureml: AzureMLConfig) -> TokenProvider | None:
+    """Where the worker's ARM tokens come from; ``None`` when no token is configured."""
+    if azureml.arm_auth == "azure_identity":
+        return AzureIdentityToken()
+    if azureml.arm_token.get_secret_value():
+        return StaticToken(azureml.arm_token)
+    return None
+
+
 async def check_arm(session: aiohttp.ClientSession, azureml: AzureMLConfig) -> Check:
     """The ARM token lists the resource group's Machine Learning web services."""
     url = (
@@ -159,17 +182,9 @@ async def check_arm(session: aiohttp.ClientSession, azureml: AzureMLConfig) -> C
         f"?api-version={ARM_API_VERSION}"
     )
     name = "ARM token"
-    provider: TokenProvider
-    if azureml.arm_auth == "azure_identity":
-        provider = AzureIdentityToken()
-    elif azureml.arm_token.get_secret_value():
-        provider = StaticToken(azureml.arm_token)
-    else:
-        fix = (
-            "set RETRAINQ_AZUREML__ARM_TOKEN ('az account get-access-token --resource "
-            "https://management.azure.com/'), or RETRAINQ_AZUREML__ARM_AUTH=azure_identity"
-        )
-        return Check(check=name, target=url, ok=False, result="not set", fix=fix)
+    provider = arm_provider(azureml)
+    if provider is None:
+        return Check(check=name, target=url, ok=False, result="not set", fix=NO_ARM_TOKEN)
     try:
         token = await provider.token()
         count = await _list(session, url, token, azureml.request_timeout_seconds)
@@ -188,12 +203,100 @@ async def check_arm(session: aiohttp.ClientSession, azureml: AzureMLConfig) -> C
     return Check(check=name, target=url, ok=True, result=f"{count} web services")
 
 
+async def _v2_reads(
+    session: aiohttp.ClientSession,
+    base: str,
+    api: str,
+    datastore: str,
+    token: SecretStr,
+    timeout_seconds: float,
+) -> tuple[object, object]:
+    """The workspace and its datastore (``NotFoundError`` names which is missing)."""
+    workspace = await request_json(
+        session, "GET", f"{base}?{api}", token=token, timeout_seconds=timeout_seconds
+    )
+    store = await request_json(
+        session,
+        "GET",
+        f"{base}/datastores/{datastore}?{api}",
+        token=token,
+        timeout_seconds=timeout_seconds,
+    )
+    return workspace.body, store.body
+
+
+def _field(body: object, *path: str) -> str:
+    for key in path:
+        body = body.get(key) if isinstance(body, dict) else None
+    return str(body) if body is not None else "?"
+
+
+async def check_v2(
+    session: aiohttp.ClientSession,
+    service: str,
+    config: AzureMLV2Config,
+    settings: WorkerSettings,
+) -> Check:
+    """A v2 training service's workspace answers the ARM token and its datastore is there,
+    on the worker's blob container."""
+    name = f"v2 workspace {service}"
+    base = (config.arm_url or settings.azureml.arm_url).rstrip("/") + config.workspace_path()
+    provider = arm_provider(settings.azureml)
+    if provider is None:
+        return Check(check=name, target=base, ok=False, result="not set", fix=NO_ARM_TOKEN)
+    prefix = f"RETRAINQ_TRAINING_SERVICES['{service}'].azureml_v2"
+    try:
+        workspace, store = await _v2_reads(
+            session,
+            base,
+            f"api-version={config.api_version}",
+            config.datastore,
+            await provider.token(),
+            settings.azureml.request_timeout_seconds,
+        )
+    except NotFoundError as exc:
+        missing = "datastore" if "/datastores/" in (exc.url or "") else "workspace"
+        fix = (
+            f"register an Azure Blob datastore {config.datastore!r} on container "
+            f"{settings.blob.container!r} (docs/AZURE.md), or set {prefix}.datastore"
+            if missing == "datastore"
+            else f"check {prefix}.subscription_id, resource_group and workspace"
+        )
+        return Check(check=name, target=base, ok=False, result=f"{missing} not found", fix=fix)
+    except AzureMLError as exc:
+        fix_key = (
+            "the worker's principal needs a role on the workspace that may read it and its "
+            "datastores, and create and read jobs (docs/AZURE.md)"
+        )
+        return _refused("token", exc, fix_key).model_copy(update={"check": name, "target": base})
+    except ClientAuthenticationError as exc:
+        fix = "sign in ('az login') or configure a managed identity for azure_identity"
+        return Check(check=name, target=base, ok=False, result=redact_text(str(exc))[:160], fix=fix)
+    finally:
+        if isinstance(provider, AzureIdentityToken):
+            await provider.close()
+    container = _field(store, "properties", "containerName")
+    if container != settings.blob.container:
+        fix = (
+            f"the datastore must be on the worker's blob container {settings.blob.container!r}: "
+            f"register one on it and set {prefix}.datastore"
+        )
+        result = f"datastore {config.datastore} is on container {container}"
+        return Check(check=name, target=base, ok=False, result=result, fix=fix)
+    location = _field(workspace, "location")
+    result = f"workspace in {location}, datastore {config.datastore} on {container}"
+    return Check(check=name, target=base, ok=True, result=result)
+
+
 async def run_checks(settings: WorkerSettings) -> list[Check]:
     """Every check, run concurrently, in a stable order."""
     timeout = settings.azureml.request_timeout_seconds
     async with aiohttp.ClientSession() as session:
         checks: list[Awaitable[Check]] = [check_redis(settings), check_blob(settings)]
         for service, config in sorted(settings.training_services.items()):
+            if config.azureml_v2 is not None:  # its one "endpoint" is the workspace's slots
+                checks.append(check_v2(session, service, config.azureml_v2, settings))
+                continue
             for index, endpoint in enumerate(config.endpoints, start=1):
                 checks.append(
                     check_bes(session, service, index, endpoint.url, endpoint.api_key, timeout)
