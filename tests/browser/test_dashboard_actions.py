@@ -4,20 +4,23 @@ only where the key may; every outcome is checked in the records the API wrote.""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import uuid
 
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import SCREENSHOTS, VIEWPORT
 from tests.integration.conftest_api import ADMIN, ADMIN_KEY, ApiTestClient, onboard
+from tests.integration.test_archive import LATER, archiver, blobs, finished_runs
 from tests.runs import put_in_state
+from worker.blobs import BlobStore
 from worker.keys import Keys
 from worker.redisio import reply
 from worker.run.model import Run, RunState
+from worker.schemas import utcnow
 from worker.store import Store
 
+__all__ = ["blobs"]  # the archive container fixture (where the API app reads archived runs)
 WAIT_MS = 15_000
 
 
@@ -150,27 +153,34 @@ async def test_retry_failed_starts_a_batch_of_the_failed_tenants(
     await page.close()
 
 
-async def test_archived_runs_are_marked_on_the_tenant_page(
-    api: ApiTestClient, redis: aioredis.Redis, browser: Browser
+async def test_archived_runs_are_marked_on_the_tenant_and_run_pages(
+    api: ApiTestClient, redis: aioredis.Redis, blobs: BlobStore, browser: Browser
 ) -> None:
-    """A run the API lists with ``archived: true`` carries a badge and a note, and offers no
-    cancel (the listing is rewritten in the browser: the flag is what is rendered)."""
-    run = await retrained(api, redis, "arch-a")
+    """Runs the archiver moved to blob storage are listed with an "archived" badge and a note;
+    an archived run's page says where it was read from and offers no cancel."""
+    tenant_id = f"arch-{uuid.uuid4().hex[:8]}"  # the container outlives Redis between tests
+    store = Store(redis)
+    await onboard(api, tenant_id, train=False)
+    runs = await finished_runs(store, tenant_id, 3)
+    done = await archiver(store, blobs, keep_runs=1).archive_once(utcnow() + LATER)
+    assert done.archived == 2
+    live = set(await store.tenant_run_ids(tenant_id, 0, 10))
+    archived = [run.id for run in runs if run.id not in live]
+    assert len(archived) == 2
     page = await browser.new_page(viewport=VIEWPORT)
-
-    async def mark_archived(route: Route) -> None:
-        response = await route.fetch()
-        body: dict[str, Any] = await response.json()
-        for item in body["items"]:
-            item["archived"] = True
-        await route.fulfill(response=response, body=json.dumps(body))
-
-    await page.route("**/v1/tenants/arch-a/runs*", mark_archived)
     await sign_in(page, api)
-    await goto(page, api, "#/tenant/arch-a")
-    row = page.locator(f"[data-test=runs] tr[data-run='{run.id}']")
-    await expect(row.locator("[data-test=archived]")).to_have_text("archived")
-    await expect(row.locator("[data-test=cancel-run]")).to_have_count(0)
+    await goto(page, api, f"#/tenant/{tenant_id}")
+    rows = page.locator("[data-test=runs] tr[data-run]")
+    await expect(rows).to_have_count(3)
+    await expect(page.locator("[data-test=runs] tr[data-archived=true]")).to_have_count(2)
+    for run_id in archived:
+        row = page.locator(f"[data-test=runs] tr[data-run='{run_id}']")
+        await expect(row.locator("[data-test=archived]")).to_have_text("archived")
     await expect(page.locator("[data-test=archived-note]")).to_be_visible()
     await page.screenshot(path=str(SCREENSHOTS / "tenant-archived-runs.png"), full_page=True)
+
+    await goto(page, api, f"#/run/{archived[0]}")
+    await expect(page.locator("[data-test=archived-note]")).to_contain_text("archive")
+    await expect(page.locator("h1 [data-test=archived]")).to_be_visible()
+    await expect(page.locator("#cancel-run")).to_have_count(0)
     await page.close()
