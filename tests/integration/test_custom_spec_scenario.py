@@ -1,7 +1,8 @@
 """A schema the emulator does not ship, end to end: the emulator runs a config file with a
 diabetes regression spec, and retrainq (the real API with its preflight, a worker, Redis and
-Azurite) onboards tenants on it, takes their data, retrains and deploys — configured from that
-file alone, as ``retrainq dev up --emulator-config`` configures the local stack."""
+Azurite) onboards tenants on it, takes their data, retrains, judges candidates on held-out
+rows scored through BES, and deploys — configured from that file alone, as ``retrainq dev up
+--emulator-config`` configures the local stack."""
 
 from __future__ import annotations
 
@@ -120,3 +121,52 @@ async def test_tenants_on_a_custom_spec_retrain_and_deploy(
         assert await fleet.score(tenant, probe) == deployed.predict(probe)
     stats = await fleet.training_stats("Diabetes Training")
     assert stats["jobs_failed"] == 0
+
+
+async def test_a_custom_spec_tenant_is_judged_on_held_out_rows(
+    fleet: Fleet, api: ApiTestClient
+) -> None:
+    """With the spec's label named in its gate, a classic tenant's second retrain scores the
+    deployed model and the candidate through BES on the same held-out diabetes rows; the
+    candidate is deployed and served, and each scored blob was written by one started job."""
+    target = {
+        "kind": "classic",
+        "web_service_id": predictive_service_ids(fleet.config)["diabetes"],
+        "resource_name": DIABETES.resource_name,
+    }
+    body = {
+        "id": "clinic-h",
+        "target": target,
+        "train": False,
+        # Both models learn the same relation, and the held-out rows are drawn by the run's
+        # (random) id: a wide allowance keeps the decision off the sampling noise.
+        "gate": {"holdout": {"label": "target"}, "max_regression": 1.0},
+    }
+    created = await call(api, "POST", "/v1/tenants", 201, json=body, headers=ADMIN)
+    own = bearer(created["api_key"])
+    fleet.run_workers(1)
+    runs = []
+    for part in (diabetes_csv(0, 200), diabetes_csv(200)):
+        await call(api, "PUT", "/v1/tenants/clinic-h/data", 200, data=part, headers=own)
+        accepted = await call(api, "POST", "/v1/tenants/clinic-h/retrains", 202, headers=own)
+        runs.append(await ended(api, accepted["run"]["id"], created["api_key"]))
+    first, second = runs
+    assert [r["state"] for r in runs] == ["succeeded", "succeeded"], runs
+    decision = second["decision"]
+    assert (decision["evaluation"], decision["accepted"]) == ("holdout", True)
+    comparison = decision["comparison"]
+    assert comparison["champion_model"] == first["outputs"]["model_path"]
+    assert comparison["challenger_model"] == second["outputs"]["model_path"]
+    assert comparison["holdout_rows"] > 30
+    scored = parse_csv(await fleet.blobs.download(comparison["challenger_scored"]))
+    assert len(scored) == comparison["holdout_rows"]
+    assert list(scored[0])[-2:] == ["target", "Scored Labels"]
+    stats = await fleet.emulator("GET", "/_emulator/stats")
+    by_output = stats["web_services"]["Diabetes Scoring"]["started_jobs_by_output"]
+    outputs = [f"retrainq/{job['output_path']}" for job in second["scoring_jobs"]]
+    assert [by_output.get(path) for path in outputs] == [1, 1]
+    tenant = await fleet.store.get_tenant("clinic-h")
+    assert tenant is not None
+    deployed = Model.from_json(await fleet.blobs.download(second["outputs"]["model_path"]))
+    probe = [{c: r[c] for c in FEATURES} for r in parse_csv(diabetes_csv(0, 10))]
+    assert await fleet.score(tenant, probe) == deployed.predict(probe)
