@@ -161,6 +161,15 @@ class Gate(BaseModel):
         return min(allowances) if allowances else None
 
 
+def patched_gate(new: Gate | None, current: Gate | None) -> Gate | None:
+    """The gate a PATCH stores: one given without ``evaluation`` keeps the tenant's mode
+    (a gate stored without the field, or none, is ``reported``)."""
+    if new is None or "evaluation" in new.model_fields_set:
+        return new
+    mode = current.evaluation if current is not None else "reported"
+    return new.model_copy(update={"evaluation": mode})
+
+
 class Comparison(BaseModel):
     """Champion and challenger measured by retrainq on the same holdout rows.
 

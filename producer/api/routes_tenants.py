@@ -37,6 +37,7 @@ from producer.schemas import (
 from worker.blobs import training_data_path
 from worker.cron import check_interval
 from worker.datapaths import DataPathError, check_data_path, check_global_parameters
+from worker.evaluate import patched_gate
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists
 from worker.verification import Verification
@@ -209,6 +210,8 @@ async def patch_tenant(request: web.Request) -> web.Response:
             raise Problem(422, "Unprocessable Content", f"{name}: may not be null")
     if "training_service" in changes:
         _check_service(request, changes["training_service"])
+    if "gate" in changes:
+        changes["gate"] = patched_gate(changes["gate"], current.gate)
     merged = Tenant.model_validate({**current.model_dump(), **changes})
     check_tenant_fields(request, merged, changes.keys())
     outcome = None
