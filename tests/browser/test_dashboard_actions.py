@@ -184,3 +184,33 @@ async def test_archived_runs_are_marked_on_the_tenant_and_run_pages(
     await expect(page.locator("h1 [data-test=archived]")).to_be_visible()
     await expect(page.locator("#cancel-run")).to_have_count(0)
     await page.close()
+
+
+async def test_an_archived_batch_shows_its_summary_and_offers_no_retry(
+    api: ApiTestClient, redis: aioredis.Redis, blobs: BlobStore, browser: Browser
+) -> None:
+    """A batch the archiver summarised reads as archived with its final counts; its runs left
+    its list, so the page lists none and offers no retry (the API answers 404 for one)."""
+    tenant_id = f"archb-{uuid.uuid4().hex[:8]}"
+    await onboard(api, tenant_id, data_path=f"data/{tenant_id}/a.csv", train=False)
+    answer = await api.post("/v1/batches", json={"tenant_ids": [tenant_id]}, headers=ADMIN)
+    batch_id = (await answer.json())["batch_id"]
+    store = Store(redis)
+    (run,) = await store.get_runs(await store.batch_run_ids(batch_id))
+    await put_in_state(store, run, RunState.FAILED)
+    report = await archiver(store, blobs).archive_once(utcnow() + LATER)
+    assert report.batches == 1
+    assert await store.get_batch(batch_id) is None
+    page = await browser.new_page(viewport=VIEWPORT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in(page, api)
+    await goto(page, api, f"#/batch/{batch_id}")
+    await expect(page.locator("[data-test=archived-note]")).to_contain_text("Archived")
+    await expect(page.locator("[data-test=batch-state]")).to_have_text("Failed")
+    await expect(page.locator("[data-test=counts] [data-key=failed]")).to_contain_text("1")
+    await expect(page.locator("#retry-failed")).to_be_hidden()
+    retry = await api.post(f"/v1/batches/{batch_id}/retry-failed", headers=ADMIN)
+    assert retry.status == 404
+    assert errors == []
+    await page.close()

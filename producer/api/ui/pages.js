@@ -156,6 +156,12 @@ export async function batchPage(main, batchId) {
   let tick = 0;
   await poll(async () => {
     const status = await api(`/v1/batches/${batchId}`);
+    if (status.archived) {
+      // An archived batch is a summary (counts by final state); its runs left its list.
+      retry.show({ counts: {} });
+      body.replaceChildren(archivedBatch(status));
+      return false;
+    }
     const ended = status.done >= status.total;
     if (tick % 5 === 0 || ended) runs = await allRuns(batchId);
     tick += 1;
@@ -163,6 +169,16 @@ export async function batchPage(main, batchId) {
     body.replaceChildren(...batchCards(status, runs));
     return !ended; // stop polling once every run ended
   }, 1000);
+}
+
+function archivedBatch(status) {
+  return card(
+    "Progress",
+    h("p", {}, batchBadge(status.state), " ", h("span", { class: "badge archived", "data-test": "archived" }, "archived")),
+    progressBar(status),
+    h("p", { class: "muted small", "data-test": "archived-note" }, `Archived after its retention: this is its summary (reason ${status.reason}, started ${fmtTime(status.created_at)}). Its runs are no longer listed with it; each tenant's page still lists its own.`),
+    countList(status.counts, { "data-test": "counts" }),
+  );
 }
 
 // "Retry failed": shown once the batch has failed (or cancelled) runs; it starts a new bulk
