@@ -178,7 +178,7 @@ async def test_faults_and_job_failures_apply_to_scoring(emu: Emu, blobs: Blobs) 
 async def test_forty_scoring_jobs_run_at_once_per_endpoint(emu: Emu, blobs: Blobs) -> None:
     """45 started scoring jobs: 40 run, 5 wait (reported Running); all finish."""
     await blobs.upload("data/holdout.csv", bike_rental_csv("holdout", 5, seed=1))
-    await emu.put_settings(min_job_seconds=0.4)
+    await emu.put_settings(min_job_seconds=2.0)  # every start lands before a job ends
     base, auth = emu.runtime(SCORING)
     ids = []
     for i in range(45):
