@@ -23,6 +23,7 @@ import structlog
 from arq.constants import in_progress_key_prefix
 
 from worker.keys import Keys
+from worker.redis_full import FullRedis, is_full
 from worker.redisio import reply
 from worker.run.ledger import Ledger
 from worker.run.scripts import now_ms
@@ -47,8 +48,10 @@ class Liveness:
         *,
         ttl_seconds: float = 6.0,
         beat_seconds: float = 2.0,
+        full_redis: FullRedis | None = None,
     ) -> None:
         self.redis = redis
+        self.full_redis = full_redis or FullRedis()
         self.keys = keys
         self.ledger = ledger
         self.worker_id = worker_id
@@ -108,7 +111,10 @@ class Liveness:
                 await self.beat()
                 await self.recover_lapsed()
             except Exception as exc:  # a Redis outage: the next beat may succeed
-                log.warning("liveness.failed", error=str(exc))
+                if is_full(exc):
+                    self.full_redis.refusal("liveness")
+                else:
+                    log.warning("liveness.failed", error=str(exc))
             await asyncio.sleep(self.beat_seconds)
 
     async def leave(self) -> None:

@@ -20,7 +20,7 @@ from arq.worker import Retry, Worker, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.archive import Archiver
@@ -45,6 +45,8 @@ from worker.offboard import remove_remote
 from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import ADVANCE, OFFBOARD, StepQueue
 from worker.reconciler import reconcile as reconcile_runs
+from worker.redis_full import PAUSE_SECONDS as FULL_PAUSE_SECONDS
+from worker.redis_full import FullRedis, is_full
 from worker.run.slots import Slots
 from worker.schedules import Schedules
 from worker.serialization import deserialize, serialize
@@ -72,6 +74,7 @@ class WorkerContext(TypedDict, total=False):
     gauges: asyncio.Task[None]
     liveness_loop: asyncio.Task[None]
     archiver: asyncio.Task[None]
+    full_redis: FullRedis
 
 
 # Inside one step a call may be retried once, quickly; longer waits are new deferred steps.
@@ -107,12 +110,22 @@ class ResilientWorker(Worker):
     """
 
     async def _poll_iteration(self) -> None:
-        """One arq poll; on a Redis error, pause and give back the job slots it left taken."""
+        """One arq poll; on a Redis error, pause and give back the job slots it left taken.
+
+        A Redis that refuses writes (full) pauses the loop the same way, said once a minute.
+        """
         try:
             await super()._poll_iteration()
         except (RedisConnectionError, RedisTimeoutError, WatchError) as exc:
             log.warning("worker.redis_unavailable", error=str(exc))
             await asyncio.sleep(REDIS_OUTAGE_PAUSE)
+            await self._recover_slots()
+        except ResponseError as exc:
+            if not is_full(exc):
+                raise
+            full: FullRedis = self.ctx["full_redis"]
+            full.refusal("poll")
+            await asyncio.sleep(FULL_PAUSE_SECONDS)
             await self._recover_slots()
 
     async def _recover_slots(self) -> None:
@@ -255,9 +268,18 @@ def build_deps(
 
 
 async def advance(ctx: WorkerContext, run_id: str) -> None:
-    """arq job: advance one run by one step (or a few instant ones)."""
+    """arq job: advance one run by one step (or a few instant ones).
+
+    A write Redis refused (full) leaves the run as it was and still due: the reconciler
+    enqueues it again once Redis has room.
+    """
     stepper = ctx["stepper"]
-    await stepper.advance(run_id)
+    try:
+        await stepper.advance(run_id)
+    except ResponseError as exc:
+        if not is_full(exc):
+            raise
+        ctx["full_redis"].refusal("step")
 
 
 async def offboard(ctx: WorkerContext, tenant_id: str) -> str:
@@ -273,13 +295,25 @@ async def offboard(ctx: WorkerContext, tenant_id: str) -> str:
 async def reconcile(ctx: WorkerContext) -> int:
     """arq cron: re-enqueue runs whose next step is overdue, and fill free slots."""
     stepper = ctx["stepper"]
-    return await reconcile_runs(stepper.deps, stepper.dispatch)
+    try:
+        return await reconcile_runs(stepper.deps, stepper.dispatch)
+    except ResponseError as exc:
+        if not is_full(exc):
+            raise
+        ctx["full_redis"].refusal("reconciler")
+        return 0
 
 
 async def fire_schedules(ctx: WorkerContext) -> int:
     """arq cron: turn due schedule slots into runs and batches (once per slot, fleet-wide)."""
     schedules = ctx["schedules"]
-    return await schedules.fire_due()
+    try:
+        return await schedules.fire_due()
+    except ResponseError as exc:
+        if not is_full(exc):
+            raise
+        ctx["full_redis"].refusal("schedules")
+        return 0
 
 
 async def sample_gauges_forever(ctx: WorkerContext) -> None:
@@ -330,7 +364,7 @@ async def step_started(ctx: WorkerContext) -> None:
         try:
             await liveness.step_started(ctx["job_id"])
         except RedisError as exc:
-            log.warning("liveness.record_failed", error=str(exc))
+            _record_failed(ctx, exc)
 
 
 async def step_ended(ctx: WorkerContext) -> None:
@@ -340,7 +374,14 @@ async def step_ended(ctx: WorkerContext) -> None:
         try:
             await liveness.step_ended(ctx["job_id"])
         except RedisError as exc:
-            log.warning("liveness.record_failed", error=str(exc))
+            _record_failed(ctx, exc)
+
+
+def _record_failed(ctx: WorkerContext, exc: RedisError) -> None:
+    if is_full(exc):
+        ctx["full_redis"].refusal("liveness")
+    else:
+        log.warning("liveness.record_failed", error=str(exc))
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
@@ -373,6 +414,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             worker_id_for(settings.pod_name),
             ttl_seconds=settings.heartbeat_seconds * 3,
             beat_seconds=settings.heartbeat_seconds,
+            full_redis=ctx["full_redis"],
         )
         await liveness.beat()
         ctx["liveness"] = liveness
@@ -385,6 +427,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 concurrency=settings.sweep_concurrency,
                 claim_seconds=settings.sweep_claim_seconds,
                 owner=liveness.worker_id,
+                full_redis=ctx["full_redis"],
             )
             ctx["sweeper"] = asyncio.create_task(sweeper.run_forever(), name="sweeper")
         ctx["gauges"] = asyncio.create_task(sample_gauges_forever(ctx), name="gauges")
@@ -461,4 +504,5 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         health_check_key=f"{settings.redis.queue_name}:health:{settings.pod_name}",
         job_serializer=serialize,
         job_deserializer=deserialize,
+        ctx={"full_redis": FullRedis()},
     )

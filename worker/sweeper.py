@@ -30,6 +30,7 @@ from worker.azureml.errors import AzureMLError
 from worker.classic import UnknownEndpoint
 from worker.deps import Deps
 from worker.metrics import METRICS
+from worker.redis_full import FullRedis, is_full
 from worker.run import machine as mc
 from worker.run.model import Run
 from worker.run.slots import Hold
@@ -54,8 +55,10 @@ class Sweeper:
         concurrency: int = 64,
         claim_seconds: float = 20.0,
         owner: str = "-",
+        full_redis: FullRedis | None = None,
     ) -> None:
         self.deps = deps
+        self.full_redis = full_redis or FullRedis()
         self.dispatch = dispatch
         self.ledger = deps.ledger
         self.policy = policy_of(deps.settings)
@@ -71,7 +74,10 @@ class Sweeper:
             try:
                 swept = await self.sweep_once()
             except Exception as exc:  # any failure pauses the loop; the claims expire
-                log.warning("sweeper.failed", error=str(exc))
+                if is_full(exc):
+                    self.full_redis.refusal("sweeper")
+                else:
+                    log.warning("sweeper.failed", error=str(exc))
                 await asyncio.sleep(ERROR_PAUSE_SECONDS)
                 continue
             if swept < self.batch:

@@ -26,8 +26,13 @@ K8S = DEPLOY / "k8s"
 OVERLAYS = ("base", "overlays/dev", "overlays/prod")
 SCALEDOBJECT_SCHEMA = DEPLOY / "schemas" / "scaledobject.schema.json"
 PODMONITOR_SCHEMA = DEPLOY / "schemas" / "podmonitor.schema.json"
+PROMETHEUSRULE_SCHEMA = DEPLOY / "schemas" / "prometheusrule.schema.json"
 # Custom resources are not in the Kubernetes schemas: each kind has a project schema instead.
-CRD_SCHEMAS = {"ScaledObject": SCALEDOBJECT_SCHEMA, "PodMonitor": PODMONITOR_SCHEMA}
+CRD_SCHEMAS = {
+    "ScaledObject": SCALEDOBJECT_SCHEMA,
+    "PodMonitor": PODMONITOR_SCHEMA,
+    "PrometheusRule": PROMETHEUSRULE_SCHEMA,
+}
 KUBERNETES_VERSION = "1.32.0"
 
 Doc = dict[str, Any]

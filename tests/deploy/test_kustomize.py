@@ -111,9 +111,11 @@ def test_every_builtin_resource_passes_strict_kubernetes_schemas(
 def test_custom_resources_match_the_project_schemas(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
-    """The KEDA ScaledObject and the two PodMonitors validate against deploy/schemas/."""
+    """The KEDA ScaledObject, the two PodMonitors and the PrometheusRule validate against
+    deploy/schemas/."""
     crds = [d for d in rendered[overlay] if d["apiVersion"].startswith(CRD_GROUPS)]
-    assert sorted(d["kind"] for d in crds) == ["PodMonitor", "PodMonitor", "ScaledObject"]
+    kinds = ["PodMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"]
+    assert sorted(d["kind"] for d in crds) == kinds
     errors = [
         f"{d['kind']}/{d['metadata']['name']} {e}" for d in crds for e in custom_resource_errors(d)
     ]
