@@ -357,7 +357,7 @@ async def test_concurrency_limit_queues_jobs_as_running(emu: Emu, blobs: Blobs) 
     config = emu.config
     limit = config.workspaces[0].web_services[0].endpoints[0].max_concurrent_jobs
     assert limit == 40
-    await emu.put_settings(instant=True, min_job_seconds=0.4)
+    await emu.put_settings(instant=True, min_job_seconds=2.0)  # all starts land before an end
     base, auth = emu.runtime()
     ids = []
     for i in range(45):
