@@ -156,3 +156,25 @@ async def test_bad_listing_parameters_are_422_problems(api: ApiTestClient) -> No
         assert response.status == 422, query
         assert response.content_type == "application/problem+json"
         assert (await response.json())["detail"].startswith(f"{parameter}:"), query
+
+
+async def test_the_metric_is_each_tenants_own_gate_metric(
+    api: ApiTestClient, redis: aioredis.Redis
+) -> None:
+    """A tenant gated on another metric sorts by that metric's deployed value, not by the
+    default one its model also reports."""
+    store = Store(redis)
+    gate = {"metric": "Mean Absolute Error", "direction": "lower_is_better"}
+    await onboard(api, "mae-a", train=False, gate=gate)
+    await onboard(api, "r2-a", train=False)
+    await deploy(store, "r2-a", 1, 0.5)
+    model = DeployedModel(
+        run_id="run-mae-a-1",
+        seq=1,
+        model_path="models/mae-a/1.ilearner",
+        metrics={"Mean Absolute Error": 7.5, "Coefficient of Determination": 0.1},
+        deployed_at=utcnow(),
+    )
+    assert await store.record_deployment("mae-a", model)
+    assert ids(await listing(api, "sort=-metric")) == ["mae-a", "r2-a"]
+    assert ids(await listing(api, "sort=metric")) == ["r2-a", "mae-a"]
