@@ -9,7 +9,7 @@ export function confirmDialog({ title, text, confirm, danger = false }) {
   document.querySelectorAll("dialog.confirm").forEach((old) => old.remove());
   return new Promise((resolve) => {
     const yes = h("button", { type: "button", class: danger ? "danger" : "", "data-test": "confirm-yes" }, confirm);
-    const no = h("button", { type: "button", class: "secondary", "data-test": "confirm-no" }, "Cancel");
+    const no = h("button", { type: "button", class: "secondary", "data-test": "confirm-no" }, "Go back");
     const dialog = h(
       "dialog",
       { class: "confirm", "data-test": "confirm", "aria-labelledby": "confirm-title" },
