@@ -9,6 +9,9 @@ extra). Each subcommand reads what a benchmark script wrote and writes one PNG:
   line (``inflight_capacity.py`` output) in the file.
 - ``b6 RESULTS.jsonl OUT.png``: each onboarding's latency, one series per B6 result line
   (``onboarding_during_bulk.py`` output), against the 2 s target.
+- ``b9 RESULTS.jsonl OUT.png``: the scale curve from ``scale_curve.py`` result lines (sizes
+  of every line in the file, in order): latencies, Redis bytes per tenant, worker RSS and
+  CPU per run against the fleet size, log-log, with a line of slope 1 (linear growth).
 """
 
 from __future__ import annotations
@@ -117,11 +120,78 @@ def b6(results: Path, out: Path) -> None:
     figure.savefig(out, dpi=100)
 
 
+def b9_sizes(results: Path) -> list[dict[str, Any]]:
+    """Every size measured by the B9 result lines of a file, smallest fleet first."""
+    sizes = [size for result in result_lines(results, "B9 ") for size in result["sizes"]]
+    return sorted(sizes, key=lambda size: int(size["tenants"]))
+
+
+def linear_guide(axes: Any, xs: list[int], y0: float) -> None:
+    """A dotted line through (xs[0], y0) growing in proportion to x."""
+    axes.plot(
+        [xs[0], xs[-1]],
+        [y0, y0 * xs[-1] / xs[0]],
+        color="grey",
+        linestyle=":",
+        linewidth=1,
+        label="linear growth",
+    )
+
+
+def b9(results: Path, out: Path) -> None:
+    """The scale curve: what reads, writes, memory and runs cost against the fleet size."""
+    sizes = b9_sizes(results)
+    xs = [int(size["tenants"]) for size in sizes]
+    figure, ((lat, page), (mem, run)) = plt.subplots(2, 2, figsize=(11, 8))
+    series = {
+        "POST /v1/batches (all), to 202": [s["batch_post_s"] * 1000 for s in sizes],
+        "GET /v1/fleet, cold (scan)": [s["batch_waiting"]["fleet_cold_ms"]["p50"] for s in sizes],
+        "GET /v1/tenants?limit=100": [s["batch_waiting"]["tenant_table_ms"]["p50"] for s in sizes],
+        "GET /v1/fleet, cached": [s["batch_waiting"]["fleet_cached_ms"]["p50"] for s in sizes],
+    }
+    for label, ys in series.items():
+        lat.plot(xs, ys, marker="o", label=label)
+    linear_guide(lat, xs, series["GET /v1/fleet, cold (scan)"][0])
+    lat.set_ylabel("ms (p50; the batch waiting)")
+    for part, label in (("page", "the three at once"), ("tenant", "GET tenant"), ("runs", "runs")):
+        ys = [s["batch_waiting"]["tenant_page_ms"][part]["p50"] for s in sizes]
+        page.plot(xs, ys, marker="o", label=f"tenant page: {label}, p50")
+        p99 = [s["batch_waiting"]["tenant_page_ms"][part]["p99"] for s in sizes]
+        page.plot(xs, p99, marker="x", linestyle="--", label=f"tenant page: {label}, p99")
+    page.set_ylabel("ms (the batch waiting)")
+    mem.plot(xs, [s["redis_bytes_per_tenant"] for s in sizes], marker="o", label="per tenant")
+    mem.plot(
+        xs, [s["redis_bytes_per_waiting_run"] for s in sizes], marker="o", label="per waiting run"
+    )
+    mem.set_ylabel("Redis used_memory, bytes")
+    mem.set_ylim(bottom=0)
+    run.plot(xs, [s["worker_cpu_ms_per_run"] for s in sizes], marker="o", label="workers, CPU")
+    run.plot(xs, [s["cpu_ms_per_run"]["redis"] for s in sizes], marker="o", label="Redis, CPU")
+    run.plot(
+        xs, [max(s["worker_rss_peak_mb"]) for s in sizes], marker="s", label="worker RSS peak, MB"
+    )
+    run.set_ylabel("ms of CPU per run / MB")
+    run.set_ylim(bottom=0)
+    for axes in (lat, page):
+        axes.set_yscale("log")
+    for axes in (lat, page, mem, run):
+        axes.set_xscale("log")
+        axes.set_xlabel("tenants")
+        axes.legend(fontsize="small")
+    lat.set_title("fleet-wide requests")
+    page.set_title("a tenant's page")
+    mem.set_title("Redis memory")
+    run.set_title("a run, with the rest of the batch waiting")
+    figure.suptitle("B9: scale curve")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+
+
 def main() -> None:
     """Parse the subcommand and draw its PNG."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="figure", required=True)
-    for name in ("b1", "b3", "b6"):
+    for name in ("b1", "b3", "b6", "b9"):
         command = sub.add_parser(name)
         command.add_argument("source", type=Path)
         command.add_argument("out", type=Path)
@@ -133,6 +203,8 @@ def main() -> None:
         b1(args.source, args.out, args.cap, args.duration)
     elif args.figure == "b3":
         b3(args.source, args.out)
+    elif args.figure == "b9":
+        b9(args.source, args.out)
     else:
         b6(args.source, args.out)
 
