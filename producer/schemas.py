@@ -353,6 +353,12 @@ class FleetTenants(BaseModel):
 
     total: int = Field(description="tenants in the index")
     scanned: int = Field(description="tenants counted (the scan is capped on huge fleets)")
+    complete: bool = Field(
+        default=True,
+        description="false when the fleet is larger than the scan reads (200,000 tenants): "
+        "by_kind, by_model_state and the runs of the window then count only the first "
+        "``scanned`` tenants by onboarding, so each count is a lower bound (at least N)",
+    )
     by_kind: dict[str, int]
     by_model_state: dict[str, int] = Field(
         description="retraining (a run is active), up_to_date (the latest run deployed), "

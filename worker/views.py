@@ -54,6 +54,13 @@ class FleetCounts:
         """The recent runs counted by their current state."""
         return dict(Counter(state for state, _ in self.recent))
 
+    @property
+    def complete(self) -> bool:
+        """Whether the scan read the whole tenant index; if not (past
+        ``MAX_SCANNED_TENANTS``), every count is of the first ``scanned`` tenants by
+        onboarding only, a lower bound of the fleet's."""
+        return self.total <= MAX_SCANNED_TENANTS
+
 
 @dataclass(frozen=True)
 class EndpointLoad:

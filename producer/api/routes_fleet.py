@@ -72,11 +72,43 @@ def views(request: web.Request) -> FleetViews:
     return FleetViews.of(request.app[STORE], request.app[SETTINGS])
 
 
-def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOverview:
-    """The ``/v1/fleet`` body from the fleet counts and the load read at ``now`` (ms)."""
+@dataclass(frozen=True)
+class WindowRuns:
+    """A scan's runs of the window as the body shows them: by hour, by state, the chart."""
+
+    by_hour: list[HourCounts]
+    by_state: dict[str, int]
+    activity: Activity
+
+
+def window_runs(counts: FleetCounts, now: int, hours: int) -> WindowRuns:
+    """The runs of ``counts`` created in the last ``hours`` before ``now`` (ms), counted (a
+    pass over every run of the scan, so a cached scan keeps this too)."""
+    seconds, buckets = activity_window(counts.recent, now, hours)
+    activity = Activity(
+        bucket_seconds=seconds,
+        buckets=[
+            HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
+            for start, by_state in buckets
+        ],
+    )
+    by_hour = [
+        HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
+        for start, by_state in runs_by_hour(counts.recent, now, hours)
+    ]
+    return WindowRuns(by_hour, counts.runs_by_state(), activity)
+
+
+def overview(
+    counts: FleetCounts, load: Load, now: int, hours: int, runs: WindowRuns | None = None
+) -> FleetOverview:
+    """The ``/v1/fleet`` body from the fleet counts and the load read at ``now`` (ms), with
+    the window's runs counted from ``counts`` unless given."""
+    runs = runs or window_runs(counts, now, hours)
     tenants = FleetTenants(
         total=counts.total,
         scanned=counts.scanned,
+        complete=counts.complete,
         by_kind=counts.by_kind,
         by_model_state=counts.by_model_state,
     )
@@ -101,14 +133,6 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
         for service in load.services
     ]
     backlog = load.backlog
-    seconds, buckets = activity_window(counts.recent, now, hours)
-    activity = Activity(
-        bucket_seconds=seconds,
-        buckets=[
-            HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
-            for start, by_state in buckets
-        ],
-    )
     return FleetOverview(
         generated_at=datetime.fromtimestamp(now / 1000, UTC),
         tenants=tenants,
@@ -117,40 +141,45 @@ def overview(counts: FleetCounts, load: Load, now: int, hours: int) -> FleetOver
             ready=backlog.ready, deferred=backlog.deferred, waiting_slot=backlog.waiting_slot
         ),
         hours=hours,
-        runs_by_hour=[
-            HourCounts(start=datetime.fromtimestamp(start / 1000, UTC), counts=by_state)
-            for start, by_state in runs_by_hour(counts.recent, now, hours)
-        ],
-        runs_by_state=counts.runs_by_state(),
-        activity=activity,
+        runs_by_hour=runs.by_hour,
+        runs_by_state=runs.by_state,
+        activity=runs.activity,
     )
 
 
 @dataclass
 class ScanCache:
     """The last tenant scan of this process: when it ran, for how long it serves, its window
-    start and its result; one scan at a time."""
+    start, its result and its runs counted per ``hours`` asked; one scan at a time."""
 
     taken_at: float = -SCAN_TTL_SECONDS
     ttl: float = SCAN_TTL_SECONDS
     since: int = 0
     result: FleetCounts | None = None
+    # Counting a scan's runs is a pass over all of them (100,000 after a bulk retrain of
+    # 100,000 tenants): done once per scan, not on every answer the scan serves.
+    runs: dict[int, WindowRuns] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 SCAN_CACHE = web.AppKey("fleet_scan_cache", ScanCache)
 
 
-async def _cached_scan(request: web.Request, since: int) -> FleetCounts:
+async def _cached_scan(
+    request: web.Request, now: int, hours: int
+) -> tuple[FleetCounts, WindowRuns]:
     cache = request.app[SCAN_CACHE]
+    since = window_start(now, hours)
     async with cache.lock:  # callers arriving during a scan get its result
         fresh = time.monotonic() - cache.taken_at < cache.ttl
         if cache.result is None or not fresh or cache.since != since:
             began = time.monotonic()
             cache.result = await views(request).tenants(since)
-            cache.taken_at, cache.since = time.monotonic(), since
+            cache.taken_at, cache.since, cache.runs = time.monotonic(), since, {}
             cache.ttl = max(SCAN_TTL_SECONDS, SCAN_TTL_FACTOR * (cache.taken_at - began))
-        return cache.result
+        if hours not in cache.runs:
+            cache.runs[hours] = window_runs(cache.result, now, hours)
+        return cache.result, cache.runs[hours]
 
 
 async def fleet(request: web.Request) -> web.Response:
@@ -158,9 +187,9 @@ async def fleet(request: web.Request) -> web.Response:
     require_admin(request)
     hours = query_int(request, "hours", 24, 1, 168)
     now = now_ms()
-    counts = await _cached_scan(request, window_start(now, hours))
+    counts, runs = await _cached_scan(request, now, hours)
     load = await views(request).load()
-    return json_response(overview(counts, load, now, hours))
+    return json_response(overview(counts, load, now, hours, runs))
 
 
 async def list_batches(request: web.Request) -> web.Response:

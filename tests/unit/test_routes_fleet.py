@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 
 from producer.api.routes_fleet import overview
 from worker.schemas import Lane
-from worker.views import HOUR_MS, Backlog, EndpointLoad, FleetCounts, Load, ServiceLoad
+from worker.views import (
+    HOUR_MS,
+    MAX_SCANNED_TENANTS,
+    Backlog,
+    EndpointLoad,
+    FleetCounts,
+    Load,
+    ServiceLoad,
+)
 
 
 def test_the_fleet_body_shows_the_views_numbers_unchanged() -> None:
@@ -40,6 +48,7 @@ def test_the_fleet_body_shows_the_views_numbers_unchanged() -> None:
     assert body["tenants"] == {
         "total": 3,
         "scanned": 3,
+        "complete": True,
         "by_kind": {"classic": 3},
         "by_model_state": {"retraining": 1, "no_model": 2},
     }
@@ -59,3 +68,23 @@ def test_the_fleet_body_shows_the_views_numbers_unchanged() -> None:
     assert body["hours"] == 2
     assert [hour["counts"] for hour in body["runs_by_hour"]] == [{"queued": 1}, {"failed": 1}]
     assert body["runs_by_state"] == {"failed": 1, "queued": 1}
+
+
+def test_a_fleet_larger_than_the_scan_says_its_counts_are_lower_bounds() -> None:
+    """Past ``MAX_SCANNED_TENANTS`` the body says the scan was not complete: the total is
+    the index's, the counts those of the tenants scanned."""
+    counts = FleetCounts(
+        total=MAX_SCANNED_TENANTS + 5,
+        scanned=MAX_SCANNED_TENANTS,
+        by_kind={"classic": MAX_SCANNED_TENANTS},
+        by_model_state={"up_to_date": MAX_SCANNED_TENANTS},
+        recent=(),
+    )
+    load = Load(services=(), backlog=Backlog(ready=0, deferred=0, waiting_slot=0, parked=0))
+    tenants = overview(counts, load, HOUR_MS, hours=1).tenants
+    assert (tenants.total, tenants.scanned, tenants.complete) == (
+        MAX_SCANNED_TENANTS + 5,
+        MAX_SCANNED_TENANTS,
+        False,
+    )
+    assert tenants.by_model_state == {"up_to_date": MAX_SCANNED_TENANTS}
