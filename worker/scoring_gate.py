@@ -107,6 +107,50 @@ class HoldoutRows:
     path: str
 
 
+# The confidence of the interval every holdout decision records when its gate asks for none.
+RECORD_CONFIDENCE = 0.9
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """The paired bootstrap's interval of the challenger's improvement over the champion (in
+    the metric's better direction) at ``confidence``."""
+
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+
+
+def improvement_interval(
+    gate: Gate,
+    labels: Sequence[float],
+    champion: Sequence[float],
+    challenger: Sequence[float],
+    *,
+    seed: int,
+) -> Improvement:
+    """The bootstrap interval a decision records (and, with ``gate.confidence``, decides by).
+
+    Costs ``resamples`` times the metric over the holdout's rows: the step loop runs it in a
+    thread. Raises ``MeasureError`` when no resample can be measured.
+    """
+    confidence = gate.confidence or RECORD_CONFIDENCE
+    interval = paired_bootstrap(
+        METRICS[_key(gate.metric)],
+        labels,
+        champion,
+        challenger,
+        confidence=confidence,
+        resamples=gate.resamples,
+        seed=seed,
+    )
+    if gate.effective_direction == "higher_is_better":
+        return Improvement(interval.low, interval.high, confidence, interval.resamples)
+    # The bootstrap measures challenger - champion; lower is better turns it around.
+    return Improvement(-interval.high, -interval.low, confidence, interval.resamples)
+
+
 def bootstrap_seed(run_id: str) -> int:
     """The bootstrap's seed of a run (so its decision can be recomputed exactly)."""
     return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big")
@@ -119,10 +163,13 @@ def judge_holdout(
     champion: Scored | None,
     *,
     seed: int,
+    interval: Improvement | None = None,
 ) -> Decision:
     """Accept or reject the challenger by its metric on the holdout against the champion's.
 
-    Raises ``ScoredError`` or ``MeasureError`` when the rows cannot be measured.
+    ``interval`` is ``improvement_interval`` of the same rows and seed when the caller
+    computed it already (else it is computed here). Raises ``ScoredError`` or
+    ``MeasureError`` when the rows cannot be measured.
     """
     metric, higher = gate.metric, gate.effective_direction == "higher_is_better"
     labels = holdout.labels
@@ -174,38 +221,26 @@ def judge_holdout(
         f"{on_rows}, of the deployed model {baseline:.6g} on the same rows "
         f"({'better' if improvement >= 0 else 'worse'} by {abs(improvement):.4g})"
     )
-    bounds = None
     floor = -(allowed or 0.0)
-    if gate.confidence is not None:
-        interval = paired_bootstrap(
-            METRICS[_key(metric)],
-            labels,
-            champion.scores,
-            challenger.scores,
-            confidence=gate.confidence,
-            resamples=gate.resamples,
-            seed=seed,
-        )
-        # The bootstrap measures challenger - champion; turn it into an improvement.
-        low, high = (interval.low, interval.high) if higher else (-interval.high, -interval.low)
-        comparison = comparison.model_copy(
-            update={
-                "interval_low": low,
-                "interval_high": high,
-                "confidence": gate.confidence,
-                "resamples": interval.resamples,
-            }
-        )
-        bounds = (
-            f"the {gate.confidence:.0%} interval of the improvement [{low:.4g}, {high:.4g}]",
-            low > floor,
-        )
+    if interval is None:
+        interval = improvement_interval(gate, labels, champion.scores, challenger.scores, seed=seed)
+    comparison = comparison.model_copy(
+        update={
+            "interval_low": interval.low,
+            "interval_high": interval.high,
+            "confidence": interval.confidence,
+            "resamples": interval.resamples,
+        }
+    )
+    words = (
+        f"the {interval.confidence:.0%} interval of the improvement "
+        f"[{interval.low:.4g}, {interval.high:.4g}]"
+    )
     if allowed is not None and exceeds(-improvement, allowed):
         reason = f"{against}: regresses by more than {describe_allowance(gate, allowed)}"
         return verdict(False, reason, comparison)
-    if bounds is not None:
-        words, above = bounds
-        if not above:
+    if gate.confidence is not None:
+        if interval.low <= floor:
             return verdict(False, f"{against}; {words} does not lie above {floor:.4g}", comparison)
         return verdict(True, f"{against}; {words} lies above {floor:.4g}", comparison)
-    return verdict(True, f"{against}: within the allowed regression", comparison)
+    return verdict(True, f"{against}: within the allowed regression ({words})", comparison)

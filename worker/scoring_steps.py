@@ -7,6 +7,7 @@ and read what the gate measures. Every port call is here; every decision is the 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import structlog
@@ -17,6 +18,7 @@ from worker.deps import Deps
 from worker.errors import RunFailed
 from worker.evaluate import Gate, HoldoutSettings
 from worker.holdout import SplitError, split_blob
+from worker.measures import MeasureError
 from worker.run import model as m
 from worker.run.actions import (
     Action,
@@ -44,7 +46,14 @@ from worker.run.scoring_slots import ScoringSlots
 from worker.run.slots import Hold
 from worker.schemas import ClassicTarget, Tenant
 from worker.scoring import ClassicScoring
-from worker.scoring_gate import ScoredError, measurable, read_column, scored_column
+from worker.scoring_gate import (
+    ScoredError,
+    bootstrap_seed,
+    improvement_interval,
+    measurable,
+    read_column,
+    scored_column,
+)
 from worker.staging import ClassicStaging
 
 log = structlog.get_logger("retrainq.gate")
@@ -204,11 +213,26 @@ class GateSteps:
                 scores[job.role] = read_column(text, column, f"{job.role}'s scored rows")
         except (ScoredError, UnicodeDecodeError) as exc:
             return Measured(gate=gate, problem=str(exc))
+        challenger, champion = scores.get("challenger"), scores.get("champion")
+        interval = None
+        if champion is not None and challenger is not None and len(champion) == len(labels):
+            try:  # CPU-bound (resamples x rows): off the event loop
+                interval = await asyncio.to_thread(
+                    improvement_interval,
+                    gate,
+                    labels,
+                    champion,
+                    challenger,
+                    seed=bootstrap_seed(run.id),
+                )
+            except MeasureError:
+                interval = None  # the machine measures again and says why
         return Measured(
             gate=gate,
             labels=labels,
-            challenger=scores.get("challenger"),
-            champion=scores.get("champion"),
+            challenger=challenger,
+            champion=champion,
+            interval=interval,
         )
 
     async def end(self, run: Run, job: m.ScoringJob) -> None:

@@ -12,6 +12,7 @@ from worker.azureml.bes import JobState
 from worker.evaluate import Gate
 from worker.run import model as m
 from worker.run.model import Run
+from worker.scoring_gate import Improvement
 
 # --- inputs -------------------------------------------------------------------------------
 
@@ -284,6 +285,7 @@ class Measured:
     champion: list[float] | None = None
     problem: str | None = None
     tenant_exists: bool = True
+    interval: Improvement | None = None  # computed off the event loop (CPU-bound)
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,7 @@ def _measured(run: Run, seen: Measured) -> Step:
                 Scored(seen.challenger, challenger_job.output_path, challenger_job.model_path),
                 champion,
                 seed=bootstrap_seed(run.id),
+                interval=seen.interval if champion is not None else None,
             )
         except (ScoredError, MeasureError) as exc:
             problem = str(exc)
