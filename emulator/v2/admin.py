@@ -3,10 +3,11 @@
 - ``GET /_emulator/v2/config`` → the v2 workspaces with their ARM ids
 - ``GET /_emulator/v2/stats`` → per job name: status, ``jobs_created`` (never above 1),
   ``puts_unchanged``, ``puts_refused``, ``cancels``; totals, faults, calls by kind
-  (``job_get``, ``job_list_page``, ``mlflow_call``) and the budgets' counters
+  (``job_get``, ``job_list_page``, ``mlflow_call``), the budgets' counters, models (tags and
+  their history, versions) and endpoints (state, traffic, deployments, scoring calls)
 - ``GET|PUT /_emulator/v2/faults`` → ``{"v2_jobs": {error_rate, error_status, latency_seconds,
-  fail_next, commit_then_drop}, "v2_mlflow": {...}, "v2_models": {...}, "job_failure_rate",
-  "jobs_log_no_metrics"}``
+  fail_next, commit_then_drop}, "v2_mlflow": {...}, "v2_models": {...}, "v2_endpoints": {...},
+  "v2_scoring": {...}, "job_failure_rate", "jobs_log_no_metrics", "deployments_fail_next"}``
   (PUT replaces them all; ``{}`` clears)
 - ``GET|PUT /_emulator/v2/throttle`` → the ARM budgets per principal: ``{"enabled", "reads":
   {"capacity", "per_second"}, "writes": ..., "deletes": ...}`` with the calls taken and refused

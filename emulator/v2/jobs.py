@@ -237,13 +237,20 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 async def operation_result(request: web.Request) -> web.Response:
-    """GET a cancel's ``Location``: 202 while the job still runs, then 200."""
+    """GET a ``Location`` of a cancel (202 while the job still runs, then 200) or of an
+    endpoint's operation (202 while it runs, then 200)."""
     state = request.app[STATE]
     if not bearer_matches(request.headers.get("Authorization"), state.config.arm.token):
         raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
-    operation = request.app[V2_STATE].operations.get(request.match_info["operation_id"])
+    v2 = request.app[V2_STATE]
+    operation = v2.operations.get(request.match_info["operation_id"])
     if operation is None:
-        raise ApiError(404, "ResourceNotFound", "The operation was not found.")
+        lro = v2.lros.get(request.match_info["operation_id"])  # an endpoint's operation
+        if lro is None:
+            raise ApiError(404, "ResourceNotFound", "The operation was not found.")
+        if lro.status == "InProgress":
+            return web.Response(status=202, headers={"Retry-After": "1"})
+        return web.Response(status=200)
     if not operation.job.terminal:
         return web.Response(status=202, headers={"Retry-After": "1"})
     return web.Response(status=200)

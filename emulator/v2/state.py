@@ -52,6 +52,14 @@ class V2Config(BaseModel):
     )
     throttle: ThrottleConfig = ThrottleConfig()
     list_page_size: int = Field(default=100, ge=1, le=10_000)
+    max_endpoints: int = Field(default=100, ge=1, description="online endpoints (quota)")
+    max_deployments: int = Field(default=500, ge=1, description="deployments in all (quota)")
+    max_deployments_per_endpoint: int = Field(default=20, ge=1)
+    scorer_script: str | None = Field(
+        default=None,
+        description="the pooled scorer that deployments with scoringScript score.py run "
+        "(default: deploy/azureml-v2/score.py of this repository)",
+    )
 
 
 class V2Faults(BaseModel):
@@ -60,6 +68,11 @@ class V2Faults(BaseModel):
     v2_jobs: FaultSpec = FaultSpec()
     v2_mlflow: FaultSpec = FaultSpec()
     v2_models: FaultSpec = FaultSpec()
+    v2_endpoints: FaultSpec = FaultSpec()
+    v2_scoring: FaultSpec = FaultSpec()
+    deployments_fail_next: int = Field(
+        default=0, ge=0, description="deployment PUTs whose provisioning ends Failed"
+    )
     job_failure_rate: float = Field(default=0.0, ge=0, le=1)
     jobs_log_no_metrics: bool = Field(
         default=False, description="jobs write the evaluation output but log nothing to MLflow"
@@ -125,6 +138,47 @@ class ModelContainer:
 
 
 @dataclass
+class LongOperation:
+    """An endpoint or deployment operation behind ``Azure-AsyncOperation`` / ``Location``."""
+
+    id: str
+    status: Literal["InProgress", "Succeeded", "Failed"] = "InProgress"
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class OnlineDeployment:
+    """A managed online deployment: its body, provisioning state and scoring counters."""
+
+    name: str
+    body: dict[str, Any]
+    state: str = "Creating"
+    scorer: Any = None
+    scored: int = 0
+    created: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class OnlineEndpoint:
+    """A managed online endpoint: body, keys, provisioning state, deployments, counters."""
+
+    name: str
+    workspace: str
+    body: dict[str, Any]
+    keys: tuple[str, str]
+    state: str = "Creating"
+    deployments: dict[str, OnlineDeployment] = field(default_factory=dict)
+    operations: int = 0
+    created: datetime = field(default_factory=utcnow)
+
+    @property
+    def busy(self) -> bool:
+        """Whether an operation on it (or one of its deployments) is still running."""
+        running = ("Creating", "Updating", "Deleting", "Scaling")
+        return self.state in running or any(d.state in running for d in self.deployments.values())
+
+
+@dataclass
 class V2Operation:
     """A cancel operation behind a ``Location`` URL: done once its job has ended."""
 
@@ -145,6 +199,11 @@ class FaultState:
         self.jobs = SurfaceFaults(faults.v2_jobs, random.Random(f"{self.seed}:v2_jobs"))
         self.mlflow = SurfaceFaults(faults.v2_mlflow, random.Random(f"{self.seed}:v2_mlflow"))
         self.models = SurfaceFaults(faults.v2_models, random.Random(f"{self.seed}:v2_models"))
+        self.endpoints = SurfaceFaults(
+            faults.v2_endpoints, random.Random(f"{self.seed}:v2_endpoints")
+        )
+        self.scoring = SurfaceFaults(faults.v2_scoring, random.Random(f"{self.seed}:v2_scoring"))
+        self.deployments_fail = faults.deployments_fail_next
         self.job_random = random.Random(f"{self.seed}:v2_job")
         self.jobs_failed = 0
 
@@ -190,6 +249,8 @@ class V2State:
         self.jobs: dict[tuple[str, str], V2Job] = {}
         self.operations: dict[str, V2Operation] = {}
         self.models: dict[tuple[str, str], ModelContainer] = {}
+        self.endpoints: dict[tuple[str, str], OnlineEndpoint] = {}
+        self.lros: dict[str, LongOperation] = {}
         self.throttle = Throttle(config.throttle)
         self.calls: dict[str, int] = {}
 
@@ -213,6 +274,8 @@ class V2State:
         self.jobs.clear()
         self.operations.clear()
         self.models.clear()
+        self.endpoints.clear()
+        self.lros.clear()
         self.faults.configure(V2Faults())
         self.throttle.configure(self.config.throttle)
         self.calls.clear()
@@ -253,6 +316,18 @@ class V2State:
                     },
                 }
                 for model in self.models.values()
+            },
+            "endpoints": {
+                e.name: {
+                    "state": e.state,
+                    "operations": e.operations,
+                    "traffic": dict(e.body["properties"].get("traffic") or {}),
+                    "deployments": {
+                        d.name: {"state": d.state, "scored": d.scored}
+                        for d in e.deployments.values()
+                    },
+                }
+                for e in self.endpoints.values()
             },
             "calls": dict(self.calls),
             "throttle": self.throttle.snapshot(),
