@@ -22,14 +22,24 @@ def _view(schedule: Schedule, upcoming: datetime) -> ScheduleView:
     return ScheduleView(**schedule.model_dump(), next_fire_at=upcoming)
 
 
-def _name(request: web.Request) -> str:
+def _name(request: web.Request, *, writing: bool) -> str:
+    """The schedule name of the path; 422 when malformed, or when writing a tenant's own
+    schedule (``tenant-{id}``), which is read here but set and removed on the tenant."""
     name = request.match_info["name"]
-    if not NAME.fullmatch(name) or name.startswith("tenant-"):
+    if not NAME.fullmatch(name):
         raise Problem(
             422,
             "Unprocessable Content",
-            "name: 1-63 lowercase letters, digits and hyphens, not starting with 'tenant-' "
-            "(a tenant's own schedule is set on the tenant)",
+            "name: 1-63 lowercase letters, digits and hyphens",
+        )
+    if writing and name.startswith("tenant-"):
+        tenant_id = name.removeprefix("tenant-")
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"'{name}' is tenant {tenant_id}'s own schedule: set or clear it with "
+            f"'retrainq tenants patch {tenant_id} --schedule ...' "
+            f"(PATCH /v1/tenants/{tenant_id}); fleet schedule names may not start with 'tenant-'",
         )
     return name
 
@@ -44,7 +54,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 async def get_schedule(request: web.Request) -> web.Response:
     """``GET /v1/schedules/{name}``."""
     require_admin(request)
-    name = _name(request)
+    name = _name(request, writing=False)
     found = await request.app[SCHEDULES].find(name)
     if found is None:
         raise not_found("schedule", name)
@@ -54,7 +64,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 async def put_schedule(request: web.Request) -> web.Response:
     """``PUT /v1/schedules/{name}``: create or replace a fleet-wide schedule."""
     require_admin(request)
-    name = _name(request)
+    name = _name(request, writing=True)
     body = await read_body(request, ScheduleBody)
     try:
         check_interval(body.cron, request.app[SETTINGS].min_fleet_schedule_seconds)
@@ -68,7 +78,7 @@ async def put_schedule(request: web.Request) -> web.Response:
 async def delete_schedule(request: web.Request) -> web.Response:
     """``DELETE /v1/schedules/{name}``: stop a fleet-wide schedule."""
     require_admin(request)
-    name = _name(request)
+    name = _name(request, writing=True)
     if not await request.app[SCHEDULES].delete(name):
         raise not_found("schedule", name)
     return web.Response(status=204)

@@ -48,3 +48,23 @@ async def test_a_tenant_schedule_follows_the_tenant(api: ApiTestClient) -> None:
     assert (await api.delete("/v1/tenants/acme", headers=ADMIN)).status == 200
     listed = await (await api.get("/v1/schedules", headers=ADMIN)).json()
     assert listed["items"] == []
+
+
+async def test_a_listed_tenant_schedule_is_read_by_name_but_written_on_the_tenant(
+    api: ApiTestClient,
+) -> None:
+    """Every name the list shows can be read; a tenant's own schedule is changed only on the
+    tenant, and the refusal says how."""
+    await onboard(api, "acme", schedule="0 * * * *")
+    read = await api.get("/v1/schedules/tenant-acme", headers=ADMIN)
+    assert read.status == 200, await read.text()
+    assert (await read.json())["cron"] == "0 * * * *"
+    for answer in (
+        await api.put("/v1/schedules/tenant-acme", json={"cron": "5 * * * *"}, headers=ADMIN),
+        await api.delete("/v1/schedules/tenant-acme", headers=ADMIN),
+    ):
+        assert answer.status == 422
+        assert answer.content_type == "application/problem+json"
+        assert "retrainq tenants patch acme" in (await answer.json())["detail"]
+    still = await (await api.get("/v1/schedules/tenant-acme", headers=ADMIN)).json()
+    assert still["cron"] == "0 * * * *"
