@@ -6,7 +6,8 @@
 - ``POST /_emulator/reset`` → back to the config: no jobs, added endpoints or new services
 - ``GET|PUT /_emulator/faults`` → fault switches (PUT replaces them all; ``{}`` clears)
 - ``GET|PUT /_emulator/settings`` → ``min_job_seconds``, ``instant``,
-  ``provisioning_delay_seconds``, ``sas_ttl_seconds`` (PUT merges the given fields)
+  ``provisioning_delay_seconds``, ``sas_ttl_seconds``, ``job_durations`` (per-job training
+  durations, ``emulator/durations.py``; ``null`` turns them off) (PUT merges the given fields)
 - ``GET /_emulator/models/{spec}.ilearner`` → the initial model of a spec (no auth)
 """
 

@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from emulator.durations import JobDurations
 from emulator.training import ModelSpec
 
 HEX32 = r"^[0-9a-f]{32}$"
@@ -149,6 +150,8 @@ class RuntimeSettings(BaseModel):
     instant: bool = False
     provisioning_delay_seconds: float = Field(default=0.5, ge=0)
     sas_ttl_seconds: int = Field(default=86_400, ge=60)
+    # Off (None): a job lasts min_job_seconds or its work; on: see emulator/durations.py.
+    job_durations: JobDurations | None = None
 
 
 class FaultSpec(BaseModel):

@@ -54,9 +54,12 @@ class JobCounters:
     waiting_now: int = 0
     max_concurrent_running: int = 0
     started_by_output: dict[str, int] = field(default_factory=dict)
+    planned_seconds_by_output: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Counts as JSON; ``started_jobs_by_output`` maps output1 locations to start counts."""
+        """Counts as JSON; ``started_jobs_by_output`` maps output1 locations to start counts,
+        ``planned_seconds_by_output`` to the duration drawn for their last job (when
+        ``job_durations`` is on)."""
         return {
             "jobs_created": self.created,
             "jobs_started": self.started,
@@ -67,6 +70,7 @@ class JobCounters:
             "waiting_now": self.waiting_now,
             "max_concurrent_running": self.max_concurrent_running,
             "started_jobs_by_output": dict(self.started_by_output),
+            "planned_seconds_by_output": dict(self.planned_seconds_by_output),
         }
 
 
