@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from emulator import datagen
 from emulator.config import default_config
 from producer.devtools.devstack import fetch_emulator_config
-from producer.devtools.emulated import predictive_service_ids, worker_env
+from producer.devtools.emulated import predictive_service_ids, training_services, worker_env
 from producer.devtools.processes import (
     ManagedProcess,
     azurite_argv,
@@ -405,3 +405,24 @@ async def post_batch(
         if reply.status != 202:
             raise RuntimeError(f"batch refused: {reply.status} {body}")
         return body
+
+
+def _services(stack: BenchStack, reserve: int | None) -> dict[str, dict[str, Any]]:
+    services = training_services(stack.config, stack.emulator_url)
+    if reserve is not None:
+        services["default"]["interactive_reserve"] = reserve
+    return services
+
+
+def services_with_reserve(stack: BenchStack, reserve: int | None) -> dict[str, str]:
+    """Worker settings giving the default training service ``reserve`` as its
+    interactive_reserve; none (the service keeps its default) when ``reserve`` is None."""
+    if reserve is None:
+        return {}
+    return {"RETRAINQ_TRAINING_SERVICES": json.dumps(_services(stack, reserve))}
+
+
+def reserve_of(stack: BenchStack, reserve: int | None) -> int:
+    """The interactive_reserve the workers' default training service runs with."""
+    config = TrainingServiceConfig.model_validate(_services(stack, reserve)["default"])
+    return config.interactive_reserve

@@ -21,16 +21,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import random
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from common import ADMIN_HEADERS, SHARED_DATA, BenchStack, emit, post_batch, summary
+from common import (
+    ADMIN_HEADERS,
+    SHARED_DATA,
+    BenchStack,
+    emit,
+    post_batch,
+    reserve_of,
+    services_with_reserve,
+    summary,
+)
 
-from producer.devtools.emulated import training_services
 from worker.store import Store
 
 
@@ -130,17 +137,16 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between onboardings")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--reserve", type=int, default=0, help="the training service's interactive_reserve"
+        "--reserve", type=int, help="the service's interactive_reserve (default: its default)"
     )
     parser.add_argument("--quick", action="store_true", help="1,000 bulk tenants, 10 onboardings")
     args = parser.parse_args()
     if args.quick:
         args.bulk, args.onboardings = 1000, 10
     with BenchStack(api=True) as stack:
-        services = training_services(stack.config, stack.emulator_url)
-        services["default"]["interactive_reserve"] = args.reserve
-        stack.start_workers(args.workers, RETRAINQ_TRAINING_SERVICES=json.dumps(services))
-        figures = asyncio.run(measure(stack, args))
+        stack.start_workers(args.workers, **services_with_reserve(stack, args.reserve))
+        figures = {"interactive_reserve": reserve_of(stack, args.reserve)}
+        figures |= asyncio.run(measure(stack, args))
     emit("B6 onboarding during bulk", {"args": vars(args), **figures})
 
 

@@ -137,6 +137,27 @@ class AzureMLV2Config(BaseModel):
         )
 
 
+def default_interactive_reserve(max_running: int) -> int:
+    """Slots kept for interactive runs unless a service says: one per 40 of ``max_running``,
+    at least one, so that an onboarding during a bulk retrain need not wait for a bulk job
+    to end; none when the service has a single slot (bulk needs one)."""
+    return max(1, max_running // 40) if max_running > 1 else 0
+
+
+class V2PoolConfig(BaseModel):
+    """A serving pool: one managed online endpoint whose deployment runs the pooled scorer
+    (``deploy/azureml-v2/``) for up to ``capacity`` tenants of one azureml_v2 service."""
+
+    service: str = Field(description="the azureml_v2 training service whose workspace serves")
+    endpoint: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+    deployment: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+    scorer_version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    capacity: int = Field(default=1000, ge=1, le=1_000_000, description="tenants at most")
+    verify_rows: int = Field(
+        default=3, ge=1, le=100, description="tenant rows scored to check a deploy"
+    )
+
+
 class TrainingServiceConfig(BaseModel):
     """A training service: its backend, BES endpoints (classic), fleet-wide cap and port names.
 
@@ -152,7 +173,8 @@ class TrainingServiceConfig(BaseModel):
         default=0,
         ge=0,
         description="slots of max_running only the interactive lane may take (onboarding "
-        "and single retrains start at once during a bulk retrain; bulk gets the rest)",
+        "and single retrains start at once during a bulk retrain; bulk gets the rest); "
+        "unset: one per 40 of max_running, at least one, none when max_running is 1",
     )
     input_name: str = "input1"
     model_output: str = "output1"
@@ -199,6 +221,8 @@ class TrainingServiceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _reserve_leaves_bulk_a_slot(self) -> TrainingServiceConfig:
+        if "interactive_reserve" not in self.model_fields_set:
+            self.interactive_reserve = default_interactive_reserve(self.max_running)
         if self.interactive_reserve >= self.max_running:
             raise ValueError(
                 f"interactive_reserve ({self.interactive_reserve}) must be below max_running "

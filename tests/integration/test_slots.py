@@ -16,8 +16,9 @@ from worker.schemas import Lane
 from worker.settings import BesEndpointConfig, TrainingServiceConfig
 
 
-def service(endpoints: int, per_endpoint: int, cap: int) -> TrainingServiceConfig:
-    """A training service config with ``endpoints`` BES endpoints."""
+def service(endpoints: int, per_endpoint: int, cap: int, reserve: int = 0) -> TrainingServiceConfig:
+    """A training service config with ``endpoints`` BES endpoints and an interactive reserve
+    of ``reserve`` (none unless asked: these tests count the caps and lanes alone)."""
     return TrainingServiceConfig(
         endpoints=[
             BesEndpointConfig(
@@ -26,6 +27,7 @@ def service(endpoints: int, per_endpoint: int, cap: int) -> TrainingServiceConfi
             for i in range(endpoints)
         ],
         max_running=cap,
+        interactive_reserve=reserve,
     )
 
 
@@ -121,8 +123,7 @@ async def test_throttle_pauses_dispatch(redis: aioredis.Redis, seconds: float) -
 
 async def test_the_interactive_reserve_is_kept_free_of_bulk_runs(redis: aioredis.Redis) -> None:
     """With 2 of 5 slots reserved, bulk takes 3; an interactive run still gets one at once."""
-    config = service(1, 100, 5).model_copy(update={"interactive_reserve": 2})
-    slots = make_slots(redis, {"svc": config})
+    slots = make_slots(redis, {"svc": service(1, 100, 5, reserve=2)})
     await wait(slots, Lane.BULK, [f"bulk{i}" for i in range(10)])
     assert len(await slots.dispatch("svc")) == 3
     await wait(slots, Lane.INTERACTIVE, ["urgent1", "urgent2", "urgent3"])

@@ -45,6 +45,24 @@ def test_the_reserve_must_leave_bulk_a_slot(reserve: int) -> None:
     assert TrainingServiceConfig(max_running=4, interactive_reserve=3).interactive_reserve == 3
 
 
+@pytest.mark.parametrize(
+    ("max_running", "reserve"), [(1, 0), (2, 1), (40, 1), (79, 1), (80, 2), (200, 5)]
+)
+def test_an_unset_reserve_is_one_slot_per_40_and_at_least_one(
+    max_running: int, reserve: int
+) -> None:
+    """Without an interactive_reserve a service keeps one slot per 40 of max_running (at
+    least one) for interactive runs; a single-slot service keeps none (bulk needs it)."""
+    assert TrainingServiceConfig(max_running=max_running).interactive_reserve == reserve
+
+
+def test_a_reserve_given_is_kept_even_zero() -> None:
+    """An explicit reserve, 0 included, replaces the default."""
+    assert TrainingServiceConfig(max_running=200, interactive_reserve=0).interactive_reserve == 0
+    parsed = TrainingServiceConfig.model_validate({"max_running": 200, "interactive_reserve": 9})
+    assert parsed.interactive_reserve == 9
+
+
 def test_a_validation_error_reads_as_one_line_naming_each_field() -> None:
     """Each invalid field is named with its message, on one line."""
     with pytest.raises(ValidationError) as caught:
