@@ -9,7 +9,14 @@ from producer.schemas import BatchState, BatchStatus
 from worker.schemas import TERMINAL_STATES, Batch, RunState, utcnow
 
 IN_FLIGHT_STATES = frozenset(
-    {RunState.SUBMITTING, RunState.TRAINING, RunState.EVALUATING, RunState.DEPLOYING}
+    {
+        RunState.SUBMITTING,
+        RunState.TRAINING,
+        RunState.EVALUATING,
+        RunState.STAGING,
+        RunState.SCORING,
+        RunState.DEPLOYING,
+    }
 )
 # Runs ended before a pace is given (fewer only when the whole batch is smaller).
 MIN_ENDED_FOR_PACE = 2

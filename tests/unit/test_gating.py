@@ -299,3 +299,12 @@ def test_unmeasurable_rows_fail_the_run_with_their_own_code() -> None:
     assert m.applied(subject, short.transitions, NOW).error_code == "holdout_unmeasurable"
     told = decide(subject, mc.Measure(), mc.Measured(Gate(), problem="no column"))
     assert m.applied(subject, told.transitions, NOW).error_code == "holdout_unmeasurable"
+
+
+def test_a_throttled_scoring_call_waits_without_pausing_training_dispatch() -> None:
+    """A 429 from a predictive service defers the scoring step; training dispatch goes on."""
+    polled = job("challenger", job_id="j", started=True)
+    busy = mc.Failure(mc.FailureKind.THROTTLED, "429", retry_after=7.0)
+    step = decide(scoring(polled), mc.PollScoring(polled), busy)
+    assert (step.next, step.throttle_seconds) == (mc.Next.DEFER, None)
+    assert step.delay >= 7.0

@@ -41,6 +41,17 @@ from worker.run.actions import (
 from worker.run.model import Run
 from worker.scoring_gate import HoldoutRows, Scored, ScoredError, bootstrap_seed, judge_holdout
 
+# The gate's actions: a throttled answer to them pauses no training service's dispatch.
+GATE_ACTIONS = (
+    SplitData,
+    Stage,
+    TakeScoringSlot,
+    SubmitScoring,
+    StartScoring,
+    PollScoring,
+    Measure,
+)
+
 
 def scored_path(run: Run, role: m.Role) -> str:
     """Where the scoring job of ``role`` writes its scored CSV (deterministic per run)."""

@@ -332,7 +332,8 @@ def on_failure(run: Run, action: Action, failure: Failure, tick: Tick, policy: P
     delay = failure_backoff(failures, tick.draw)
     throttle = None
     if failure.kind is FailureKind.THROTTLED:
-        throttle = failure.retry_after or policy.throttle_pause_seconds
+        if not isinstance(action, gating.GATE_ACTIONS):  # scoring does not pause training
+            throttle = failure.retry_after or policy.throttle_pause_seconds
         delay = max(delay, failure.retry_after or 0.0)
     retry = m.RetryLater(
         step_failures=failures,
