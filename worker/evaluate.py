@@ -162,11 +162,14 @@ class Gate(BaseModel):
 
 
 def patched_gate(new: Gate | None, current: Gate | None) -> Gate | None:
-    """The gate a PATCH stores: one given without ``evaluation`` keeps the tenant's mode
-    (a gate stored without the field, or none, is ``reported``)."""
-    if new is None or "evaluation" in new.model_fields_set:
-        return new
+    """The gate a PATCH stores: one given without ``evaluation``, or ``null`` (the default
+    gate), keeps the tenant's mode (a gate stored without the field, or none, is
+    ``reported``)."""
     mode = current.evaluation if current is not None else "reported"
+    if new is None:
+        return None if mode == "reported" else Gate(evaluation=mode)
+    if "evaluation" in new.model_fields_set:
+        return new
     return new.model_copy(update={"evaluation": mode})
 
 

@@ -47,6 +47,10 @@ async def test_a_patched_gate_keeps_the_mode_it_does_not_name(api: ApiTestClient
     assert (await api.patch("/v1/tenants/t1", json=body, headers=ADMIN)).status == 200
     gate = await gate_of(api, "t1")
     assert (gate["evaluation"], gate["max_regression_absolute"]) == ("reported", 0.05)
+    await onboard(api, "t2", gate={"metric": "AUC"})
+    assert (await api.patch("/v1/tenants/t2", json={"gate": None}, headers=ADMIN)).status == 200
+    default = await gate_of(api, "t2")
+    assert (default["metric"], default["evaluation"]) == ("Coefficient of Determination", "holdout")
     for bad in ({"confidence": 1.5}, {"resamples": 10}, {"holdout": {"fraction": 1}}):
         answer = await api.patch("/v1/tenants/t1", json={"gate": bad}, headers=ADMIN)
         assert answer.status == 422, bad
