@@ -68,6 +68,10 @@ async def holdout_problems(
         champion,
         seed=bootstrap_seed(run.id),
     )
+    if again.comparison is not None and champion is not None:
+        for field in ("difference", "interval_low", "interval_high"):
+            if not _close(getattr(again.comparison, field), getattr(comparison, field)):
+                problems.append(f"{run.id}: {field} recomputed differs from the recorded one")
     if again.accepted != decision.accepted or not _close(again.value, decision.value):
         problems.append(
             f"{run.id}: recomputed {again.accepted} ({again.reason}), recorded {decision.accepted}"
