@@ -226,8 +226,35 @@ def show_gate(console: Console, gate: Gate) -> None:
             "max regression": (
                 "none" if gate.max_regression is None else f"{gate.max_regression:.0%}"
             ),
+            "max regression (absolute)": (
+                "none"
+                if gate.max_regression_absolute is None
+                else f"{gate.max_regression_absolute:g}"
+            ),
+            "evaluation": gate.evaluation,
+            **(_holdout_fields(gate) if gate.evaluation == "holdout" else {}),
         },
     )
+
+
+def _holdout_fields(gate: Gate) -> dict[str, str]:
+    """How a holdout-mode gate splits and how sure it must be."""
+    holdout = gate.holdout
+    split = (
+        f"newest {holdout.fraction:.0%} by {holdout.time_column}"
+        if holdout.time_column
+        else (f"{holdout.fraction:.0%} of the rows, seeded per run")
+    )
+    return {
+        "holdout": split,
+        "min holdout rows": str(holdout.min_rows),
+        "label": holdout.label or "the training service's",
+        "confidence": (
+            "none"
+            if gate.confidence is None
+            else f"{gate.confidence:.0%} ({gate.resamples} resamples)"
+        ),
+    }
 
 
 class _Imported(Protocol):

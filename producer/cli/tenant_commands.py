@@ -192,22 +192,42 @@ async def gate_show(client: ApiClient, out: Output, args: argparse.Namespace) ->
     return 0
 
 
-async def gate_set(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
-    """Change the gate: given fields replace the current ones; ``--default`` clears it."""
+GATE_FIELDS = (
+    "metric", "direction", "threshold", "max_regression", "max_regression_absolute",
+    "evaluation", "confidence",
+)  # fmt: skip
+CLEARABLE = ("threshold", "max_regression", "max_regression_absolute", "confidence")
+HOLDOUT_FIELDS = {"holdout_fraction": "fraction", "min_holdout_rows": "min_rows",
+                  "time_column": "time_column", "label": "label"}  # fmt: skip
+
+
+def gate_changes(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, object]]:
+    """The gate fields and holdout fields a ``gate set`` command line changes."""
     changes: dict[str, object] = {
-        name: getattr(args, name)
-        for name in ("metric", "direction", "threshold", "max_regression")
-        if getattr(args, name) is not None
+        name: getattr(args, name) for name in GATE_FIELDS if getattr(args, name) is not None
     }
-    for name in ("threshold", "max_regression"):
+    for name in CLEARABLE:
         if getattr(args, f"no_{name}"):
             changes[name] = None
-    if args.default == bool(changes):
+    holdout: dict[str, object] = {
+        field: getattr(args, option)
+        for option, field in HOLDOUT_FIELDS.items()
+        if getattr(args, option) is not None
+    }
+    return changes, holdout
+
+
+async def gate_set(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """Change the gate: given fields replace the current ones; ``--default`` clears it."""
+    changes, holdout = gate_changes(args)
+    if args.default == bool(changes or holdout):
         raise CommandError("give --default, or one or more gate fields (see --help)")
     gate: Gate | None = None
     if not args.default:
         current = (await client.get_tenant(args.tenant)).gate or Gate()
-        gate = Gate.model_validate(current.model_dump() | changes)
+        fields = current.model_dump() | changes
+        fields["holdout"] = current.holdout.model_dump() | holdout
+        gate = Gate.model_validate(fields)
     tenant = await client.patch_tenant(args.tenant, TenantPatch(gate=gate))
     out.show(tenant.gate or Gate(), render.show_gate)
     return 0
@@ -296,7 +316,31 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     gate.add_argument(
         "--max-regression", type=float, help="fraction worse than the deployed model (0.1)"
     )
-    gate.add_argument("--no-max-regression", action="store_true", help="no comparison")
+    gate.add_argument("--no-max-regression", action="store_true", help="no relative allowance")
+    gate.add_argument(
+        "--max-regression-absolute", type=float, help="allowance in the metric's own units"
+    )
+    gate.add_argument(
+        "--no-max-regression-absolute", action="store_true", help="no absolute allowance"
+    )
+    gate.add_argument(
+        "--evaluation",
+        choices=["holdout", "reported"],
+        help="holdout: both models scored on the same held-out rows; reported: the figures "
+        "each model's own training reported",
+    )
+    gate.add_argument(
+        "--holdout-fraction", type=float, help="share of the rows held out (holdout mode, 0.2)"
+    )
+    gate.add_argument(
+        "--min-holdout-rows", type=int, help="fewer held-out rows than this: judged as reported"
+    )
+    gate.add_argument("--time-column", help="hold out the newest rows by this column")
+    gate.add_argument("--label", help="the label column (default: the training service's)")
+    gate.add_argument(
+        "--confidence", type=float, help="also demand a bootstrap interval at this level (0.9)"
+    )
+    gate.add_argument("--no-confidence", action="store_true", help="no bootstrap interval")
     gate.add_argument("--default", action="store_true", help="clear it: the default applies")
 
     sgroup = group(subcommands, "schedules", "fleet-wide retrain schedules")

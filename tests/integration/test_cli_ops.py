@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -216,11 +217,30 @@ async def test_patch_gate_schedules_and_offboard(
 
     code, out, err = await cli(fleet_api, capsys, "gate", "show", "t1", "-o", "json")
     assert code == 0, err
-    assert json.loads(out)["metric"] == "Coefficient of Determination"
-    assert err == "no gate set: the default applies\n"
+    shown = json.loads(out)
+    assert (shown["metric"], shown["evaluation"]) == ("Coefficient of Determination", "holdout")
+    assert err == ""  # onboarding stored the holdout gate: no "default applies" note
     code, out, err = await cli(fleet_api, capsys, "gate", "set", "t1", "--threshold", "0.8")
     assert code == 0, err
-    assert "threshold       0.8" in out
+    assert re.search(r"^threshold +0\.8$", out, re.MULTILINE), out
+    assert re.search(r"^evaluation +holdout$", out, re.MULTILINE), out
+    code, out, err = await cli(
+        fleet_api, capsys, "gate", "set", "t1", "--holdout-fraction", "0.3", "--confidence",
+        "0.9", "--min-holdout-rows", "50", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    gate = json.loads(out)
+    assert gate["holdout"]["fraction"] == 0.3
+    assert (gate["holdout"]["min_rows"], gate["confidence"]) == (50, 0.9)
+    code, _, err = await cli(fleet_api, capsys, "gate", "set", "t1", "--holdout-fraction", "2")
+    assert code == 2
+    assert "fraction" in err
+    code, out, err = await cli(
+        fleet_api, capsys, "gate", "set", "t1", "--evaluation", "reported", "--no-confidence",
+        "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (json.loads(out)["evaluation"], json.loads(out)["confidence"]) == ("reported", None)
     code, out, err = await cli(
         fleet_api, capsys, "gate", "set", "t1", "--metric", "Mean Absolute Error", "-o", "json"
     )
