@@ -158,20 +158,6 @@ class V2PoolConfig(BaseModel):
     )
 
 
-class V2PoolConfig(BaseModel):
-    """A serving pool: one managed online endpoint whose deployment runs the pooled scorer
-    (``deploy/azureml-v2/``) for up to ``capacity`` tenants of one azureml_v2 service."""
-
-    service: str = Field(description="the azureml_v2 training service whose workspace serves")
-    endpoint: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
-    deployment: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
-    scorer_version: str = Field(default="1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    capacity: int = Field(default=1000, ge=1, le=1_000_000, description="tenants at most")
-    verify_rows: int = Field(
-        default=3, ge=1, le=100, description="tenant rows scored to check a deploy"
-    )
-
-
 class TrainingServiceConfig(BaseModel):
     """A training service: its backend, BES endpoints (classic), fleet-wide cap and port names.
 
