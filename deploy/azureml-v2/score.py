@@ -402,16 +402,32 @@ def init() -> None:
     _SCORER = from_environment(os.environ)
 
 
-def run(raw_data: str) -> dict[str, Any]:
+def answer(body: dict[str, Any]) -> Any:
+    """``body`` as the inference server sends it: an error with its HTTP status where Azure
+    ML's ``AMLResponse`` is there (in a deployment), else the body itself (the emulator
+    answers ``{"error", "status"}`` with that status)."""
+    status = body.get("status") if "error" in body else None
+    if not isinstance(status, int):
+        return body
+    try:
+        from azureml.contrib.services.aml_response import (  # type: ignore[import-not-found]  # only in a deployment
+            AMLResponse,
+        )
+    except ImportError:
+        return body
+    return AMLResponse(json.dumps(body), status, json_str=True)
+
+
+def run(raw_data: str) -> Any:
     """Azure ML calls this per request; errors are answered as ``{"error", "status"}``."""
     if _SCORER is None:
-        return {"error": "the scorer was not initialised", "status": 500}
+        return answer({"error": "the scorer was not initialised", "status": 500})
     try:
         return _SCORER.score(json.loads(raw_data))
     except ValueError:
-        return {"error": "the body is not JSON", "status": 400}
+        return answer({"error": "the body is not JSON", "status": 400})
     except ScoreError as exc:
-        return {"error": exc.message, "status": exc.status}
+        return answer({"error": exc.message, "status": exc.status})
 
 
 def score_rows(scorer: Scorer, tenant: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
