@@ -57,6 +57,11 @@ class Keys:
         """List of recent BES job durations (s) of a training service, newest first."""
         return f"{self.prefix}:durations:{service}"
 
+    def tenant_durations(self, service: str) -> str:
+        """Hash of a training service: tenant id → its last few BES job durations (s),
+        comma-separated, newest first (the bulk lane's order, ``worker/bulk_order.py``)."""
+        return f"{self.prefix}:durations:{service}:tenants"
+
     def batch(self, batch_id: str) -> str:
         """Hash: ``doc`` (Batch JSON) and counters ``n:<state>``."""
         return f"{self.prefix}:batch:{batch_id}"

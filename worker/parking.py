@@ -13,6 +13,7 @@ import time
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from worker import bulk_order
 from worker.keys import Keys
 from worker.polling import expected_duration
 from worker.redisio import reply
@@ -27,17 +28,25 @@ class ParkedRuns:
         self.redis = redis
         self.keys = keys
 
-    async def record_duration(self, service: str, seconds: float) -> None:
-        """Remember how long a finished BES job of ``service`` took (the last few dozen)."""
+    async def record_duration(
+        self, service: str, seconds: float, tenant_id: str | None = None
+    ) -> None:
+        """Remember how long a finished BES job of ``service`` took (the last few dozen of
+        the service, and the last few of ``tenant_id``)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            self.record_duration_in(pipe, service, seconds)
+            self.record_duration_in(pipe, service, seconds, tenant_id)
             await pipe.execute()
 
-    def record_duration_in(self, pipe: Pipeline, service: str, seconds: float) -> None:
-        """Queue on ``pipe`` the duration of a finished BES job of ``service``."""
+    def record_duration_in(
+        self, pipe: Pipeline, service: str, seconds: float, tenant_id: str | None = None
+    ) -> None:
+        """Queue on ``pipe`` the duration of a finished BES job of ``service`` (and of the
+        tenant's, for the bulk lane's order)."""
         key = self.keys.durations(service)
         pipe.lpush(key, f"{seconds:.3f}")
         pipe.ltrim(key, 0, DURATIONS_KEPT - 1)
+        if tenant_id is not None:
+            bulk_order.record_in(pipe, self.keys, service, tenant_id, seconds)
 
     async def durations(self, service: str) -> list[float]:
         """Recent BES job durations (s) of ``service``, newest first."""

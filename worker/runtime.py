@@ -215,7 +215,12 @@ def build_deps(
         for index, endpoint in enumerate(service.endpoints)
     }
     parked = ParkedRuns(redis, keys)
-    store = Store(redis, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
+    store = Store(
+        redis,
+        keys,
+        run_timeout=timedelta(seconds=settings.run_timeout_seconds),
+        bulk_order=settings.bulk_order,
+    )
     deps = Deps(
         settings=settings,
         store=store,

@@ -253,6 +253,11 @@ class RetrainqSettings(BaseSettings):
         max_length=32,
         description="blob prefixes (ending '/') admins may point any tenant's data_path at",
     )
+    bulk_order: Literal["longest_first", "fifo"] = Field(
+        default="longest_first",
+        description="order of the bulk lane: longest expected BES job first (from each "
+        "tenant's recent jobs, worker/bulk_order.py), or fifo (by age)",
+    )
 
 
 class AzureMLConfig(BaseModel):

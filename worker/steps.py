@@ -168,7 +168,9 @@ class Stepper:
         if step.throttle_seconds is not None:
             await self.deps.slots.throttle(run.training_service, step.throttle_seconds)
         if step.record_duration is not None:
-            await self.deps.parked.record_duration(run.training_service, step.record_duration)
+            await self.deps.parked.record_duration(
+                run.training_service, step.record_duration, run.tenant_id
+            )
         if step.notes.get("slot_retaken"):
             log.warning("slot.retaken", endpoint=run.bes_endpoint or 0)
         if not step.transitions:
@@ -256,7 +258,7 @@ class Stepper:
         # Not granted yet: make sure it waits (idempotent) and let the dispatcher decide. A
         # grant to this very run continues here: a step enqueued for it now would share this
         # running step's arq job id and be dropped.
-        await self.ledger.ensure_waiting(run.training_service, run.lane, run.id)
+        await self.ledger.ensure_waiting(run.training_service, run.lane, run.id, run.tenant_id)
         if run.id not in await self.dispatch(run.training_service, keep=run.id):
             return None
         return await slots.held_endpoint(run.training_service, run.id)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 
 from worker.blobs import evaluation_path, model_path
+from worker.bulk_order import BulkOrder
 from worker.keys import Keys
 from worker.redisio import reply
 from worker.run.ledger import Ledger, NewRun
@@ -78,11 +79,12 @@ class Store(TenantRecords):
         redis: aioredis.Redis,
         keys: Keys | None = None,
         run_timeout: timedelta = timedelta(hours=6),
+        bulk_order: BulkOrder = "longest_first",
     ) -> None:
         super().__init__(redis, keys or Keys())
         self.run_timeout = run_timeout
         # Every write of a run and its indices goes through the ledger.
-        self.ledger = Ledger(redis, self.keys)
+        self.ledger = Ledger(redis, self.keys, bulk_order)
 
     # --- runs ------------------------------------------------------------------------------
 

@@ -160,4 +160,6 @@ class Sweeper:
         if outcome.finished and run.bes_job_id:
             self.ledger.mark_finished(pipe, run.id, run.bes_job_id)
         if outcome.duration is not None:
-            self.deps.parked.record_duration_in(pipe, run.training_service, outcome.duration)
+            self.deps.parked.record_duration_in(
+                pipe, run.training_service, outcome.duration, run.tenant_id
+            )

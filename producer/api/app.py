@@ -102,7 +102,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     keys = Keys(settings.redis.prefix)
     app[REDIS] = client
-    app[STORE] = Store(client, keys, run_timeout=timedelta(seconds=settings.run_timeout_seconds))
+    app[STORE] = Store(
+        client,
+        keys,
+        run_timeout=timedelta(seconds=settings.run_timeout_seconds),
+        bulk_order=settings.bulk_order,
+    )
     app[FAILED_AUTH] = FailedAuthCounters(client, keys, failed_auth_limits(settings))
     app[IDEMPOTENCY] = IdempotencyRecords(client, keys)
     app[VERIFICATIONS] = Verifications(client, keys)

@@ -1,9 +1,10 @@
 -- Create a run unless the tenant has an active one (then return that, flagging a rerun).
--- A run created waiting goes straight into its waiting set, with no step pending.
+-- A run created waiting goes straight into its waiting set (scored ARGV[8]), with no step
+-- pending.
 local tenant_key, run_key, due_key, tenant_runs_key, batch_key, batch_runs_key, waiting_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local run_id, doc, now_ms, rerun, run_prefix, in_batch, created_waiting =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local run_id, doc, now_ms, rerun, run_prefix, in_batch, created_waiting, waiting_score =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 if redis.call('HEXISTS', tenant_key, 'doc') == 0 then return {-1, ''} end
 local active = redis.call('HGET', tenant_key, 'active_run')
@@ -19,7 +20,7 @@ if created_waiting == '1' then state = S_WAITING_SLOT end
 redis.call('HSET', run_key, F_DOC, doc, F_STATE, state, F_VERSION, 0)
 redis.call('HSET', tenant_key, 'active_run', run_id)
 if created_waiting == '1' then
-  redis.call('ZADD', waiting_key, 'NX', now_ms, run_id)
+  redis.call('ZADD', waiting_key, 'NX', waiting_score, run_id)
 else
   redis.call('ZADD', due_key, now_ms, run_id)
 end

@@ -17,6 +17,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from worker.bulk_order import BulkOrder, Waiting, WaitingOrder
 from worker.keys import Keys
 from worker.redisio import reply
 from worker.run.model import Lane, Run, RunState, Transition, applied
@@ -88,9 +89,13 @@ class NewRun:
 class Ledger:
     """Writes of runs and their indices (and the run reads that go with them)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, bulk_order: BulkOrder = "longest_first"
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        # The scores runs enter their waiting sets with (the bulk lane's order).
+        self.waiting_order = WaitingOrder(redis, keys, bulk_order)
         self._save = redis.register_script(script("save_run"))
         self._create = redis.register_script(script("create_run"))
         self._cancel = redis.register_script(script("request_cancel"))
@@ -154,13 +159,18 @@ class Ledger:
     async def create(self, new: Sequence[NewRun]) -> list[tuple[int, str]]:
         """Create runs unless their tenant has an active one: (1 created | 0 active | -1 no
         tenant, run id) each, in pipelined round trips."""
+        waiting = [item.run for item in new if item.run.state is RunState.WAITING_SLOT]
+        scores = await self.waiting_order.scores(
+            [Waiting(r.training_service, r.lane, r.tenant_id) for r in waiting], now_ms()
+        )
+        score_of = {run.id: score for run, score in zip(waiting, scores, strict=True)}
         async with self.redis.pipeline(transaction=False) as pipe:
             for item in new:
-                await self._create_in(pipe, item)
+                await self._create_in(pipe, item, score_of.get(item.run.id, ""))
             outcomes = await pipe.execute()
         return [(int(status), str(run_id)) for status, run_id in outcomes]
 
-    async def _create_in(self, pipe: Pipeline, item: NewRun) -> None:
+    async def _create_in(self, pipe: Pipeline, item: NewRun, waiting_score: str) -> None:
         run = item.run
         waiting = run.state is RunState.WAITING_SLOT
         batch = self.keys.batch(run.batch_id) if run.batch_id else self.keys.no_batch
@@ -185,6 +195,7 @@ class Ledger:
                 self.keys.run_prefix(),
                 "1" if run.batch_id else "0",
                 "1" if waiting else "0",
+                waiting_score,
             ],
             client=pipe,
         )
@@ -220,7 +231,10 @@ class Ledger:
         place it (due, parked, waiting or nowhere). Raises ``StaleRun`` when the CAS loses."""
         saved = applied(run, transitions, now)
         at = now_ms()
-        waiting = placement.waiting
+        waiting_score = ""
+        if placement.waiting:
+            entry = Waiting(run.training_service, run.lane, run.tenant_id)
+            [waiting_score] = await self.waiting_order.scores([entry], at)
         ok = await self._save(
             keys=[
                 self.keys.run(run.id),
@@ -236,7 +250,7 @@ class Ledger:
                 saved.model_dump_json(),
                 "" if placement.due_in is None else _ms_after(placement.due_in),
                 run.id,
-                str(at) if waiting else "",
+                waiting_score,
                 str(at),
                 "" if placement.park_in is None else _ms_after(placement.park_in),
                 str(polls),
@@ -257,10 +271,13 @@ class Ledger:
         """Take a run off the due list (no step pending: it waits, or its tail work is done)."""
         await reply(self.redis.zrem(self.keys.due, run_id))
 
-    async def ensure_waiting(self, service: str, lane: Lane, run_id: str) -> None:
+    async def ensure_waiting(
+        self, service: str, lane: Lane, run_id: str, tenant_id: str | None = None
+    ) -> None:
         """Put a run (back) in its lane's waiting set, with no step pending."""
+        [score] = await self.waiting_order.scores([Waiting(service, lane, tenant_id)], now_ms())
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.keys.waiting(service, lane.value), {run_id: now_ms()}, nx=True)
+            pipe.zadd(self.keys.waiting(service, lane.value), {run_id: float(score)}, nx=True)
             pipe.zrem(self.keys.due, run_id)
             await pipe.execute()
 
