@@ -100,10 +100,20 @@ class ApiClient:
         return await self._call(TenantCreated, "POST", "/v1/tenants", body=tenant)
 
     async def list_tenants(
-        self, limit: int = 100, offset: int = 0, kind: str | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        kind: str | None = None,
+        *,
+        state: str | None = None,
+        prefix: str | None = None,
+        sort: str | None = None,
+        cursor: str | None = None,
     ) -> TenantPage:
-        """One page of tenants (admin key)."""
-        params = {"limit": str(limit), "offset": str(offset)} | ({"kind": kind} if kind else {})
+        """One page of tenants (admin key), filtered by kind, model state and id prefix."""
+        chosen = {"kind": kind, "state": state, "prefix": prefix, "sort": sort, "cursor": cursor}
+        params = {"limit": str(limit), "offset": str(offset)}
+        params |= {name: value for name, value in chosen.items() if value}
         return await self._call(TenantPage, "GET", "/v1/tenants", params=params)
 
     async def get_tenant(self, tenant_id: str) -> TenantView:
@@ -159,6 +169,12 @@ class ApiClient:
     async def create_batch(self, batch: BatchCreate) -> BatchAccepted:
         """Start a bulk retrain (admin key)."""
         return await self._call(BatchAccepted, "POST", "/v1/batches", body=batch)
+
+    async def retry_failed(self, batch_id: str, include_cancelled: bool) -> BatchAccepted:
+        """A new bulk retrain of a batch's failed (and cancelled) tenants (admin key)."""
+        params = {"include_cancelled": "true"} if include_cancelled else None
+        path = f"/v1/batches/{batch_id}/retry-failed"
+        return await self._call(BatchAccepted, "POST", path, params=params)
 
     async def batch(self, batch_id: str) -> BatchStatus:
         """Progress of a bulk retrain (admin key)."""

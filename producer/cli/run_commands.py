@@ -6,7 +6,7 @@ import argparse
 
 from producer.cli import render
 from producer.cli.base import CommandError, Leaf, Subcommands, count, group
-from producer.cli.client import ApiClient
+from producer.cli.client import ApiClient, ApiError
 from producer.cli.output import Output
 from producer.cli.watching import FAILED_STATES, BatchReport, failed_runs, follow, ride_out
 from producer.schemas import BatchAccepted, BatchCreate, BatchStatus, RunBrief
@@ -88,7 +88,11 @@ def batch_notes(accepted: BatchAccepted) -> str:
 async def _start_batch(client: ApiClient, out: Output, body: BatchCreate) -> int:
     """Start a batch; its id alone on stdout (or JSON), the notes on stderr; 1 if it started
     nothing (no run queued and no tenant already running)."""
-    accepted = await client.create_batch(body)
+    return _started(out, await client.create_batch(body))
+
+
+def _started(out: Output, accepted: BatchAccepted) -> int:
+    """A started batch: its id alone on stdout (or JSON), the notes on stderr."""
     if out.mode == "table":
         out.line(accepted.batch_id)
     else:
@@ -151,15 +155,14 @@ async def batches_watch(client: ApiClient, out: Output, args: argparse.Namespace
 
 async def batches_retry_failed(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
     """Bulk retrain the tenants whose runs in a batch failed (and, if asked, were cancelled)."""
-    await client.batch(args.batch)  # 404 for an unknown batch before anything else
-    states = {"failed", "cancelled"} if args.include_cancelled else {"failed"}
-    failed = [run for run in await failed_runs(client, args.batch) if run.state.value in states]
-    tenants = list(dict.fromkeys(run.tenant_id for run in failed))
-    if not tenants:
-        out.note(f"batch {args.batch} has no {' or '.join(sorted(states))} runs: nothing to retry")
+    try:
+        accepted = await client.retry_failed(args.batch, args.include_cancelled)
+    except ApiError as exc:
+        if exc.status != 409:  # 409: nothing left to retry, which is no error here
+            raise
+        out.note(f"{exc.detail}: nothing to retry")
         return 0
-    body = BatchCreate(tenant_ids=tenants, reason=f"retry of {args.batch}")
-    return await _start_batch(client, out, body)
+    return _started(out, accepted)
 
 
 def _watch_flags(parser: argparse.ArgumentParser) -> None:

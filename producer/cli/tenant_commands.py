@@ -59,10 +59,20 @@ async def tenants_create(client: ApiClient, out: Output, args: argparse.Namespac
 
 async def tenants_list(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
     """A page of tenants."""
-    page = await client.list_tenants(args.limit, args.offset, args.kind)
+    page = await client.list_tenants(
+        args.limit, args.offset, args.kind,
+        state=args.state, prefix=args.prefix, sort=args.sort, cursor=args.cursor,
+    )  # fmt: skip
     out.show_page(page, page.items, render.show_tenants)
-    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
-    out.note(f"{len(page.items)} shown of {page.total}{more}")
+    if page.next_cursor is not None:
+        more = f"; next page: --cursor {page.next_cursor}"
+    elif page.next_offset is not None:
+        more = f"; next page: --offset {page.next_offset}"
+    else:
+        more = ""
+    filtered = page.matched is not None and page.matched != page.total
+    matched = f" ({page.matched} match)" if filtered else ""
+    out.note(f"{len(page.items)} shown of {page.total}{matched}{more}")
     return 0
 
 
@@ -274,6 +284,15 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     listing.add_argument("--kind", choices=["classic", "new"])
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument(
+        "--state",
+        help="model states, comma-separated: retraining, up_to_date, kept_previous, no_model",
+    )
+    listing.add_argument("--prefix", help="tenant ids starting with this")
+    listing.add_argument(
+        "--sort", help="created (default), id, state or metric; '-' first reverses: --sort=-id"
+    )
+    listing.add_argument("--cursor", help="continue where the previous page ended")
     leaf(tgroup, "show", tenants_show, "show a tenant").add_argument("tenant")
     patch = leaf(tgroup, "patch", tenants_patch, "change a tenant (options left out stay)")
     patch.add_argument("tenant")

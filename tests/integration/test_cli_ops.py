@@ -140,6 +140,18 @@ async def test_import_bulk_watch_list_failed_and_retry(
     assert [b["id"] for b in listed["items"]] == [retry_id, batch_id]
     assert listed["items"][0]["total"] == 1
     assert listed["items"][0]["reason"] == f"retry of {batch_id}"
+    code, out, err = await cli(fleet_api, capsys, "batches", "retry-failed", retry_id)
+    assert (code, out) == (0, "")
+    assert err.strip() == f"batch {retry_id} has no failed runs to retry: nothing to retry"
+
+    code, out, err = await cli(
+        fleet_api, capsys, "tenants", "list", "--prefix", "good", "--sort=-id", "-o", "json"
+    )
+    assert code == 0, err
+    assert [t["id"] for t in json.loads(out)["items"]] == ["good-b", "good-a"]
+    code, _, err = await cli(fleet_api, capsys, "tenants", "list", "--state", "sleeping")
+    assert code != 0
+    assert "state: one or more of" in err
 
 
 async def test_output_modes_put_only_data_on_stdout(
