@@ -179,15 +179,28 @@ async def test_reads_arriving_together_share_one_listing_while_it_is_fresh() -> 
     assert listings.fetches == 2
 
 
-async def test_a_failed_listing_sends_every_waiting_read_to_its_own_get() -> None:
-    """The fetch's AzureMLError gives None to all of them, and nothing is kept."""
+async def test_a_failed_listing_fails_every_read_that_waited_for_it() -> None:
+    """One fetch, its TransientError raised in each of the reads (none turns into a GET of
+    its own); nothing is kept, so the next read fetches again."""
     listings = Listings(5.0)
+    gate = asyncio.Event()
 
     async def fetch() -> list[JobInfo]:
-        raise TransientError("down")
+        await gate.wait()
+        raise TransientError("down", status=503)
 
-    assert await asyncio.gather(*(listings.get("k", fetch) for _ in range(3))) == [None] * 3
-    assert listings.entries == {}
+    readers = [asyncio.create_task(listings.get("k", fetch)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert [type(r) for r in results] == [TransientError] * 3
+    assert {getattr(r, "status", None) for r in results} == {503}
+    assert (listings.fetches, listings.entries) == (1, {})
+    gate.clear()
+    gate.set()
+    with pytest.raises(TransientError):
+        await listings.get("k", fetch)
+    assert listings.fetches == 2
 
 
 async def test_a_job_missing_from_a_listing_older_than_its_training_is_still_running() -> None:

@@ -9,7 +9,7 @@ fetched wait for that same fetch instead of starting their own (the sweeper read
 states concurrently, so one batch costs one listing per window). A job missing from a listing
 fetched before its run started training was created after it: it is taken as still running
 until the next listing. A job missing from a later listing (one without the tag) is read by
-GET.
+GET. A listing that fails fails every read that waited for it: they are polled again later.
 
 The cost is the listing's pages: a window holds the jobs submitted in ``poll_group_minutes``,
 finished ones included, so with W minutes per window, jobs of T minutes and 100 per page,
@@ -19,6 +19,7 @@ N jobs in flight take about ``(1 + W/T) * N / 100`` reads per ``fresh_seconds``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -89,12 +90,14 @@ class Listings:
         self.clock = clock
         self.wall = wall
         self.entries: dict[Hashable, Listing] = {}
-        self.pending: dict[Hashable, asyncio.Future[Listing | None]] = {}
+        self.pending: dict[Hashable, asyncio.Future[Listing | AzureMLError | None]] = {}
         self.fetches = 0
 
     async def get(self, key: Hashable, fetch: Fetch) -> Listing | None:
-        """A fresh listing of ``key`` (fetched now, or shared); ``None`` when the fetch failed
-        (the caller reads its job by GET)."""
+        """A fresh listing of ``key`` (fetched now, or shared). A failed fetch raises its
+        ``AzureMLError`` in every read that waited for it (each polls again later: no read
+        turns into a GET of its own, which after a throttled or failed listing would be a
+        burst of them); ``None`` when the fetch was cut short otherwise (a cancelled read)."""
         now = self.clock()
         entry = self.entries.get(key)
         if entry is not None and now - entry.fetched_at < self.fresh_seconds:
@@ -102,23 +105,29 @@ class Listings:
         waiting = self.pending.get(key)
         if waiting is not None:
             # shield: a reader cancelled while waiting must not cancel the others' fetch result
-            return await asyncio.shield(waiting)
-        future: asyncio.Future[Listing | None] = asyncio.get_running_loop().create_future()
+            shared = await asyncio.shield(waiting)
+            if isinstance(shared, AzureMLError):
+                raise copy.copy(shared)
+            return shared
+        future: asyncio.Future[Listing | AzureMLError | None] = (
+            asyncio.get_running_loop().create_future()
+        )
         self.pending[key] = future
-        listing: Listing | None = None
+        outcome: Listing | AzureMLError | None = None
         began = self.wall()
         try:
             self.fetches += 1
             jobs = await fetch()
-            listing = Listing(now, began, {job.name: job for job in jobs})
-            self.entries[key] = listing
+            outcome = Listing(now, began, {job.name: job for job in jobs})
+            self.entries[key] = outcome
             self._forget_old(now)
-        except AzureMLError:
-            listing = None  # each waiting read falls back to its own GET
+            return outcome
+        except AzureMLError as exc:
+            outcome = exc
+            raise
         finally:
             del self.pending[key]
-            future.set_result(listing)
-        return listing
+            future.set_result(outcome)
 
     def _forget_old(self, now: float) -> None:
         horizon = KEEP_PERIODS * max(self.fresh_seconds, 1.0)
