@@ -111,8 +111,9 @@ def decide_gating(
     if isinstance(action, Stage) and isinstance(seen, StagedSeen):
         return _staged(run, seen, policy)
     if isinstance(action, TakeScoringSlot) and isinstance(seen, SlotAnswer):
-        if seen.endpoint is None:
-            return Step((m.Stay(),), Next.DEFER, delay=policy.scoring_slot_wait_seconds)
+        if seen.endpoint is None:  # jittered, so waiting runs do not try again in step
+            delay = policy.scoring_slot_wait_seconds * (0.5 + tick.draw)
+            return Step((m.Stay(),), Next.DEFER, delay=delay)
         return Step((m.ScoringSlot(scoring_slot=True),), Next.CONTINUE)
     if isinstance(action, SubmitScoring) and isinstance(seen, Submitted):
         changed = _changed(run, action.job, job_id=seen.job_id, submit_pending=False)
