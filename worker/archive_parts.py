@@ -3,8 +3,8 @@
 A part is gzip JSON Lines, one run record a line, sorted by run id and compressed without a
 timestamp, so the same runs always make the same bytes. Parts are never rewritten; each
 holds one tenant's runs of one month (by creation) archived by one pass of the archiver:
-``archive/runs/{tenant}/{yyyy-mm}/part-{pass}.jsonl.gz``. Redis keeps, per archived run, the
-short ``{tenant}/{yyyy-mm}/{pass}`` its part is named by.
+``archive/runs/{tenant}/{yyyy-mm}/part-{pass}.jsonl.gz``. Redis keeps each part's name once,
+under a number, and per archived run a few bytes naming that number (the ledger's index).
 """
 
 from __future__ import annotations
@@ -71,18 +71,16 @@ class ArchivedRuns:
     async def find(self, run_id: str, tenant_id: str | None = None) -> Run | None:
         """The archived run ``run_id``, or None; with ``tenant_id``, only if it is that
         tenant's (another tenant's run is None, exactly like an unknown one)."""
-        where = await self.ledger.archived_at(run_id)
-        if where is None:
-            return None
-        name = PartName.parse(where)
-        if tenant_id is not None and name.tenant_id != tenant_id:
-            return None
-        try:
-            runs = decode_part(await self.blobs.download(name.path))
-        except BlobNotFoundError:
-            log.error("archive.part_missing", run_id=run_id, part=name.path)
-            return None
-        for run in runs:
-            if run.id == run_id and run.tenant_id == name.tenant_id:
-                return run
+        for where in await self.ledger.archived_candidates(run_id):
+            name = PartName.parse(where)
+            if tenant_id is not None and name.tenant_id != tenant_id:
+                continue
+            try:
+                runs = decode_part(await self.blobs.download(name.path))
+            except BlobNotFoundError:
+                log.error("archive.part_missing", run_id=run_id, part=name.path)
+                continue
+            for run in runs:
+                if run.id == run_id and run.tenant_id == name.tenant_id:
+                    return run
         return None

@@ -2,8 +2,9 @@
 
 Only an offboarded tenant (or one whose record the archiver already moved) is erased. The
 erasure holds the archiver's lease, so no pass writes a part of the tenant meanwhile; it
-deletes the blobs first and the Redis records last, so an erasure stopped half-way is
-finished by asking again (the tenant is still found).
+reads the ids of its archived runs from its parts, deletes the blobs, then the Redis records,
+so an erasure stopped half-way is finished by asking again (the tenant is still found; index
+entries of runs whose parts were already deleted then stay, a few bytes each, naming no part).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from worker.archive_blobs import ArchiveBlobs
-from worker.archive_parts import ARCHIVE_PREFIX
+from worker.archive_parts import ARCHIVE_PREFIX, decode_part
 from worker.archive_records import MODEL_PREFIX, TENANT_PREFIX
 from worker.blobs import BlobStore
 from worker.run.archive_ledger import ArchiveLedger
@@ -64,6 +65,11 @@ async def erase_tenant(store: Store, blobs: BlobStore, tenant_id: str) -> Erasur
         raise ArchiverBusy(tenant_id)
     try:
         prefixes = ArchiveBlobs(blobs)
+        archived_ids = [
+            run.id
+            for path in await prefixes.paths(f"{ARCHIVE_PREFIX}/{tenant_id}/")
+            for run in decode_part(await blobs.download(path))
+        ]
         parts = 0
         for prefix in (ARCHIVE_PREFIX, MODEL_PREFIX, TENANT_PREFIX):
             parts += await prefixes.delete_under(f"{prefix}/{tenant_id}/")
@@ -71,7 +77,7 @@ async def erase_tenant(store: Store, blobs: BlobStore, tenant_id: str) -> Erasur
         models = await prefixes.delete_under(f"models/{tenant_id}/")
         await ledger.erase_intents(tenant_id)
         runs = await ledger.erase_runs(tenant_id)
-        index = await ledger.erase_archive_index(tenant_id)
+        index = await ledger.erase_archive_index(tenant_id, archived_ids)
         history = await ledger.history_length(tenant_id)
         redis_keys = await ledger.erase_tenant_keys(tenant_id, tenant_schedule_name(tenant_id))
     finally:

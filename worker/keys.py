@@ -201,3 +201,22 @@ class Keys:
         """Sorted set of offboarded tenant ids by offboarding time (s): the archiver moves
         their records after a grace period."""
         return f"{self.prefix}:offboarded"
+
+    def archive_index_prefix(self) -> str:
+        """Prefix of the archived runs' index buckets: ``archived:{first 4 hex of the id}``, a
+        hash of the id's next 10 hex -> part number(s) (Lua scripts build the bucket key)."""
+        return f"{self.prefix}:archived:"
+
+    def archive_index(self, run_id: str) -> tuple[str, str]:
+        """The bucket key and field of an archived run in the index."""
+        return f"{self.archive_index_prefix()}{run_id[:4]}", run_id[4:14]
+
+    @property
+    def archive_parts(self) -> str:
+        """Hash: part number -> ``{tenant}/{yyyy-mm}/{pass}`` of every archive part of runs."""
+        return f"{self.prefix}:archive:parts"
+
+    @property
+    def archive_part_seq(self) -> str:
+        """Counter of the part numbers handed out."""
+        return f"{self.prefix}:archive:partseq"

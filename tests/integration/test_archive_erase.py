@@ -22,9 +22,11 @@ __all__ = ["blobs"]  # the archive container fixture, shared with test_archive
 PREFIXES = ("archive/runs/", "archive/models/", "archive/tenants/", "data/", "models/")
 
 
-async def tenant_with_history(api: ApiTestClient, store: Store, blobs: BlobStore) -> str:
+async def tenant_with_history(
+    api: ApiTestClient, store: Store, blobs: BlobStore
+) -> tuple[str, list[str]]:
     """A fresh tenant with uploaded data, a model blob, archived and live runs and a
-    model history: what an erasure must remove."""
+    model history (what an erasure must remove), and its run ids."""
     tenant_id = f"gone-{uuid.uuid4().hex[:8]}"
     await onboard(api, tenant_id, train=False)
     upload = await api.put(
@@ -34,21 +36,20 @@ async def tenant_with_history(api: ApiTestClient, store: Store, blobs: BlobStore
     )
     assert upload.status == 200, await upload.text()
     await blobs.upload(f"models/{tenant_id}/trained.ilearner", b"model")
-    await finished_runs(store, tenant_id, 3)
-    await deployments(store, tenant_id, 2)
+    runs = await finished_runs(store, tenant_id, 3) + await deployments(store, tenant_id, 2)
     report = await archiver(store, blobs, keep_runs=1, keep_deployed=1).archive_once(
         utcnow() + LATER
     )
     assert report.archived == 4  # all but the deployed run, which is also the newest
-    return tenant_id
+    return tenant_id, [run.id for run in runs]
 
 
 async def leftovers(redis: aioredis.Redis, blobs: BlobStore, tenant_id: str) -> list[str]:
     """Redis keys, index entries and blobs that still name the tenant."""
     found = [key async for key in redis.scan_iter(match=f"*{tenant_id}*")]
     found += [
-        f"archived:{run_id}"
-        async for run_id, where in redis.hscan_iter("retrainq:archived")
+        f"part {number}"
+        async for number, where in redis.hscan_iter("retrainq:archive:parts")
         if where.startswith(f"{tenant_id}/")
     ]
     for prefix in PREFIXES:
@@ -62,7 +63,7 @@ async def test_an_erasure_removes_every_record_and_blob_and_says_how_many(
     """Onboarded: 409 not_offboarded; a tenant key: 403; after offboarding: 200 with the
     counts, nothing of the tenant left, its archived runs 404 even for admin; again: 404."""
     store = Store(redis)
-    tenant_id = await tenant_with_history(api, store, blobs)
+    tenant_id, run_ids = await tenant_with_history(api, store, blobs)
     other = await onboard(api, f"keep-{uuid.uuid4().hex[:8]}", train=False)
     path = f"/v1/tenants/{tenant_id}/erase"
     onboarded = await api.post(path, headers=ADMIN)
@@ -71,10 +72,9 @@ async def test_an_erasure_removes_every_record_and_blob_and_says_how_many(
     assert (await onboarded.json())["code"] == "not_offboarded"
     assert (await api.post(path, headers=bearer(other["api_key"]))).status in (403, 404)
     archived_ids = [
-        run_id
-        async for run_id, where in redis.hscan_iter(store.keys.archived)
-        if where.startswith(f"{tenant_id}/")
+        run_id for run_id in run_ids if await store.ledger.archived_at(run_id) is not None
     ]
+    assert len(archived_ids) == 4
     assert (await api.delete(f"/v1/tenants/{tenant_id}", headers=ADMIN)).status == 200
     erased = await api.post(path, headers=ADMIN)
     assert erased.status == 200, await erased.text()
@@ -89,6 +89,7 @@ async def test_an_erasure_removes_every_record_and_blob_and_says_how_many(
     assert await leftovers(redis, blobs, tenant_id) == []
     for run_id in archived_ids:
         assert (await api.get(f"/v1/runs/{run_id}", headers=ADMIN)).status == 404
+        assert await store.ledger.archived_candidates(run_id) == []
     assert (await api.post(path, headers=ADMIN)).status == 404
     assert await store.get_tenant(other["tenant"]["id"]) is not None
 

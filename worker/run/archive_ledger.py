@@ -142,10 +142,29 @@ class ArchiveLedger:
         await reply(self.redis.delete(run_set))
         return deleted
 
-    async def erase_archive_index(self, tenant_id: str) -> int:
-        """Forget the tenant's archived runs in the id -> part index: entries removed."""
+    async def erase_archive_index(self, tenant_id: str, run_ids: Sequence[str]) -> int:
+        """Forget the tenant's archived runs (``run_ids``, read from its parts) and its parts
+        in the index: run entries removed. Entries of the old per-run hash go too."""
         mark = f"{tenant_id}/"
+        numbers = {
+            str(number)
+            async for number, where in self.redis.hscan_iter(self.keys.archive_parts, count=1000)
+            if str(where).startswith(mark)
+        }
         removed = 0
+        for run_id in run_ids:
+            bucket, field = self.keys.archive_index(run_id)
+            value = await reply(self.redis.hget(bucket, field))
+            if value is None:
+                continue
+            kept = [n for n in str(value).split(",") if n not in numbers]
+            if kept:
+                await reply(self.redis.hset(bucket, field, ",".join(kept)))
+            else:
+                await reply(self.redis.hdel(bucket, field))
+            removed += 1
+        if numbers:
+            await reply(self.redis.hdel(self.keys.archive_parts, *numbers))
         async for run_id, where in self.redis.hscan_iter(self.keys.archived, count=1000):
             if str(where).startswith(mark):
                 removed += int(await reply(self.redis.hdel(self.keys.archived, run_id)))

@@ -395,12 +395,14 @@ class Ledger:
     async def remove_archived(
         self, owner: str, part: str, where: str, tenant_id: str, runs: Sequence[Run]
     ) -> int:
-        """Remove ``runs`` (written to ``part``) from Redis, index them to ``where``, and clear
-        the part's intent, at once: the runs removed, or -1 when the lease was lost."""
+        """Remove ``runs`` (written to ``part``) from Redis, index them to ``where`` (a part
+        number, in the compact index), and clear the part's intent, at once: the runs
+        removed, or -1 when the lease was lost."""
         keys = [
             self.keys.archive_lease,
             self.keys.archive_intents,
-            self.keys.archived,
+            self.keys.archive_parts,
+            self.keys.archive_part_seq,
             self.keys.tenant_runs(tenant_id),
             self.keys.due,
             self.keys.polls,
@@ -408,10 +410,29 @@ class Ledger:
         keys += [
             self.keys.batch_runs(r.batch_id) if r.batch_id else self.keys.no_batch for r in runs
         ]
-        args = [owner, part, where, self.keys.run_prefix(), *(r.id for r in runs)]
+        args = [
+            owner,
+            part,
+            where,
+            self.keys.run_prefix(),
+            self.keys.archive_index_prefix(),
+            *(r.id for r in runs),
+        ]
         return int(await self._archive_remove(keys=keys, args=args))
 
+    async def archived_candidates(self, run_id: str) -> list[str]:
+        """Where an archived run's part may be (``{tenant}/{yyyy-mm}/{pass}``): one name, or
+        more when another archived id shares its index field; empty if it is not archived.
+        Runs archived before the compact index are found in the old ``archived`` hash."""
+        bucket, field = self.keys.archive_index(run_id)
+        numbers = await reply(self.redis.hget(bucket, field))
+        if numbers is None:
+            legacy = await reply(self.redis.hget(self.keys.archived, run_id))
+            return [] if legacy is None else [str(legacy)]
+        names = await reply(self.redis.hmget(self.keys.archive_parts, str(numbers).split(",")))
+        return [str(name) for name in names if name is not None]
+
     async def archived_at(self, run_id: str) -> str | None:
-        """Where an archived run's part is (``{tenant}/{yyyy-mm}/{pass}``), or None."""
-        value = await reply(self.redis.hget(self.keys.archived, run_id))
-        return None if value is None else str(value)
+        """Where an archived run's part is, when one part may hold it (else None)."""
+        candidates = await self.archived_candidates(run_id)
+        return candidates[0] if len(candidates) == 1 else None
