@@ -253,4 +253,6 @@ class Archiver:
             policy.keep_deployed,
         )
         due = {run.id for run in older if await self.ledger.is_due(run.id)}
-        return past_retention(older, protected, due, now - timedelta(days=policy.keep_days))
+        chosen = past_retention(older, protected, due, now - timedelta(days=policy.keep_days))
+        # A few runs more in Redis buy parts of several runs (fewer blobs, index entries).
+        return chosen if gone or len(chosen) >= self.config.min_part_runs else []

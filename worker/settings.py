@@ -293,6 +293,13 @@ class ArchiveConfig(BaseModel):
         default=5, ge=1, le=1000, description="deployed versions per tenant whose runs are kept"
     )
     max_runs_per_pass: int = Field(default=5000, ge=1, le=1_000_000)
+    min_part_runs: int = Field(
+        default=7,
+        ge=1,
+        le=10_000,
+        description="a tenant's runs past retention wait until there are this many, so that "
+        "each archive part (and its one index entry) holds several runs",
+    )
     offboarded_grace_days: float = Field(
         default=30.0,
         ge=0,

@@ -35,7 +35,7 @@ async def main(redis_url: str, connection: str, container: str, prefix: str, poi
             archiver = Archiver(
                 Store(redis, keys),
                 blobs,
-                ArchiveConfig(keep_runs=1),
+                ArchiveConfig(keep_runs=1, min_part_runs=1),
                 OWNER,
                 Failpoints([point], redis, keys),
             )

@@ -90,3 +90,21 @@ async def test_retention_is_set_by_admin_patch_validated_and_cleared_by_null(
     assert (await cleared.json())["retention"] is None
     other = await onboard(api, "other", retention={"keep_days": 90})
     assert other["tenant"]["retention"]["keep_days"] == 90
+
+
+async def test_runs_past_retention_wait_for_a_part_of_min_part_runs(
+    redis: aioredis.Redis, blobs: BlobStore
+) -> None:
+    """With min_part_runs=4, 3 runs past retention stay; at 4 they move together."""
+    store = Store(redis, Keys("ret3"))
+    await new_tenant(store, "acme")
+    await finished_runs(store, "acme", 4)
+    waiting = await archiver(store, blobs, keep_runs=1, min_part_runs=4).archive_once(
+        utcnow() + LATER
+    )
+    assert waiting.archived == 0
+    await finished_runs(store, "acme", 1)
+    moved = await archiver(store, blobs, keep_runs=1, min_part_runs=4).archive_once(
+        utcnow() + LATER
+    )
+    assert (moved.archived, len(moved.parts)) == (4, 1)
