@@ -8,7 +8,8 @@ each batch or history entry in Redis or in exactly one part:
   state, no run list) of batches whose runs all ended more than ``keep_days`` ago, by month
   of creation; ``archived:batches`` maps each id to its part.
 - ``archive/models/{tenant}/part-{pass}.jsonl.gz``: a tenant's model-history entries past
-  its newest ``keep_deployed`` (rollback needs only those).
+  its newest ``keep_deployed`` (rollback needs only those), once there are
+  ``min_part_runs`` of them.
 """
 
 from __future__ import annotations
@@ -193,8 +194,8 @@ class RecordArchiver:
                 if past_grace(tenant, grace_end):
                     keep = 0
                 extra = history_beyond(await self.ledger.history_length(tenant.id), keep)
-                if not extra:
-                    continue
+                if not extra or (keep and extra < self.config.min_part_runs):
+                    continue  # entries wait for a part of several, like runs
                 entries = await self.ledger.model_tail(tenant.id, extra)
                 intent = Intent(kind="models", tenant_id=tenant.id, where=pass_id, ids=entries)
                 removed += await self._start(model_part(tenant.id, pass_id), intent, parts)
