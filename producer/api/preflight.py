@@ -3,7 +3,9 @@
 Classic target: the web service exists in the workspace, its default endpoint has the named
 trained-model resource, and its input columns are among the training service's columns.
 New (ARM) target: the template web service exists, is provisioned (``Succeeded``), has exactly
-one trained-model asset, and its input columns fit the same way. Global parameters: each is
+one trained-model asset, and its input columns fit the same way. An azureml_v2 training
+service: no global parameters, and its workspace and datastore exist (the datastore on the
+runs' blob container). Global parameters: each is
 one the training service declares. A mismatch is a 422 naming the field, what is wrong and
 what is there instead; a remote side that cannot be reached is a 503 with ``Retry-After``.
 """
@@ -31,11 +33,13 @@ from worker.azureml.arm import (
     trained_model_asset,
 )
 from worker.azureml.classic import EndpointsClient
-from worker.azureml.errors import PermanentError, TransientError
+from worker.azureml.errors import NotFoundError, PermanentError, TransientError
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.azureml.swagger import ServiceSchema, fetch_schema
+from worker.azureml_v2 import workspace as v2_workspace
 from worker.schemas import ClassicTarget, NewServiceTarget, Tenant
+from worker.settings import AzureMLV2Config
 from worker.verification import Verification, Verifications
 
 MAX_LISTED = 20
@@ -84,6 +88,7 @@ class Preflight:
         self.session = session
         self.settings = settings
         self.timeout = timeout
+        self.token = token
         self.endpoints = EndpointsClient(
             session,
             azureml.management_url,
@@ -119,7 +124,9 @@ class Preflight:
                     "trained_model_asset",
                     "input_columns",
                 ]
-        if tenant.global_parameters and service and service.endpoints:
+        if service is not None and service.azureml_v2 is not None:
+            checks += await self._v2_service(tenant, service.azureml_v2, fields)
+        elif tenant.global_parameters and service and service.endpoints:
             endpoint = service.endpoints[0]
             declared = await self._schema(endpoint.url, endpoint.api_key.get_secret_value())
             unknown = [p for p in tenant.global_parameters if p not in declared.global_parameters]
@@ -132,6 +139,44 @@ class Preflight:
                 )
             checks.append("global_parameters")
         return checks
+
+    async def _v2_service(
+        self, tenant: Tenant, config: AzureMLV2Config, fields: Collection[str]
+    ) -> list[str]:
+        """An azureml_v2 service takes no global parameters; its workspace and datastore
+        exist, the datastore on the blob container runs use."""
+        name = tenant.training_service
+        if tenant.global_parameters:
+            raise Mismatch(
+                "global_parameters",
+                f"the azureml_v2 training service {name!r} takes no global parameters",
+                found=[],
+            )
+        if "training_service" not in fields:
+            return []
+        try:
+            facts = await v2_workspace.look(
+                self.session,
+                self.settings.azureml.arm_url,
+                config,
+                await self.token.token(),
+                self.timeout,
+            )
+        except NotFoundError as exc:
+            part = v2_workspace.missing_part(exc.url)
+            raise Mismatch(
+                "training_service",
+                f"the {part} of the azureml_v2 training service {name!r} was not found",
+                found=config.datastore if part == "datastore" else config.workspace,
+            ) from None
+        if facts.container != self.settings.blob.container:
+            raise Mismatch(
+                "training_service",
+                f"the datastore {config.datastore!r} of {name!r} is on container "
+                f"{facts.container!r}, not the runs' container {self.settings.blob.container!r}",
+                found=facts.container,
+            )
+        return ["v2_workspace", "v2_datastore"]
 
     async def _schema(self, base: str, key: str) -> ServiceSchema:
         return await fetch_schema(

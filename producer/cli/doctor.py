@@ -32,6 +32,7 @@ from worker.azureml.errors import AzureMLError, NotFoundError
 from worker.azureml.http import request_json
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
+from worker.azureml_v2.workspace import look, missing_part, workspace_url
 from worker.blobs import BlobStore, BlobStoreError
 from worker.logs import configure_logging, redact_text
 from worker.settings import (
@@ -203,34 +204,6 @@ async def check_arm(session: aiohttp.ClientSession, azureml: AzureMLConfig) -> C
     return Check(check=name, target=url, ok=True, result=f"{count} web services")
 
 
-async def _v2_reads(
-    session: aiohttp.ClientSession,
-    base: str,
-    api: str,
-    datastore: str,
-    token: SecretStr,
-    timeout_seconds: float,
-) -> tuple[object, object]:
-    """The workspace and its datastore (``NotFoundError`` names which is missing)."""
-    workspace = await request_json(
-        session, "GET", f"{base}?{api}", token=token, timeout_seconds=timeout_seconds
-    )
-    store = await request_json(
-        session,
-        "GET",
-        f"{base}/datastores/{datastore}?{api}",
-        token=token,
-        timeout_seconds=timeout_seconds,
-    )
-    return workspace.body, store.body
-
-
-def _field(body: object, *path: str) -> str:
-    for key in path:
-        body = body.get(key) if isinstance(body, dict) else None
-    return str(body) if body is not None else "?"
-
-
 async def check_v2(
     session: aiohttp.ClientSession,
     service: str,
@@ -240,22 +213,21 @@ async def check_v2(
     """A v2 training service's workspace answers the ARM token and its datastore is there,
     on the worker's blob container."""
     name = f"v2 workspace {service}"
-    base = (config.arm_url or settings.azureml.arm_url).rstrip("/") + config.workspace_path()
+    base = workspace_url(settings.azureml.arm_url, config)
     provider = arm_provider(settings.azureml)
     if provider is None:
         return Check(check=name, target=base, ok=False, result="not set", fix=NO_ARM_TOKEN)
     prefix = f"RETRAINQ_TRAINING_SERVICES['{service}'].azureml_v2"
     try:
-        workspace, store = await _v2_reads(
+        facts = await look(
             session,
-            base,
-            f"api-version={config.api_version}",
-            config.datastore,
+            settings.azureml.arm_url,
+            config,
             await provider.token(),
             settings.azureml.request_timeout_seconds,
         )
     except NotFoundError as exc:
-        missing = "datastore" if "/datastores/" in (exc.url or "") else "workspace"
+        missing = missing_part(exc.url)
         fix = (
             f"register an Azure Blob datastore {config.datastore!r} on container "
             f"{settings.blob.container!r} (docs/AZURE.md), or set {prefix}.datastore"
@@ -275,7 +247,7 @@ async def check_v2(
     finally:
         if isinstance(provider, AzureIdentityToken):
             await provider.close()
-    container = _field(store, "properties", "containerName")
+    container = facts.container
     if container != settings.blob.container:
         fix = (
             f"the datastore must be on the worker's blob container {settings.blob.container!r}: "
@@ -283,8 +255,7 @@ async def check_v2(
         )
         result = f"datastore {config.datastore} is on container {container}"
         return Check(check=name, target=base, ok=False, result=result, fix=fix)
-    location = _field(workspace, "location")
-    result = f"workspace in {location}, datastore {config.datastore} on {container}"
+    result = f"workspace in {facts.location}, datastore {config.datastore} on {container}"
     return Check(check=name, target=base, ok=True, result=result)
 
 
