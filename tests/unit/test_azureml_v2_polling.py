@@ -112,6 +112,30 @@ async def test_a_bucket_that_never_refills_refuses_once_spent_down_to_its_reserv
         await spend.acquire("GET", "u")
 
 
+async def test_callers_in_line_behind_a_wait_longer_than_the_limit_fail_fast() -> None:
+    """The first caller waits for the refill; one queued behind it longer than max_wait fails
+    with ThrottledError without waiting its turn (and spends nothing)."""
+    released = asyncio.Event()
+    clock = Clock()
+
+    async def slow_sleep(seconds: float) -> None:
+        clock.slept.append(seconds)
+        await released.wait()
+
+    reads = BucketBudget(capacity=10, per_second=2, reserve=0)
+    config = ArmBudgetConfig(reads=reads, max_wait_seconds=0.05)
+    spend = ArmBudget(config, clock=clock, sleep=slow_sleep)
+    spend.answered("GET", {"x-ms-ratelimit-remaining-subscription-reads": "0.95"})
+    first = asyncio.create_task(spend.acquire("GET", "u"))
+    await asyncio.sleep(0)
+    with pytest.raises(ThrottledError) as queued:
+        await spend.acquire("GET", "u")
+    assert queued.value.code == "ArmBudgetSpent"
+    released.set()
+    await first
+    assert clock.slept == [pytest.approx(0.025)]
+
+
 def test_a_runs_poll_window_comes_from_when_it_began_submitting() -> None:
     """Floored to the window length, from the submitting phase (so every submit of the run
     names one window), else from the run's creation."""

@@ -100,6 +100,18 @@ def remaining_of(headers: Mapping[str, str], operation: Operation) -> float | No
     return None
 
 
+def spent(operation: Operation, method: str, url: str, wait: float) -> ThrottledError:
+    """The error of a call refused before it was sent: the budget needs ``wait`` seconds."""
+    error = ThrottledError(
+        f"ARM {operation} budget spent; next call in {wait:.1f} s",
+        method=method,
+        url=url,
+        code="ArmBudgetSpent",
+    )
+    error.retry_after = wait
+    return error
+
+
 class ArmBudget:
     """The request budget of one principal in one subscription, shared by its v2 clients."""
 
@@ -125,25 +137,34 @@ class ArmBudget:
         return self.buckets[operation_of(method)]
 
     async def acquire(self, method: str, url: str) -> None:
-        """Wait until a call may be sent and count it; ``ThrottledError`` when the wait would
-        be longer than ``max_wait_seconds`` (nothing is sent then)."""
+        """Wait until a call may be sent and count it; ``ThrottledError`` when the wait (in
+        line behind other callers, then for the bucket) would pass ``max_wait_seconds``
+        (nothing is sent then)."""
         operation = operation_of(method)
         bucket = self.buckets[operation]
-        # One waiter at a time per bucket, so callers woken together do not overspend it.
-        async with self._locks.setdefault(operation, asyncio.Lock()):
-            wait = bucket.wait(self.clock())
-            if wait > self.config.max_wait_seconds:
-                error = ThrottledError(
-                    f"ARM {operation} budget spent; next call in {wait:.1f} s",
-                    method=method,
-                    url=url,
-                    code="ArmBudgetSpent",
-                )
-                error.retry_after = wait
-                raise error
+        limit = self.config.max_wait_seconds
+        # One waiter at a time per bucket, so callers woken together do not overspend it;
+        # the time in line counts against the same limit, so a burst fails fast instead of
+        # queueing past its step's timeout.
+        lock = self._locks.setdefault(operation, asyncio.Lock())
+        began = self.clock()
+        if lock.locked():
+            try:
+                await asyncio.wait_for(lock.acquire(), timeout=limit)
+            except TimeoutError:
+                raise spent(operation, method, url, limit) from None
+        else:
+            await lock.acquire()
+        try:
+            now = self.clock()
+            wait = bucket.wait(now)
+            if wait > limit - (now - began):
+                raise spent(operation, method, url, wait)
             if wait > 0:
                 await self.sleep(wait)
             bucket.spend(self.clock())
+        finally:
+            lock.release()
 
     def answered(self, method: str, headers: Mapping[str, str]) -> None:
         """Take the remaining count from an answer's headers."""
