@@ -14,7 +14,15 @@ from emulator.config import BIKE_RENTAL
 from emulator.datagen import bike_rental_csv
 from emulator.training import parse_csv, train
 from tests.integration.fleet import Fleet
-from tests.integration.test_azureml_v2 import settings, v2, v2_stats, with_v2_datastore
+from tests.integration.fleet import sample_rows as fleet_rows
+from tests.integration.test_azureml_v2 import (
+    SERVICE,
+    services,
+    settings,
+    v2,
+    v2_stats,
+    with_v2_datastore,
+)
 from tests.unit.test_azureml_v2_registry import deployed_run
 from worker.azureml.arm import StaticToken
 from worker.azureml.retry import RetryPolicy
@@ -22,6 +30,7 @@ from worker.azureml_v2.arm import V2Arm
 from worker.azureml_v2.pool import PoolEndpoint, PoolTarget, assign_pool, sample_rows
 from worker.azureml_v2.registry import ModelRegistry, ModelsClient
 from worker.run.model import Run
+from worker.schemas import RunState
 from worker.settings import V2PoolConfig
 
 pytestmark = pytest.mark.timeout(120)
@@ -133,6 +142,26 @@ async def test_a_deploy_moves_the_pointer_by_sequence_and_the_pool_serves_it(
     assert container is not None
     assert container["properties"]["isArchived"] is True
     assert "retrainq-deployed-version" not in container["properties"]["tags"]
+
+
+async def test_a_model_a_v2_job_trained_is_served_by_the_pool(v2_fleet: Fleet) -> None:
+    """The whole chain on the emulator: a worker retrains a v2 tenant (its command job writes
+    the model), the pool target registers it as version {seq} and points the tenant at it, and
+    the pool's endpoint answers with that version and what the tenant's data trains."""
+    fleet = v2_fleet
+    await make_pool(fleet)
+    onboarded = await fleet.onboard("poolchain", training_service=SERVICE)
+    fleet.run_workers(1, RETRAINQ_TRAINING_SERVICES=services(fleet))
+    (run,) = await fleet.wait_terminal([await fleet.retrain(onboarded.id)], within=90)
+    assert run.state is RunState.SUCCEEDED, run.error
+    assert await deploy(target(fleet), run)
+    rows = fleet_rows(fleet, onboarded.id)
+    answer = await target(fleet).endpoint.score(fleet.http, onboarded.id, rows)
+    assert answer.version == str(run.seq)
+    served = [float(p["Scored Labels"]) for p in answer.predictions]
+    assert served == pytest.approx(fleet.expected(onboarded.id, rows))
+    registered = await target(fleet).registry.history(onboarded.id)
+    assert [(m.run_id, m.seq) for m in registered] == [(run.id, run.seq)]
 
 
 def test_a_new_tenant_joins_the_pool_with_the_most_room() -> None:
