@@ -9,6 +9,9 @@ extra). Each subcommand reads what a benchmark script wrote and writes one PNG:
   line (``inflight_capacity.py`` output) in the file.
 - ``b6 RESULTS.jsonl OUT.png``: each onboarding's latency, one series per B6 result line
   (``onboarding_during_bulk.py`` output), against the 2 s target.
+- ``b8 TIMELINES.json OUT.png``: from ``bulk_order.py --timeline``, BES jobs running and
+  runs deployed over time in the FIFO night and the longest-first night, against the lower
+  bound max(total work / cap, longest job).
 - ``b9 RESULTS.jsonl OUT.png``: the scale curve from ``scale_curve.py`` result lines (sizes
   of every line in the file, in order): latencies, Redis bytes per tenant, worker RSS and
   CPU per run against the fleet size, log-log, with a line of slope 1 (linear growth).
@@ -120,6 +123,36 @@ def b6(results: Path, out: Path) -> None:
     figure.savefig(out, dpi=100)
 
 
+def b8(timelines_path: Path, out: Path) -> None:
+    """Jobs running and runs deployed over time, FIFO against longest first."""
+    doc = json.loads(timelines_path.read_text())
+    cap = int(doc["cap"])
+    nights: dict[str, Timeline] = {"FIFO": doc["fifo"], "longest first": doc["longest_first"]}
+    work = [run["job_s"] for run in doc["fifo"]]
+    lower = max(sum(work) / cap, max(work))
+    end = max(run.get("succeeded", 0.0) for timeline in nights.values() for run in timeline)
+    ticks = [i * 0.25 for i in range(int(end / 0.25) + 2)]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for label, timeline in nights.items():
+        running = [count_between(timeline, "training", "evaluating", t) for t in ticks]
+        top.plot(ticks, running, label=label)
+        makespan = max(run.get("succeeded", 0.0) for run in timeline)
+        done = [count_between(timeline, "succeeded", "never", t) for t in ticks]
+        bottom.plot(ticks, done, label=f"{label} (makespan {makespan:.1f} s)")
+    top.axhline(cap, color="black", linestyle="--", linewidth=1, label=f"cap {cap}")
+    top.set_ylabel("runs in training")
+    top.legend(loc="lower left")
+    for axes in (top, bottom):
+        axes.axvline(lower, color="grey", linestyle=":", linewidth=1)
+    bottom.plot([], [], color="grey", linestyle=":", label=f"lower bound {lower:.1f} s")
+    bottom.set_xlabel("seconds since POST /v1/batches")
+    bottom.set_ylabel("runs deployed")
+    bottom.legend(loc="upper left")
+    figure.suptitle(f"B8: {len(work):,} tenants, cap {cap}, lognormal job durations")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+
+
 def b9_sizes(results: Path) -> list[dict[str, Any]]:
     """Every size measured by the B9 result lines of a file, smallest fleet first."""
     sizes = [size for result in result_lines(results, "B9 ") for size in result["sizes"]]
@@ -149,6 +182,8 @@ def b9(results: Path, out: Path) -> None:
         "GET /v1/tenants?limit=100": [s["batch_waiting"]["tenant_table_ms"]["p50"] for s in sizes],
         "GET /v1/fleet, cached": [s["batch_waiting"]["fleet_cached_ms"]["p50"] for s in sizes],
     }
+    if all("archive_pass" in s for s in sizes):
+        series["an archiver pass (wall)"] = [s["archive_pass"]["wall_s"] * 1000 for s in sizes]
     for label, ys in series.items():
         lat.plot(xs, ys, marker="o", label=label)
     linear_guide(lat, xs, series["GET /v1/fleet, cold (scan)"][0])
@@ -178,7 +213,7 @@ def b9(results: Path, out: Path) -> None:
         axes.set_xscale("log")
         axes.set_xlabel("tenants")
         axes.legend(fontsize="small")
-    lat.set_title("fleet-wide requests")
+    lat.set_title("fleet-wide requests and passes")
     page.set_title("a tenant's page")
     mem.set_title("Redis memory")
     run.set_title("a run, with the rest of the batch waiting")
@@ -191,7 +226,7 @@ def main() -> None:
     """Parse the subcommand and draw its PNG."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="figure", required=True)
-    for name in ("b1", "b3", "b6", "b9"):
+    for name in ("b1", "b3", "b6", "b8", "b9"):
         command = sub.add_parser(name)
         command.add_argument("source", type=Path)
         command.add_argument("out", type=Path)
@@ -203,6 +238,8 @@ def main() -> None:
         b1(args.source, args.out, args.cap, args.duration)
     elif args.figure == "b3":
         b3(args.source, args.out)
+    elif args.figure == "b8":
+        b8(args.source, args.out)
     elif args.figure == "b9":
         b9(args.source, args.out)
     else:

@@ -31,6 +31,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str]]] = [
     ("B4", "sequential_baseline.py", ["--quick"], []),
     ("B6", "onboarding_during_bulk.py", ["--quick"], []),
     ("B7", "limit_client.py", ["--quick"], []),
+    ("B8", "bulk_order.py", ["--quick"], []),
     ("B9", "scale_curve.py", ["--quick"], []),  # quick: 1,000 and 10,000 tenants, minutes
     ("U1", "upload_validation.py", ["--quick"], []),
 ]
