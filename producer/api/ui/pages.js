@@ -15,10 +15,11 @@ function stat(label, value, attrs = {}) {
   return h("div", { class: "stat", ...attrs }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label));
 }
 
-function countList(counts, attrs = {}) {
+// ``atLeast``: the counts are lower bounds (a fleet larger than the API's tenant scan).
+function countList(counts, attrs = {}, atLeast = false) {
   const entries = Object.entries(counts).filter(([, n]) => n > 0);
   if (!entries.length) return h("p", { class: "muted" }, "none");
-  return h("ul", { class: "counts", ...attrs }, entries.map(([name, n]) => h("li", { "data-key": name }, badge(name), ` ${n}`)));
+  return h("ul", { class: "counts", ...attrs }, entries.map(([name, n]) => h("li", { "data-key": name }, badge(name), atLeast ? ` ≥ ${n}` : ` ${n}`)));
 }
 
 function meter(used, cap) {
@@ -73,7 +74,7 @@ function activityCard(fleet) {
   const width = seconds === 3600 ? "hourly" : `${widthName(seconds)}`;
   return card(
     `Runs of the last ${fleet.hours} hours`,
-    countList(fleet.runs_by_state, { "data-test": "runs-by-state" }),
+    countList(fleet.runs_by_state, { "data-test": "runs-by-state" }, fleet.tenants.complete === false),
     h("p", { class: "muted small", "data-test": "activity-caption" }, Object.keys(fleet.runs_by_state).length
       ? `${width} bars from ${fmtHourMinute(from, seconds < 60)} to now (${zoneName(from)}), scaled to the span of the runs created`
       : `no runs created in these hours; hourly bars, times in ${zoneName(from)}`),
@@ -82,8 +83,15 @@ function activityCard(fleet) {
   );
 }
 
+// Past the tenants the API's scan reads, counts cover the first ``scanned`` tenants only.
+function partialNote(t) {
+  if (t.complete !== false) return "";
+  return h("p", { class: "muted small", "data-test": "scan-partial" }, `counted over the first ${t.scanned.toLocaleString("en")} of ${t.total.toLocaleString("en")} tenants by onboarding: these counts and the runs below are lower bounds`);
+}
+
 function fleetCards(fleet, batches) {
   const t = fleet.tenants;
+  const partial = t.complete === false;
   const services = fleet.services.map((svc) =>
     h(
       "div",
@@ -101,7 +109,7 @@ function fleetCards(fleet, batches) {
     h(
       "div",
       { class: "grid" },
-      card("Tenants", h("div", { class: "stats" }, stat("tenants", t.total, { "data-test": "tenant-total" }), ...Object.entries(t.by_kind).map(([k, n]) => stat(k === "new" ? "new services" : "classic endpoints", n))), h("h3", {}, "Model state"), countList(t.by_model_state, { "data-test": "model-states" })),
+      card("Tenants", h("div", { class: "stats" }, stat("tenants", t.total, { "data-test": "tenant-total" }), ...Object.entries(t.by_kind).map(([k, n]) => stat(k === "new" ? "new services" : "classic endpoints", partial ? `≥ ${n}` : n))), h("h3", {}, "Model state"), countList(t.by_model_state, { "data-test": "model-states" }, partial), partialNote(t)),
       card("BES slots", ...services),
       card("Backlog", h("div", { class: "stats", "data-test": "backlog" }, stat("ready steps", b.ready), stat("deferred steps", b.deferred), stat("waiting for a slot", b.waiting_slot))),
     ),
