@@ -22,9 +22,10 @@ has a deployed model and a history, as a fleet in service does. Then, in this or
    ``--warmup``-th and the (``--warmup`` + ``--sample``)-th finished run, divided by the runs
    finished in between, while the rest of the batch keeps waiting (one BES endpoint of
    ``--endpoint-jobs``, ``--job-seconds`` jobs).
-5. One pass of the archiver (``worker.archive.Archiver.archive_once``, default retention)
-   run in this process: it walks every tenant, so its wall time and CPU (this process's and
-   Redis's) grow with the fleet. The stack is then stopped, the rest of the batch unrun.
+5. The workers stop; one pass of the archiver (``worker.archive.Archiver.archive_once``,
+   default retention, nothing past it yet) runs in this process: it walks every tenant, so
+   its wall time and CPU (this process's and Redis's) grow with the fleet. The stack is then
+   stopped, the rest of the batch unrun.
 
 Usage: ``.venv/bin/python bench/scale_curve.py [--sizes 1000 10000 100000] [--quick]``
 (``--quick``: 1,000 and 10,000). Prints one JSON line; ``--out FILE`` also writes it there
@@ -50,7 +51,9 @@ from common import (
     SHARED_DATA,
     TERMINAL,
     BenchStack,
+    calls_delta,
     command_calls,
+    cpu_seconds,
     machine,
     rss_mb,
     summary,
@@ -227,7 +230,8 @@ async def run_sample(
         await asyncio.sleep(0.05)
     window = time.perf_counter() - began
     cpu_after = stack.cpu_by_process()
-    calls = sum((await command_calls(store.redis)).values()) - sum(calls_before.values())
+    by_command = calls_delta(calls_before, await command_calls(store.redis))
+    calls = sum(by_command.values())
     runs = done - first
     cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
     workers = sum(v for k, v in cpu.items() if k.startswith("worker-"))
@@ -239,6 +243,9 @@ async def run_sample(
         "worker_cpu_ms_per_run": round(workers / runs * 1000, 2),
         "cpu_ms_per_run": {k: round(v / runs * 1000, 2) for k, v in cpu.items()},
         "redis_commands_per_run": round(calls / runs, 1),
+        "redis_top_commands_per_run": {
+            name: round(n / runs, 1) for name, n in list(by_command.items())[:10]
+        },
         "worker_rss_started_mb": rss_started,
         "worker_rss_peak_mb": rss_peak,
         "batch_counters_after_sample": counters,
@@ -251,11 +258,12 @@ async def archive_pass(stack: BenchStack, store: Store) -> dict[str, Any]:
     blobs = BlobStore(SecretStr(stack.blob_cs), "retrainq")
     try:
         archiver = Archiver(store, blobs, ArchiveConfig(), "bench-archiver")
-        redis_cpu = stack.cpu_by_process()["redis"]
+        redis_pid = next(p.pid for p in stack.processes if p.name == "redis")
+        redis_cpu = cpu_seconds(redis_pid)
         began, cpu = time.perf_counter(), time.process_time()
         report = await archiver.archive_once()
         wall, cpu = time.perf_counter() - began, time.process_time() - cpu
-        redis_cpu = stack.cpu_by_process()["redis"] - redis_cpu
+        redis_cpu = cpu_seconds(redis_pid) - redis_cpu
     finally:
         await blobs.close()
     return {
@@ -311,6 +319,8 @@ async def measure_size(stack: BenchStack, count: int, args: argparse.Namespace) 
         result["batch_waiting"] = await read_figures(stack, http, ids, args)
     log(f"{count}: workers start; sampling {args.sample} runs")
     result |= await run_sample(stack, store, batch["batch_id"], args)
+    for worker in stack.workers:  # the pass alone, not beside the rest of the batch
+        worker.stop()
     log(f"{count}: an archiver pass over the fleet")
     result["archive_pass"] = await archive_pass(stack, store)
     await redis.aclose()
