@@ -150,7 +150,9 @@ class TenantPage(BaseModel):
     items: list[TenantListItem]
     total: int = Field(description="tenants in the index (before any filter)")
     matched: int | None = Field(
-        default=None, description="tenants that passed the filters (of those scanned)"
+        default=None,
+        description="tenants that passed the filters (of those scanned; in creation order "
+        "without a filter or cursor, every tenant of the index, read without a scan)",
     )
     scanned: int | None = Field(
         default=None, description="tenants read (the scan is capped on huge fleets)"

@@ -385,16 +385,28 @@ class FleetViews:
         """Every tenant's listing row in creation order (at most ``limit`` tenants, one Lua
         call per page of ``SCAN_CHUNK``) and how many tenants the index holds."""
         total = await self.store.count_tenants()
+        rows: list[TenantRow] = []
+        for offset in range(0, min(total, limit), SCAN_CHUNK):
+            rows += await self._rows_page(offset, SCAN_CHUNK)
+        return rows, total
+
+    async def tenant_rows_at(self, offset: int, count: int) -> tuple[list[TenantRow], int]:
+        """The listing rows of the tenants at ``offset`` to ``offset + count`` of the index
+        (creation order, any offset) and how many tenants it holds: a page in the index's own
+        order without reading the rest of the fleet."""
+        total = await self.store.count_tenants()
+        rows: list[TenantRow] = []
+        for start in range(offset, offset + count, SCAN_CHUNK):
+            rows += await self._rows_page(start, min(SCAN_CHUNK, offset + count - start))
+        return rows, total
+
+    async def _rows_page(self, offset: int, count: int) -> list[TenantRow]:
         args: list[str | int] = [
+            offset,
+            count,
             self.keys.tenant_prefix(),
             self.keys.run_prefix(),
             TENANT_RUNS_SUFFIX,
             DEFAULT_METRIC,
         ]
-        rows: list[TenantRow] = []
-        for offset in range(0, min(total, limit), SCAN_CHUNK):
-            flat = await self._tenant_rows(
-                keys=[self.keys.tenants], args=[offset, SCAN_CHUNK, *args]
-            )
-            rows += tenant_rows_of(flat)
-        return rows, total
+        return tenant_rows_of(await self._tenant_rows(keys=[self.keys.tenants], args=args))

@@ -20,7 +20,7 @@ from producer.api.preflight import ALL_FIELDS as ALL_REMOTE
 from producer.api.preflight import VERIFICATIONS, verify_tenant
 from producer.api.problems import Problem
 from producer.api.state import BLOBS, QUEUE, SCHEDULES, SETTINGS, STORE
-from producer.api.tenant_listing import ListingError, parse_query, select
+from producer.api.tenant_listing import ListingError, index_page, parse_query, select
 from producer.api.uploads import CsvCheck, read_upload
 from producer.schemas import (
     DataUploaded,
@@ -158,8 +158,13 @@ async def list_tenants(request: web.Request) -> web.Response:
         query = parse_query(dict(request.query), offset)
     except ListingError as exc:
         raise Problem(422, "Unprocessable Content", str(exc)) from None
-    rows, total = await FleetViews.of(request.app[STORE], request.app[SETTINGS]).tenant_rows()
-    chosen = select(rows, query, limit)
+    views = FleetViews.of(request.app[STORE], request.app[SETTINGS])
+    if query.index_order:  # the dashboard's first page: no scan of the whole fleet
+        rows, total = await views.tenant_rows_at(query.offset, limit + 1)
+        chosen = index_page(rows, query, limit, total)
+    else:
+        rows, total = await views.tenant_rows()
+        chosen = select(rows, query, limit)
     ids = [row.id for row in chosen.rows]
     found = {t.id: t for t in await request.app[STORE].get_tenants(ids)}
     verified = await request.app[VERIFICATIONS].get_many(ids)

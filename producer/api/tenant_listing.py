@@ -70,6 +70,13 @@ class TenantQuery:
         return (row.created, row.id)
 
     @property
+    def index_order(self) -> bool:
+        """Whether the query asks for the tenant index's own order (by creation, ascending)
+        without a filter or a cursor: its page is then read at its offset from the index."""
+        plain = self.states is None and self.kind is None and not self.prefix
+        return plain and self.sort == "created" and not self.descending and self.after is None
+
+    @property
     def sort_name(self) -> str:
         """The sort as the ``sort`` parameter spells it (``-metric`` for descending)."""
         return f"-{self.sort}" if self.descending else self.sort
@@ -177,3 +184,13 @@ def select(rows: Sequence[TenantRow], query: TenantQuery, limit: int) -> Selecti
     more = start + limit < len(kept)
     cursor = encode_cursor(query.sort_name, query.key(page[-1])) if more and page else None
     return Selection(rows=page, matched=len(kept), start=start, next_cursor=cursor)
+
+
+def index_page(rows: Sequence[TenantRow], query: TenantQuery, limit: int, total: int) -> Selection:
+    """The page of an ``index_order`` query from the rows read at its offset (up to
+    ``limit`` + 1: one more says there is a next page), of ``total`` tenants: the page
+    ``select`` would pick from every row."""
+    page = list(rows[:limit])
+    more = len(rows) > limit
+    cursor = encode_cursor(query.sort_name, query.key(page[-1])) if more and page else None
+    return Selection(rows=page, matched=total, start=query.offset, next_cursor=cursor)

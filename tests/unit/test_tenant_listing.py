@@ -10,6 +10,7 @@ from producer.api.tenant_listing import (
     TenantQuery,
     decode_cursor,
     encode_cursor,
+    index_page,
     parse_query,
     select,
 )
@@ -87,3 +88,29 @@ def test_activity_spans_only_the_part_of_the_window_with_runs() -> None:
     assert buckets[-1][1] == {"queued": 1}
     seconds, buckets = activity_window([], now, 24)
     assert (seconds, len(buckets)) == (3600, 24)
+
+
+def test_a_page_in_index_order_is_the_page_select_picks_from_every_row() -> None:
+    """For the index's own order (creation, no filter, no cursor) the page read at its
+    offset gives the rows, next cursor and start ``select`` gives from the whole fleet."""
+    query = parse_query({}, 0)
+    assert query.index_order
+    for offset in range(len(ROWS) + 1):
+        for limit in (1, 2, len(ROWS)):
+            at = parse_query({}, offset)
+            read = ROWS[offset : offset + limit + 1]  # what the index holds there
+            assert index_page(read, at, limit, len(ROWS)) == select(ROWS, at, limit)
+
+
+def test_only_the_unfiltered_creation_order_without_a_cursor_is_index_order() -> None:
+    """A filter, another sort, a descending order or a cursor needs the rows of the fleet."""
+    cursor = encode_cursor("created", (1.0, "b"))
+    for params in (
+        {"state": "no_model"},
+        {"kind": "classic"},
+        {"prefix": "a"},
+        {"sort": "id"},
+        {"sort": "-created"},
+        {"cursor": cursor},
+    ):
+        assert not parse_query(params, 0).index_order, params
