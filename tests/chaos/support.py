@@ -90,10 +90,15 @@ class Audit:
     jobs_created: int
     backward_deploys: int
     stale_endpoints: int
+    # Why runs did not succeed (state, error code and message of up to five), for the message
+    # of a failed assertion; not a figure.
+    why_not_succeeded: tuple[str, ...] = ()
 
     def figures(self) -> dict[str, int]:
-        """The audit as a dict (for the JSON line)."""
-        return asdict(self)
+        """The audit's counts as a dict (for the JSON line)."""
+        figures = asdict(self)
+        figures.pop("why_not_succeeded")
+        return figures
 
 
 async def audit(fleet: Fleet, run_ids: Sequence[str], tenant_ids: Iterable[str]) -> Audit:
@@ -119,6 +124,11 @@ async def audit(fleet: Fleet, run_ids: Sequence[str], tenant_ids: Iterable[str])
         jobs_created=int(stats["jobs_created"]),
         backward_deploys=backward,
         stale_endpoints=stale,
+        why_not_succeeded=tuple(
+            f"{r.id} {r.state.value} {r.error_code}: {r.error}"
+            for r in runs
+            if r.state is not RunState.SUCCEEDED
+        )[:5],
     )
 
 
