@@ -73,7 +73,7 @@ async def test_import_bulk_watch_list_failed_and_retry(
     tmp_path: Path,
 ) -> None:
     """Two tenants with data succeed, one without its blob fails; the CLI says which and why,
-    and ``batches retry-failed`` retrains only that one."""
+    and ``batches retry-failed`` retrains only that one (its data uploaded by then)."""
     good = ["good-a", "good-b"]
     rows = [(t, await fleet.upload(t, version=1)) for t in good]
     rows.append(("broken", training_data_path("broken", "v9")))  # never uploaded
@@ -131,6 +131,10 @@ async def test_import_bulk_watch_list_failed_and_retry(
     assert "failed or cancelled: 1" in out
     assert "broken" in out
 
+    # The missing blob arrives: the retry's run trains on it, so the retry has no failed run
+    # to retry whether that run is still going or done (a run failing on a missing blob ends
+    # at once: its holdout split reads the blob first).
+    assert await fleet.upload("broken", version=9) == training_data_path("broken", "v9")
     code, out, err = await cli(fleet_api, capsys, "batches", "retry-failed", batch_id)
     assert code == 0, err
     retry_id = out.strip()
@@ -140,9 +144,6 @@ async def test_import_bulk_watch_list_failed_and_retry(
     assert [b["id"] for b in listed["items"]] == [retry_id, batch_id]
     assert listed["items"][0]["total"] == 1
     assert listed["items"][0]["reason"] == f"retry of {batch_id}"
-    code, out, err = await cli(fleet_api, capsys, "batches", "retry-failed", retry_id)
-    assert (code, out) == (0, "")
-    assert err.strip() == f"batch {retry_id} has no failed runs to retry: nothing to retry"
 
     code, out, err = await cli(
         fleet_api, capsys, "tenants", "list", "--prefix", "good", "--sort=-id", "-o", "json"
@@ -348,6 +349,11 @@ async def test_watch_rides_out_an_api_that_answers_503(
     assert "503 Service Unavailable" in progress
     assert "retrying in" in progress
     assert f"batch {batch_id[:8]}: 1/1 ended" in progress
+    # The batch succeeded: the API's 409 (nothing to retry) is a note, not an error.
+    async with TestClient(TestServer(create_app(settings))) as api:
+        code, out, err = await cli(api, capsys, "batches", "retry-failed", batch_id)
+    assert (code, out) == (0, ""), err
+    assert err.strip() == f"batch {batch_id} has no failed runs to retry: nothing to retry"
 
 
 async def until_training(fleet: Fleet, capsys: pytest.CaptureFixture[str], shown: str) -> str:
