@@ -111,7 +111,7 @@ async def versions(fleet: Fleet, run_ids: list[str]) -> dict[str, int]:
     sizes(
         Size(tenants=40, workers=2, kills=1),
         Size(tenants=120, workers=3, kills=5),
-        bounded_timeout=180,
+        bounded_timeout=360,
         full_timeout=900,
     ),
 )
@@ -133,7 +133,7 @@ async def test_r3_runs_of_a_killed_worker_move_on_within_10_seconds(
         runs = await fleet.store.get_runs(run_ids)
         return sum(r.state.value == "training" for r in runs) >= min(size.tenants, 40) * 0.9
 
-    await until(all_training, within=60)
+    await until(all_training, within=180)  # setup, not a measure: a busy machine onboards slowly
     recoveries: list[float] = []
     for _ in range(size.kills):
         await asyncio.sleep(3)
@@ -175,7 +175,7 @@ async def poll_counts(fleet: Fleet, run_ids: list[str]) -> dict[str, int]:
     sizes(
         Size(tenants=40, workers=2, kills=1),
         Size(tenants=120, workers=3, kills=3),
-        bounded_timeout=180,
+        bounded_timeout=360,
         full_timeout=900,
     ),
 )
@@ -188,7 +188,7 @@ async def test_r3_parked_runs_a_killed_sweeper_held_are_polled_within_10_seconds
     async def all_parked() -> bool:
         return int(await fleet.redis.zcard(fleet.store.keys.polls)) >= min(size.tenants, 40)
 
-    await until(all_parked, within=60)
+    await until(all_parked, within=180)  # setup, not a measure: a busy machine onboards slowly
     recoveries: list[float] = []
     for _ in range(size.kills):
         await asyncio.sleep(3)

@@ -4,7 +4,6 @@ bulk retrains of up to 10,000 tenants and batch progress."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
@@ -170,7 +169,8 @@ async def test_batch_of_all_tenants_with_kind_filter(api: ApiTestClient) -> None
 async def test_ten_thousand_tenants_in_one_request(
     api: ApiTestClient, redis: aioredis.Redis
 ) -> None:
-    """A 10,000-tenant bulk retrain is accepted in one request; every run is queued."""
+    """A 10,000-tenant bulk retrain is accepted in one request; every run is queued (how fast
+    is B5's figure in docs/BENCHMARKS.md, not this test's)."""
     store = Store(redis)
     ids = [f"tenant-{i:05d}" for i in range(10_000)]
     targets = [
@@ -186,15 +186,12 @@ async def test_ten_thousand_tenants_in_one_request(
                 for n, i in enumerate(ids[start : start + 500])
             )
         )
-    started = time.perf_counter()
     answer = await api.post("/v1/batches", json={"tenant_ids": ids}, headers=ADMIN)
-    elapsed = time.perf_counter() - started
     assert answer.status == 202, await answer.text()
     accepted = await answer.json()
     assert accepted["total"] == 10_000
     status = await (await api.get(f"/v1/batches/{accepted['batch_id']}", headers=ADMIN)).json()
     assert status["counts"]["queued"] == 10_000
     assert await redis.zcard(QUEUE) == 10_000
-    assert elapsed < 60
     too_many = await api.post("/v1/batches", json={"tenant_ids": [*ids, "one-more"]}, headers=ADMIN)
     assert too_many.status == 422
