@@ -9,11 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from worker.cron import CronExpression
 from worker.evaluate import Decision, Gate
-from worker.schemas import DeployedModel, Retention, Run, RunState, Target, TenantId
+from worker.schemas import DeployedModel, Retention, Run, RunState, Target, TargetKind, TenantId
 
 MAX_BATCH_TENANTS = 10_000
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
-TargetKind = Literal["classic", "new"]
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ParamValue = Annotated[str, StringConstraints(max_length=4096)]
 BlobPath = Annotated[

@@ -1,4 +1,5 @@
-"""Deploying a run's model: a tenant's classic endpoint (PATCH) or its new web service (ARM).
+"""Deploying a run's model: a tenant's classic endpoint (PATCH), its new web service (ARM), or
+its pointer in an Azure ML v2 serving pool (``worker.azureml_v2.pool``).
 
 A per-tenant lock serialises deploys, and the tenant's deployed sequence number fences them:
 a run deploys only if it is newer than the deployed model, so a late old run never overwrites
@@ -7,19 +8,28 @@ a newer model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import structlog
 
 from worker.azureml.arm import ProvisioningState, definition_for_tenant, with_trained_model
-from worker.azureml.errors import NotFoundError
+from worker.azureml.errors import NotFoundError, PermanentError
 from worker.azureml.locations import BlobLocation
+from worker.azureml_v2.pool import PoolTarget
 from worker.deps import Deps
 from worker.errors import RunFailed
 from worker.naming import endpoint_name_for
 from worker.run.actions import DeployProgress
-from worker.schemas import ClassicTarget, DeployedModel, NewServiceTarget, Run, Tenant, utcnow
+from worker.schemas import (
+    ClassicTarget,
+    DeployedModel,
+    NewServiceTarget,
+    Run,
+    Tenant,
+    V2PoolTarget,
+    utcnow,
+)
 from worker.staging import staging_endpoint_for
 
 log = structlog.get_logger("retrainq.deploy")
@@ -33,9 +43,16 @@ def service_name_for(tenant_id: str) -> str:
 class Deployer:
     """Runs the deploy phase of a run, one bounded step at a time."""
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, pools: Mapping[str, PoolTarget] | None = None) -> None:
         self.deps = deps
+        self.pools = dict(pools or {})
         self.lock_ttl_ms = deps.settings.job_timeout_seconds * 3 * 1000
+
+    def _pool(self, target: V2PoolTarget) -> PoolTarget:
+        pool = self.pools.get(target.pool or "")
+        if pool is None:
+            raise RunFailed(f"the tenant's v2 pool {target.pool!r} is not configured", "config")
+        return pool
 
     def _model_location(self, run: Run) -> BlobLocation:
         ttl = timedelta(seconds=self.deps.settings.blob.sas_ttl_seconds)
@@ -67,6 +84,10 @@ class Deployer:
             return DeployProgress(done=True, deployed=tenant.deployed.run_id == run.id, note=note)
         if isinstance(tenant.target, ClassicTarget):
             await self._patch_endpoint(run, tenant, tenant.target)
+        elif isinstance(tenant.target, V2PoolTarget):
+            pointed = await self._point_in_pool(run, tenant.target)
+            if not (pointed.done and pointed.deployed):
+                return pointed
         else:
             pending = await self._update_service(run, tenant, tenant.target)
             if pending is not None:
@@ -115,9 +136,28 @@ class Deployer:
             await self.deps.endpoints.delete_endpoint(
                 tenant.target.web_service_id, staging_endpoint_for(tenant.id)
             )
+        elif isinstance(tenant.target, V2PoolTarget):
+            pool = self.pools.get(tenant.target.pool or "")
+            if pool is None:
+                raise PermanentError(
+                    f"the tenant's v2 pool {tenant.target.pool!r} is not configured",
+                    code="UnknownPool",
+                )
+            await pool.remove(tenant.id)
+            log.info("offboard.pool_left", pool=tenant.target.pool)
         elif tenant.service_name is not None:
             await self.deps.arm.delete(tenant.service_name)
             log.info("offboard.service_deleted", service=tenant.service_name)
+
+    async def _point_in_pool(self, run: Run, target: V2PoolTarget) -> DeployProgress:
+        """One step of moving the tenant's pointer in its pool (a rollback run points at the
+        version of the run it restores)."""
+        restores = None
+        if run.rollback_to is not None:
+            restores = await self.deps.ledger.load(run.rollback_to)
+            if restores is None or restores.tenant_id != run.tenant_id:
+                raise RunFailed(f"run {run.rollback_to} to roll back to is gone", "rollback_source")
+        return await self._pool(target).deploy(run, restores)
 
     async def _create_endpoint(self, service: str, name: str, tenant: Tenant) -> None:
         await self.deps.endpoints.create_endpoint(

@@ -220,3 +220,9 @@ class Keys:
     def archive_part_seq(self) -> str:
         """Counter of the part numbers handed out."""
         return f"{self.prefix}:archive:partseq"
+
+    @property
+    def v2_pool_tenants(self) -> str:
+        """Hash: v2 serving pool name -> its onboarded tenants (written with the tenant records
+        that join or leave the pool, in one script each)."""
+        return f"{self.prefix}:v2pools:tenants"

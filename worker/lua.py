@@ -95,3 +95,31 @@ for _, id in ipairs(ids) do
 end
 return {tenants, recent}
 """
+
+# Create a tenant of a v2 serving pool: its record as CREATE_DOC does, and one more tenant
+# in the pool's count, both only while the pool has room. KEYS: the tenant hash, the tenants
+# zset, the pool counts hash. ARGV: doc, tenant id, creation score, pool, capacity.
+# Returns 1 when created, 0 when the id is taken, -1 when the pool is full.
+CREATE_POOLED_DOC = """
+local tenant_key, tenants_key, pools_key = KEYS[1], KEYS[2], KEYS[3]
+local doc, tenant_id, score, pool, capacity = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HEXISTS', tenant_key, 'doc') == 1 then return 0 end
+if redis.call('HEXISTS', tenant_key, 'archived') == 1 then return 0 end
+if tonumber(redis.call('HGET', pools_key, pool) or '0') >= tonumber(capacity) then return -1 end
+redis.call('HSET', tenant_key, 'doc', doc, 'version', 0)
+redis.call('ZADD', tenants_key, score, tenant_id)
+redis.call('HINCRBY', pools_key, pool, 1)
+return 1
+"""
+
+# Compare-and-set of a tenant record that leaves its v2 pool: one tenant fewer in the pool's
+# count, in the same write. KEYS: the tenant hash, the pool counts hash. ARGV: expected
+# version, new doc, pool.
+SAVE_DOC_LEAVING_POOL = """
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
+if tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
+end
+return 1
+"""

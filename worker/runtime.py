@@ -30,7 +30,7 @@ from worker.azureml.classic import EndpointsClient
 from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.azureml_v2.router import TrainingRouter
-from worker.azureml_v2.wiring import v2_training
+from worker.azureml_v2.wiring import V2Wiring
 from worker.blobs import BlobStore
 from worker.classic import ClassicTraining
 from worker.deploy import Deployer
@@ -215,6 +215,7 @@ def build_deps(
         for index, endpoint in enumerate(service.endpoints)
     }
     parked = ParkedRuns(redis, keys)
+    v2 = V2Wiring(settings, session, blobs, arm_token, STEP_RETRY)
     store = Store(
         redis,
         keys,
@@ -257,7 +258,7 @@ def build_deps(
         parked=parked,
         estimates=DurationEstimates(parked),
         training=TrainingRouter(
-            v2_training(settings, session, blobs, arm_token, STEP_RETRY),
+            v2.training(),
             default=ClassicTraining(
                 bes,
                 settings.training_services,
@@ -268,7 +269,7 @@ def build_deps(
         ),
         failpoints=Failpoints(settings.failpoints, redis, keys),
     )
-    deps.deployer = Deployer(deps)
+    deps.deployer = Deployer(deps, v2.pools())
     return deps
 
 

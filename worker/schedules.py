@@ -22,7 +22,7 @@ from worker.bulk import start_batch
 from worker.cron import CronExpression, next_fire
 from worker.queue import StepQueue
 from worker.redisio import reply
-from worker.schemas import TENANT_ID_PATTERN, Lane
+from worker.schemas import TENANT_ID_PATTERN, Lane, TargetKind
 from worker.settings import TrainingServiceConfig
 from worker.store import RunRequest, Store, TenantNotFound
 
@@ -46,7 +46,7 @@ class Schedule(BaseModel):
     cron: CronExpression
     kind: Literal["tenant", "fleet"] = "fleet"
     tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
-    target_kind: Literal["classic", "new"] | None = None
+    target_kind: TargetKind | None = None
 
 
 def _ms(moment: datetime) -> int:

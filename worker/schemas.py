@@ -6,7 +6,7 @@ Runs are defined by ``worker.run.model`` and named here too, as part of the same
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -16,6 +16,7 @@ from worker.records import Record, utcnow
 from worker.run.model import TERMINAL_STATES, BesOutputs, Lane, Run, RunState
 
 __all__ = [
+    "TARGET_KINDS",
     "TERMINAL_STATES",
     "Batch",
     "BesOutputs",
@@ -28,8 +29,10 @@ __all__ = [
     "Run",
     "RunState",
     "Target",
+    "TargetKind",
     "Tenant",
     "TenantId",
+    "V2PoolTarget",
     "utcnow",
 ]
 
@@ -52,7 +55,18 @@ class NewServiceTarget(Record):
     template_service: str = Field(min_length=1, max_length=120)
 
 
-Target = Annotated[ClassicTarget | NewServiceTarget, Field(discriminator="kind")]
+class V2PoolTarget(Record):
+    """Serve from a pool of an Azure ML v2 workspace: the tenant's registry pointer names the
+    version the pool's endpoint serves it (``docs/AZUREML-V2.md`` §5-6). Onboarding without
+    ``pool`` assigns the pool with the most room; a stored tenant always names its pool."""
+
+    kind: Literal["v2_pool"] = "v2_pool"
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+Target = Annotated[ClassicTarget | NewServiceTarget | V2PoolTarget, Field(discriminator="kind")]
+TargetKind = Literal["classic", "new", "v2_pool"]
+TARGET_KINDS: tuple[str, ...] = get_args(TargetKind)
 
 
 class DeployedModel(Record):

@@ -258,6 +258,29 @@ class RetrainqSettings(BaseSettings):
         description="order of the bulk lane: longest expected BES job first (from each "
         "tenant's recent jobs, worker/bulk_order.py), or fifo (by age)",
     )
+    v2_pools: dict[str, V2PoolConfig] = Field(
+        default_factory=dict,
+        description="Azure ML v2 serving pools by name (tenants of target kind v2_pool); "
+        "each pool's service is an azureml_v2 training service",
+    )
+
+    @model_validator(mode="after")
+    def _pools_serve_from_v2_services(self) -> RetrainqSettings:
+        for name, pool in self.v2_pools.items():
+            if not (
+                name[:1].isalnum()
+                and len(name) <= 64
+                and name.isascii()
+                and all(c.isalnum() or c in "-_" for c in name)
+            ):
+                raise ValueError(f"v2_pools: {name!r} is no pool name (letters, digits, - and _)")
+            service = self.training_services.get(pool.service)
+            if service is None or service.backend != "azureml_v2":
+                raise ValueError(
+                    f"v2_pools.{name}.service: {pool.service!r} is not an azureml_v2 training "
+                    "service"
+                )
+        return self
 
 
 class AzureMLConfig(BaseModel):

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from worker import lua
 from worker.keys import TENANT_RUNS_SUFFIX, Keys
 from worker.redisio import reply
-from worker.schemas import DeployedModel, Tenant, utcnow
+from worker.schemas import DeployedModel, Tenant, V2PoolTarget, utcnow
 
 
 class StoreError(Exception):
@@ -27,6 +27,10 @@ class TenantNotFound(StoreError):
 
 class TenantExists(StoreError):
     """A tenant with this id exists already."""
+
+
+class PoolFull(StoreError):
+    """The v2 serving pool a new tenant was to join has no room left."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +60,49 @@ class TenantRecords:
         self._create_doc = redis.register_script(lua.CREATE_DOC)
         self._save_and_push = redis.register_script(lua.SAVE_DOC_AND_PUSH)
         self._fleet_page = redis.register_script(lua.FLEET_PAGE)
+        self._create_pooled = redis.register_script(lua.CREATE_POOLED_DOC)
+        self._save_leaving_pool = redis.register_script(lua.SAVE_DOC_LEAVING_POOL)
 
-    async def create_tenant(self, tenant: Tenant) -> None:
-        """Store a new tenant; raises ``TenantExists`` if the id is taken."""
+    async def create_tenant(self, tenant: Tenant, *, pool_capacity: int | None = None) -> None:
+        """Store a new tenant; raises ``TenantExists`` if the id is taken.
+
+        A tenant of a v2 serving pool joins its pool's tenant count in the same write, only
+        while the pool holds fewer than ``pool_capacity`` (``PoolFull`` otherwise).
+        """
+        if isinstance(tenant.target, V2PoolTarget):
+            await self._create_pooled_tenant(tenant, tenant.target, pool_capacity)
+            return
         created = await self._create_doc(
             keys=[self.keys.tenant(tenant.id), self.keys.tenants],
             args=[tenant.model_dump_json(), tenant.id, tenant.created_at.timestamp()],
         )
         if not created:
             raise TenantExists(tenant.id)
+
+    async def _create_pooled_tenant(
+        self, tenant: Tenant, target: V2PoolTarget, capacity: int | None
+    ) -> None:
+        if target.pool is None:
+            raise ValueError("a tenant is stored with the pool it was assigned")
+        created = await self._create_pooled(
+            keys=[self.keys.tenant(tenant.id), self.keys.tenants, self.keys.v2_pool_tenants],
+            args=[
+                tenant.model_dump_json(),
+                tenant.id,
+                tenant.created_at.timestamp(),
+                target.pool,
+                capacity if capacity is not None else 2**53,
+            ],
+        )
+        if created == 0:
+            raise TenantExists(tenant.id)
+        if created == -1:
+            raise PoolFull(target.pool)
+
+    async def pool_tenants(self) -> dict[str, int]:
+        """Onboarded tenants per v2 serving pool."""
+        counts = await reply(self.redis.hgetall(self.keys.v2_pool_tenants))
+        return {str(pool): int(count) for pool, count in counts.items()}
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant, or None."""
@@ -197,10 +235,31 @@ class TenantRecords:
         before = await self.get_tenant(tenant_id)
         if before is None:
             raise TenantNotFound(tenant_id)
-        deleted = await self.update_tenant(tenant_id, change)
+        if isinstance(before.target, V2PoolTarget) and before.target.pool is not None:
+            deleted = await self._leave_pool(tenant_id, change, before.target.pool)
+        else:
+            deleted = await self.update_tenant(tenant_id, change)
         await self.drop_api_keys(before.api_key_hashes)
         await reply(self.redis.zrem(self.keys.tenants, tenant_id))
         # The archiver moves offboarded tenants' records after a grace period.
         stamp = (deleted.deleted_at or utcnow()).timestamp()
         await reply(self.redis.zadd(self.keys.offboarded, {tenant_id: stamp}, nx=True))
         return deleted
+
+    async def _leave_pool(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant], pool: str, attempts: int = 20
+    ) -> Tenant:
+        """Offboard a pooled tenant: the record marked deleted and the pool's count one lower
+        in one write (once: a tenant deleted already left its pool)."""
+        for _ in range(attempts):
+            tenant, version = await self._tenant_with_version(tenant_id)
+            if tenant.deleted:
+                return tenant
+            updated = change(tenant.model_copy(deep=True))
+            saved = await self._save_leaving_pool(
+                keys=[self.keys.tenant(tenant_id), self.keys.v2_pool_tenants],
+                args=[version, updated.model_dump_json(), pool],
+            )
+            if saved:
+                return updated
+        raise StaleRecord(f"tenant {tenant_id} kept changing")

@@ -37,7 +37,7 @@ from producer.schemas import (
     TenantView,
 )
 from worker.erase import Erasure
-from worker.schemas import TENANT_ID_PATTERN, Run
+from worker.schemas import TARGET_KINDS, TENANT_ID_PATTERN, Run
 
 Mode = Literal["validation", "serialization"]
 JSON = "application/json"
@@ -102,7 +102,7 @@ SCHEDULE = _path_param("name", r"^[a-z0-9][a-z0-9-]{0,62}$")
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size")
 RUN_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size")
 OFFSET = _query("offset", {"type": "integer", "minimum": 0}, "position to start from")
-KIND = _query("kind", {"type": "string", "enum": ["classic", "new"]}, "only this target kind")
+KIND = _query("kind", {"type": "string", "enum": list(TARGET_KINDS)}, "only this target kind")
 TENANT_FILTERS = [
     _query(
         "state",

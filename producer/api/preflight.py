@@ -6,8 +6,10 @@ New (ARM) target: the template web service exists, is provisioned (``Succeeded``
 one trained-model asset, and its input columns fit the same way. An azureml_v2 training
 service: no global parameters, and its workspace and datastore exist (the datastore on the
 runs' blob container). Global parameters: each is
-one the training service declares. A mismatch is a 422 naming the field, what is wrong and
-what is there instead; a remote side that cannot be reached is a 503 with ``Retry-After``.
+one the training service declares. A v2 pool target: the pool's online endpoint and its
+deployment exist, are provisioned and the deployment takes live traffic. A mismatch is a 422
+naming the field, what is wrong and what is there instead; a remote side that cannot be
+reached is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from worker.azureml.identity import AzureIdentityToken
 from worker.azureml.retry import RetryPolicy
 from worker.azureml.swagger import ServiceSchema, fetch_schema
 from worker.azureml_v2 import workspace as v2_workspace
-from worker.schemas import ClassicTarget, NewServiceTarget, Tenant
-from worker.settings import AzureMLV2Config
+from worker.schemas import ClassicTarget, NewServiceTarget, Tenant, V2PoolTarget
+from worker.settings import AzureMLV2Config, V2PoolConfig
 from worker.verification import Verification, Verifications
 
 MAX_LISTED = 20
@@ -124,6 +126,8 @@ class Preflight:
                     "trained_model_asset",
                     "input_columns",
                 ]
+            elif isinstance(tenant.target, V2PoolTarget):
+                checks += await self._v2_pool(tenant.target)
         if service is not None and service.azureml_v2 is not None:
             checks += await self._v2_service(tenant, service.azureml_v2, fields)
         elif tenant.global_parameters and service and service.endpoints:
@@ -177,6 +181,31 @@ class Preflight:
                 found=facts.container,
             )
         return ["v2_workspace", "v2_datastore"]
+
+    async def _v2_pool(self, target: V2PoolTarget) -> list[str]:
+        """The pool's endpoint and deployment exist, are provisioned, and the deployment
+        takes live traffic (the pool is the one onboarding assigned, so it is configured)."""
+        name = target.pool or ""
+        pool = self.settings.v2_pools[name]
+        service = self.settings.training_services[pool.service].azureml_v2
+        assert service is not None  # the settings check each pool's service is a v2 one
+        try:
+            facts = await v2_workspace.look_pool(
+                self.session,
+                self.settings.azureml.arm_url,
+                service,
+                pool,
+                await self.token.token(),
+                self.timeout,
+            )
+        except NotFoundError as exc:
+            part = v2_workspace.missing_pool_part(exc.url)
+            found = pool.deployment if part == "deployment" else pool.endpoint
+            raise Mismatch(
+                "target.pool", f"the {part} {found!r} of pool {name!r} was not found", found
+            ) from None
+        _pool_ready(name, pool, facts)
+        return ["v2_pool_endpoint", "v2_pool_deployment"]
 
     async def _schema(self, base: str, key: str) -> ServiceSchema:
         return await fetch_schema(
@@ -239,6 +268,19 @@ class Preflight:
         api_keys = await self.arm.list_keys(target.template_service)
         schema = await self._schema(runtime_base(service), api_keys.primary.get_secret_value())
         check_inputs(schema.inputs, columns, "target.template_service", training)
+
+
+def _pool_ready(name: str, pool: V2PoolConfig, facts: v2_workspace.PoolFacts) -> None:
+    """``Mismatch`` unless the pool's endpoint and deployment serve."""
+    for part, state in (("endpoint", facts.endpoint_state), ("deployment", facts.deployment_state)):
+        if state != "Succeeded":
+            raise Mismatch("target.pool", f"the {part} of pool {name!r} is {state}", state)
+    if facts.traffic <= 0:
+        raise Mismatch(
+            "target.pool",
+            f"deployment {pool.deployment!r} of pool {name!r} takes no live traffic",
+            facts.traffic,
+        )
 
 
 PREFLIGHT = web.AppKey("preflight", Preflight)

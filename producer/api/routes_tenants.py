@@ -16,6 +16,7 @@ from producer.api.http import (
     visible_tenant,
 )
 from producer.api.metrics import API_METRICS
+from producer.api.pools import filled_meanwhile, joined_pool, kept_pool, pool_capacity
 from producer.api.preflight import ALL_FIELDS as ALL_REMOTE
 from producer.api.preflight import VERIFICATIONS, verify_tenant
 from producer.api.problems import Problem
@@ -40,6 +41,7 @@ from worker.datapaths import DataPathError, check_data_path, check_global_parame
 from worker.evaluate import patched_gate
 from worker.schemas import Lane, Run, Tenant
 from worker.store import RunRequest, TenantExists
+from worker.tenants import PoolFull
 from worker.verification import Verification
 from worker.views import FleetViews, TenantRow
 
@@ -120,7 +122,6 @@ async def create_tenant(request: web.Request) -> web.Response:
     """``POST /v1/tenants``: onboard a tenant; 201 with its key (shown once) and first run."""
     require_admin(request)
     body = await read_body(request, TenantCreate)
-    _check_service(request, body.training_service)
     store = request.app[STORE]
     api_key = TENANT_KEY_PREFIX + secrets.token_urlsafe(32)
     digest = hash_key(api_key)
@@ -128,15 +129,24 @@ async def create_tenant(request: web.Request) -> web.Response:
         **body.model_dump(exclude={"train"}),
         api_key_hashes=[digest],
     )
+    named_service = "training_service" in body.model_fields_set
+    counts = await store.pool_tenants()
+    tenant = joined_pool(request.app[SETTINGS], tenant, counts, named_service=named_service)
+    _check_service(request, tenant.training_service)
     check_tenant_fields(request, tenant)
     outcome = await verify_tenant(request, tenant)  # before anything is stored
     if not await store.register_api_key(digest, tenant.id):
         raise Problem(409, "Conflict", "API key collision; try again")
     try:
-        await store.create_tenant(tenant)
+        await store.create_tenant(
+            tenant, pool_capacity=pool_capacity(request.app[SETTINGS], tenant)
+        )
     except TenantExists:
         await store.drop_api_keys([digest])
         raise Problem(409, "Conflict", f"tenant {tenant.id!r} exists (or was offboarded)") from None
+    except PoolFull as exc:
+        await store.drop_api_keys([digest])
+        raise filled_meanwhile(str(exc)) from None
     await request.app[VERIFICATIONS].record(tenant.id, outcome)
     if tenant.schedule is not None:
         await request.app[SCHEDULES].put_tenant(tenant.id, tenant.schedule)
@@ -217,6 +227,7 @@ async def patch_tenant(request: web.Request) -> web.Response:
         _check_service(request, changes["training_service"])
     if "gate" in changes:
         changes["gate"] = patched_gate(changes["gate"], current.gate)
+    changes = kept_pool(request.app[SETTINGS], current, changes)
     merged = Tenant.model_validate({**current.model_dump(), **changes})
     check_tenant_fields(request, merged, changes.keys())
     outcome = None

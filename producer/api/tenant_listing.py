@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.schemas import TARGET_KINDS
 from worker.views import TenantRow
 
 MODEL_STATES = ("retraining", "up_to_date", "kept_previous", "no_model")
 SORTS = ("created", "id", "state", "metric")
-KINDS = ("classic", "new")
+KINDS = TARGET_KINDS
 PREFIX = re.compile(r"^[a-z0-9-]{0,63}$")
 SortKey = tuple[Any, ...]
 _NUMBER = (int, float)
@@ -106,7 +107,7 @@ def parse_query(params: dict[str, str], offset: int) -> TenantQuery:
     """The listing's query from the request's parameters (``ListingError`` when one is bad)."""
     kind = params.get("kind") or None
     if kind not in (None, *KINDS):
-        raise ListingError("kind: must be 'classic' or 'new'")
+        raise ListingError(f"kind: one of {', '.join(KINDS)}")
     prefix = params.get("prefix", "")
     if not PREFIX.fullmatch(prefix):
         raise ListingError("prefix: up to 63 lowercase letters, digits and hyphens")

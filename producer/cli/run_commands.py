@@ -10,6 +10,7 @@ from producer.cli.client import ApiClient, ApiError
 from producer.cli.output import Output
 from producer.cli.watching import FAILED_STATES, BatchReport, failed_runs, follow, ride_out
 from producer.schemas import BatchAccepted, BatchCreate, BatchStatus, RunBrief
+from worker.schemas import TARGET_KINDS
 
 
 async def retrain(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
@@ -199,7 +200,7 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     many = leaf(subcommands, "bulk", bulk, "bulk retrain listed tenants or --all")
     many.add_argument("tenants", nargs="*", metavar="TENANT")
     many.add_argument("--all", action="store_true", help="every tenant")
-    many.add_argument("--kind", choices=["classic", "new"], help="with --all: only this kind")
+    many.add_argument("--kind", choices=TARGET_KINDS, help="with --all: only this kind")
     many.add_argument("--reason", default="bulk")
 
     bgroup = group(subcommands, "batches", "list, show, watch and retry bulk retrains")

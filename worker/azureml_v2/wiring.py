@@ -1,4 +1,5 @@
-"""Builds the Azure ML v2 adapters of a worker from its settings (no I/O).
+"""Builds the Azure ML v2 adapters of a worker from its settings (no I/O): the training
+backend of its v2 services and the deploy targets of its serving pools.
 
 Clients of services in one subscription, on one ARM base, share one ``ArmBudget``: ARM
 throttles the principal per subscription, so they spend from the same buckets.
@@ -7,6 +8,7 @@ throttles the principal per subscription, so they spend from the same buckets.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -16,6 +18,8 @@ from worker.azureml_v2.arm import V2Arm
 from worker.azureml_v2.budget import ArmBudget
 from worker.azureml_v2.jobs import JobsClient
 from worker.azureml_v2.mlflow import MlflowClient
+from worker.azureml_v2.pool import PoolEndpoint, PoolTarget
+from worker.azureml_v2.registry import ModelRegistry, ModelsClient
 from worker.azureml_v2.training import AzureMLV2Training
 from worker.blobs import BlobStore
 from worker.run.ports import TrainingBackend
@@ -47,37 +51,77 @@ def budgets(
     return shared
 
 
-def v2_training(
-    settings: WorkerSettings,
-    session: aiohttp.ClientSession,
-    blobs: BlobStore,
-    arm_token: TokenProvider,
-    policy: RetryPolicy,
-) -> dict[str, TrainingBackend]:
-    """The training backend of every v2 service (one adapter serves them all)."""
-    services = v2_services(settings)
-    if not services:
-        return {}
-    shared = budgets(settings, list(services.values()))
-    timeout = settings.azureml.request_timeout_seconds
-    clients: dict[str, JobsClient] = {}
-    tracking: dict[str, MlflowClient] = {}
-    for name, config in services.items():
-        arm_url = arm_url_of(settings, config)
-        budget = shared[(arm_url, config.subscription_id.lower())]
-        clients[name] = JobsClient(
-            session,
+@dataclass
+class V2Wiring:
+    """What a worker's v2 adapters are built from; they all spend from one ARM budget per
+    (ARM base, subscription)."""
+
+    settings: WorkerSettings
+    session: aiohttp.ClientSession
+    blobs: BlobStore
+    arm_token: TokenProvider
+    policy: RetryPolicy
+    services: dict[str, AzureMLV2Config] = field(init=False)
+    shared: dict[tuple[str, str], ArmBudget] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.services = v2_services(self.settings)
+        self.shared = budgets(self.settings, list(self.services.values()))
+
+    @property
+    def timeout(self) -> float:
+        """Seconds of each remote call."""
+        return self.settings.azureml.request_timeout_seconds
+
+    def budget(self, config: AzureMLV2Config) -> ArmBudget:
+        """The budget of the service's subscription."""
+        return self.shared[(arm_url_of(self.settings, config), config.subscription_id.lower())]
+
+    def arm(self, config: AzureMLV2Config) -> V2Arm:
+        """ARM calls on the service's base, spending from its subscription's budget."""
+        arm_url = arm_url_of(self.settings, config)
+        return V2Arm(
+            self.session,
             arm_url,
-            config.workspace_path(),
-            arm_token,
-            policy,
-            api_version=config.api_version,
-            timeout_seconds=timeout,
-            budget=budget,
+            self.arm_token,
+            self.policy,
+            self.budget(config),
+            timeout_seconds=self.timeout,
         )
-        arm = V2Arm(session, arm_url, arm_token, policy, budget, timeout_seconds=timeout)
-        tracking[name] = MlflowClient(arm, arm_url + config.workspace_path(), config.api_version)
-    training = AzureMLV2Training(
-        clients, services, blobs, settings.shared_data_prefixes, mlflow=tracking
-    )
-    return {name: training for name in services}
+
+    def training(self) -> dict[str, TrainingBackend]:
+        """The training backend of every v2 service (one adapter serves them all)."""
+        if not self.services:
+            return {}
+        clients: dict[str, JobsClient] = {}
+        tracking: dict[str, MlflowClient] = {}
+        for name, config in self.services.items():
+            arm_url = arm_url_of(self.settings, config)
+            clients[name] = JobsClient(
+                self.session,
+                arm_url,
+                config.workspace_path(),
+                self.arm_token,
+                self.policy,
+                api_version=config.api_version,
+                timeout_seconds=self.timeout,
+                budget=self.budget(config),
+            )
+            workspace = arm_url + config.workspace_path()
+            tracking[name] = MlflowClient(self.arm(config), workspace, config.api_version)
+        training = AzureMLV2Training(
+            clients, self.services, self.blobs, self.settings.shared_data_prefixes, mlflow=tracking
+        )
+        return {name: training for name in self.services}
+
+    def pools(self) -> dict[str, PoolTarget]:
+        """The deploy target of every configured serving pool, by pool name."""
+        targets: dict[str, PoolTarget] = {}
+        for name, pool in self.settings.v2_pools.items():
+            config = self.services[pool.service]  # the settings checked it is a v2 service
+            arm = self.arm(config)
+            workspace = arm_url_of(self.settings, config) + config.workspace_path()
+            registry = ModelRegistry(ModelsClient(arm, workspace, config.api_version), config)
+            endpoint = PoolEndpoint(arm, workspace, config.api_version, pool)
+            targets[name] = PoolTarget(name, pool, registry, endpoint, self.blobs)
+        return targets
