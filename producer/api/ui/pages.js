@@ -109,7 +109,7 @@ function fleetCards(fleet, batches) {
     h(
       "div",
       { class: "grid" },
-      card("Tenants", h("div", { class: "stats" }, stat("tenants", t.total, { "data-test": "tenant-total" }), ...Object.entries(t.by_kind).map(([k, n]) => stat(k === "new" ? "new services" : "classic endpoints", partial ? `≥ ${n}` : n))), h("h3", {}, "Model state"), countList(t.by_model_state, { "data-test": "model-states" }, partial), partialNote(t)),
+      card("Tenants", h("div", { class: "stats" }, stat("tenants", t.total, { "data-test": "tenant-total" }), ...Object.entries(t.by_kind).map(([k, n]) => stat(({ classic: "classic endpoints", new: "new services", v2_pool: "v2 pool tenants" })[k] || k, partial ? `≥ ${n}` : n))), h("h3", {}, "Model state"), countList(t.by_model_state, { "data-test": "model-states" }, partial), partialNote(t)),
       card("BES slots", ...services),
       card("Backlog", h("div", { class: "stats", "data-test": "backlog" }, stat("ready steps", b.ready), stat("deferred steps", b.deferred), stat("waiting for a slot", b.waiting_slot))),
     ),

@@ -41,7 +41,7 @@ function scheduleTable(page, remove) {
         { "data-schedule": x.name },
         h("td", { class: "mono" }, x.name),
         h("td", {}, x.kind === "fleet" ? "fleet-wide" : "tenant"),
-        h("td", {}, x.kind === "tenant" ? link(`#/tenant/${encodeURIComponent(x.tenant_id)}`, x.tenant_id) : x.target_kind ? `every ${x.target_kind === "new" ? "new web service" : "classic endpoint"} tenant` : "every tenant"),
+        h("td", {}, x.kind === "tenant" ? link(`#/tenant/${encodeURIComponent(x.tenant_id)}`, x.tenant_id) : x.target_kind ? `every ${({ classic: "classic endpoint", new: "new web service", v2_pool: "v2 pool" })[x.target_kind] || x.target_kind} tenant` : "every tenant"),
         h("td", { class: "mono" }, x.cron),
         h("td", { class: "nowrap", "data-test": "next-fire" }, fmtTime(x.next_fire_at)),
         h("td", {}, x.kind === "fleet" ? h("button", { type: "button", class: "danger small", "data-test": "delete-schedule", onclick: () => remove(x) }, "Delete") : h("span", { class: "muted small" }, "set on the tenant")),
@@ -54,7 +54,7 @@ function scheduleTable(page, remove) {
 function scheduleForm(messages, reload) {
   const name = h("input", { id: "schedule-name", required: true, placeholder: "nightly", autocomplete: "off", pattern: NAME.source });
   const cron = h("input", { id: "schedule-cron", required: true, placeholder: "0 2 * * *", autocomplete: "off" });
-  const kind = h("select", { id: "schedule-kind" }, h("option", { value: "" }, "every tenant"), h("option", { value: "classic" }, "classic endpoint tenants"), h("option", { value: "new" }, "new web service tenants"));
+  const kind = h("select", { id: "schedule-kind" }, h("option", { value: "" }, "every tenant"), h("option", { value: "classic" }, "classic endpoint tenants"), h("option", { value: "new" }, "new web service tenants"), h("option", { value: "v2_pool" }, "v2 pool tenants"));
   const form = h(
     "form",
     { class: "schedule-form", id: "schedule-form" },

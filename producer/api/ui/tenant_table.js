@@ -127,7 +127,7 @@ function row(x) {
     h("td", {}, link(`#/tenant/${encodeURIComponent(x.id)}`, x.id)),
     h("td", {}, x.display_name),
     h("td", { class: "nowrap" }, x.model_state ? badge(x.model_state) : "–", x.latest_run_state ? h("span", { class: "muted small" }, ` latest run ${x.latest_run_state.replaceAll("_", " ")}`) : ""),
-    h("td", {}, x.target.kind === "classic" ? "classic endpoint" : "new web service"),
+    h("td", {}, ({ classic: "classic endpoint", new: "new web service", v2_pool: `v2 pool ${x.target.pool || ""}` })[x.target.kind] || x.target.kind),
     h("td", { class: "mono" }, x.endpoint_name || x.service_name || "–"),
     h("td", {}, x.deployed ? `v${x.deployed.seq}` : "–"),
     h("td", { class: "num", title: metric, "data-metric": value === undefined ? "" : value }, typeof value === "number" ? fmtNumber(value) : "–"),
