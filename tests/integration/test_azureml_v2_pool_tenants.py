@@ -5,6 +5,7 @@ rollback points one back; offboarding takes it out of the pool."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,7 @@ from tests.integration.conftest_api import ADMIN, make_settings
 from tests.integration.fleet import Fleet, sample_rows, until
 from tests.integration.test_azureml_v2 import SERVICE, services, v2_stats, with_v2_datastore
 from tests.integration.test_azureml_v2_pool import POOL, make_pool, target
-from worker.schemas import Run, RunState, V2PoolTarget
+from worker.schemas import Run, RunState, Tenant, V2PoolTarget
 
 pytestmark = pytest.mark.timeout(240)
 Api = TestClient[web.Request, web.Application]
@@ -201,6 +202,8 @@ async def test_onboarding_onto_pools_that_cannot_take_the_tenant_is_refused(
     await problem(answer, 409, "pool_full")
     for tenant_id in ("nopool", "elsewhere", "full-3", "full-4"):
         assert await fleet.store.get_tenant(tenant_id) is None
+    listed = await (await api.get("/v1/tenants?kind=v2_pool", headers=ADMIN)).json()
+    assert [item["id"] for item in listed["items"]] == ["full-1", "full-2"]
     assert await fleet.store.pool_tenants() == {"p1": 2}
     moved = await api.patch(
         "/v1/tenants/full-1",
@@ -216,3 +219,21 @@ async def test_onboarding_onto_pools_that_cannot_take_the_tenant_is_refused(
     stored = await fleet.store.get_tenant("full-1")
     assert stored is not None
     assert stored.target == V2PoolTarget(pool="p1")
+
+
+async def test_the_last_place_of_a_pool_goes_to_one_of_two_racing_onboardings(
+    fleet: Fleet,
+) -> None:
+    """Two tenants written at once for one free place: one is stored and counted, the other
+    refused as PoolFull and not stored; offboarding counts the place free once."""
+    pooled = [Tenant(id=f"race-{n}", target=V2PoolTarget(pool="p1")) for n in (1, 2)]
+    outcomes = await asyncio.gather(
+        *(fleet.store.create_tenant(t, pool_capacity=1) for t in pooled), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["NoneType", "PoolFull"]
+    stored = [t.id for t in pooled if await fleet.store.get_tenant(t.id) is not None]
+    assert len(stored) == 1
+    assert await fleet.store.pool_tenants() == {"p1": 1}
+    await fleet.store.offboard_tenant(stored[0])
+    await fleet.store.offboard_tenant(stored[0])
+    assert await fleet.store.pool_tenants() == {"p1": 0}
