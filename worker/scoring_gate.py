@@ -204,12 +204,13 @@ def judge_holdout(
             comparison=compared,
         )
 
-    if gate.threshold is not None and (
+    misses = gate.threshold is not None and (
         (higher and value < gate.threshold) or (not higher and value > gate.threshold)
-    ):
-        side = "below" if higher else "above"
-        return verdict(False, f"{on_rows}, {side} the threshold {gate.threshold:g}", comparison)
+    )
+    below = f"{on_rows}, {'below' if higher else 'above'} the threshold {gate.threshold or 0:g}"
     if champion is None or baseline is None:
+        if misses:
+            return verdict(False, below, comparison)
         reason = f"{on_rows}; no deployed model to compare with: judged on its threshold alone"
         return verdict(True, reason, comparison)
     improvement = value - baseline if higher else baseline - value
@@ -223,7 +224,14 @@ def judge_holdout(
     )
     floor = -(allowed or 0.0)
     if interval is None:
-        interval = improvement_interval(gate, labels, champion.scores, challenger.scores, seed=seed)
+        try:
+            interval = improvement_interval(
+                gate, labels, champion.scores, challenger.scores, seed=seed
+            )
+        except MeasureError:
+            if not misses:
+                raise
+            return verdict(False, below, comparison)  # the threshold decides without it
     comparison = comparison.model_copy(
         update={
             "interval_low": interval.low,
@@ -232,6 +240,8 @@ def judge_holdout(
             "resamples": interval.resamples,
         }
     )
+    if misses:  # recorded with the comparison to the deployed model, like every decision
+        return verdict(False, below, comparison)
     words = (
         f"the {interval.confidence:.0%} interval of the improvement "
         f"[{interval.low:.4g}, {interval.high:.4g}]"

@@ -92,3 +92,26 @@ def test_staging_endpoints_are_valid_names_distinct_from_live_ones() -> None:
         assert ENDPOINT_NAME.fullmatch(name)
         assert name not in (endpoint_name_for(tenant), "default")
         assert staging_endpoint_for(tenant) == name
+
+
+def test_a_candidate_below_the_threshold_still_records_the_comparison() -> None:
+    """Rejected by the threshold with a deployed model scored on the same rows: the decision
+    keeps the improvement, its interval and the allowance, like every other decision."""
+    gate = Gate(threshold=0.99)
+    decision = judge_holdout(gate, HOLDOUT, scored(20, 8), scored(10, 9), seed=1)
+    assert not decision.accepted
+    assert "below the threshold 0.99" in decision.reason
+    comparison = decision.comparison
+    assert comparison is not None
+    assert decision.value is not None
+    assert decision.baseline is not None
+    assert comparison.difference is not None
+    assert comparison.difference == pytest.approx(decision.value - decision.baseline)
+    assert comparison.allowed_regression is not None
+    assert comparison.interval_low is not None
+    assert comparison.interval_high is not None
+    assert comparison.interval_low < comparison.difference < comparison.interval_high
+    first = judge_holdout(gate, HOLDOUT, scored(20, 8), None, seed=1)
+    assert not first.accepted
+    assert first.comparison is not None
+    assert first.comparison.difference is None
