@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from producer.schemas import BatchStatus, RunBrief, ScheduleView, TenantView
-from worker.evaluate import Gate
-from worker.schemas import Run, RunState
+from producer.cli.gate_view import evaluation_text, judged_on, plain, show_comparison, signed
+from producer.schemas import BatchStatus, Models, RunBrief, ScheduleView, TenantView
+from worker.evaluate import Decision, Gate
+from worker.schemas import DeployedModel, Run, RunState
 
 
 def show_fields(console: Console, fields: dict[str, object]) -> None:
@@ -41,8 +42,49 @@ def show_tenant(console: Console, tenant: TenantView) -> None:
             "data": f"{tenant.data_path} (v{tenant.data_version})" if tenant.data_path else None,
             "schedule": tenant.schedule,
             "deployed": f"run {deployed.run_id} (seq {deployed.seq})" if deployed else "none",
+            "judged": verdict_text(deployed.decision) if deployed else None,
         },
     )
+
+
+def verdict_text(decision: Decision | None) -> str | None:
+    """A decision in one line: what it compared and the metric of both models."""
+    if decision is None:
+        return None
+    metric = decision.metric
+    if decision.baseline is None:
+        return f"{judged_on(decision)}: {metric} {plain(decision.value)}, no deployed model before"
+    change = signed(decision.value - decision.baseline) if decision.value is not None else ""
+    return (
+        f"{judged_on(decision)}: {metric} deployed {plain(decision.baseline)} -> "
+        f"candidate {plain(decision.value)} ({change})"
+    )
+
+
+def show_models(console: Console, models: Models) -> None:
+    """A tenant's deployed versions, newest first, each with what its gate compared."""
+    table = Table("seq", "run", "deployed at", "judged on", "before", "this model", "change")
+    for model in models.history:
+        table.add_row(*_model_row(model, models.current))
+    console.print(table)
+
+
+def _model_row(model: DeployedModel, current: DeployedModel | None) -> list[str]:
+    decision = model.decision
+    serving = " (serving)" if current is not None and current.run_id == model.run_id else ""
+    before = decision.baseline if decision else None
+    value = decision.value if decision else None
+    change = signed(value - before) if value is not None and before is not None else ""
+    judged = "rollback" if model.rollback_of else judged_on(decision)
+    return [
+        f"v{model.seq}{serving}",
+        model.run_id,
+        when(model.deployed_at),
+        judged,
+        plain(before),
+        plain(value),
+        change,
+    ]
 
 
 def show_tenants(console: Console, tenants: Sequence[TenantView]) -> None:
@@ -74,7 +116,9 @@ def show_run(console: Console, run: Run) -> None:
             "updated": run.updated_at.isoformat(timespec="seconds"),
             "bes job": run.bes_job_id,
             "metrics": ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items()),
-            "decision": run.decision.reason if run.decision else None,
+            "evaluation": evaluation_text(run),
+            "holdout blob": run.holdout.holdout_path if run.holdout else None,
+            "decision": _decision_line(run.decision),
             "gate": gate_reached(run),
             "retrying": _retrying(run),
             "cancel requested": run.cancel_requested or None,
@@ -82,6 +126,15 @@ def show_run(console: Console, run: Run) -> None:
             "error": run.error,
         },
     )
+    if run.decision is not None:
+        show_comparison(console, run.decision)
+
+
+def _decision_line(decision: Decision | None) -> str | None:
+    if decision is None:
+        return None
+    verdict = "accepted" if decision.accepted else "rejected"
+    return f"{verdict}: {decision.reason}"
 
 
 def gate_reached(run: Run) -> str | None:
