@@ -95,9 +95,11 @@ class ApiClient:
                 raise ApiError(0, "cannot reach the API", f"{self.base_url} ({exc})") from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def create_tenant(self, tenant: TenantCreate) -> TenantCreated:
-        """Onboard a tenant (admin key)."""
-        return await self._call(TenantCreated, "POST", "/v1/tenants", body=tenant)
+    async def create_tenant(
+        self, tenant: TenantCreate, include: set[str] | None = None
+    ) -> TenantCreated:
+        """Onboard a tenant (admin key); ``include``: only these fields are sent."""
+        return await self._call(TenantCreated, "POST", "/v1/tenants", body=tenant, include=include)
 
     async def list_tenants(
         self,
