@@ -55,15 +55,27 @@ class ParkedRuns:
 
 
 class DurationEstimates:
-    """Each training service's expected BES job duration, read at most every ``refresh`` s."""
+    """Expected BES job durations: a tenant's own, else its training service's (the
+    service's read at most every ``refresh`` s)."""
 
     def __init__(self, parked: ParkedRuns, refresh_seconds: float = 2.0) -> None:
         self.parked = parked
         self.refresh_seconds = refresh_seconds
         self._cache: dict[str, tuple[float, float | None]] = {}
 
-    async def expected(self, service: str) -> float | None:
-        """The duration most recent jobs of ``service`` outlasted, or None without history."""
+    async def expected(self, service: str, tenant_id: str | None = None) -> float | None:
+        """The duration the job will most likely outlast: the shortest of the tenant's last
+        few jobs on ``service``, else what most recent jobs of the service outlasted, or
+        None without history.
+
+        A tenant's own jobs come first: in a fleet whose jobs differ in length a service's
+        quantile polls long jobs too early and short ones too late (and the bulk lane's
+        longest-first order makes the recent jobs the long ones)."""
+        if tenant_id is not None:
+            key = self.parked.keys.tenant_durations(service)
+            own = bulk_order.recent_of(await reply(self.parked.redis.hget(key, tenant_id)))
+            if own:
+                return min(own)
         now = time.monotonic()
         cached = self._cache.get(service)
         if cached is not None and now - cached[0] < self.refresh_seconds:

@@ -270,7 +270,7 @@ class Stepper:
             reason = "the job's slot lease ran out and the caps are full: the job is cancelled"
             return mc.Failure(mc.FailureKind.PERMANENT, reason, "slot_lost")
         report = await self.deps.training.status(run, job_id)
-        expected = await self.deps.estimates.expected(run.training_service)
+        expected = await self.deps.estimates.expected(run.training_service, run.tenant_id)
         if report.state.terminal:
             log.info("bes.finished", polls=run.polls + 1, state=report.state.value)
         return mc.JobStatusSeen(

@@ -131,7 +131,7 @@ class Sweeper:
             state = None
         else:
             await self.deps.failpoints.hit("bes.poll", run_id)
-        expected = await self.deps.estimates.expected(run.training_service)
+        expected = await self.deps.estimates.expected(run.training_service, run.tenant_id)
         return mc.swept(run, state, tick, self.policy, expected)
 
     async def _record(

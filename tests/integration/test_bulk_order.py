@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from worker.bulk import start_batch
 from worker.bulk_order import BulkOrder
 from worker.keys import Keys
-from worker.parking import ParkedRuns
+from worker.parking import DurationEstimates, ParkedRuns
 from worker.queue import StepQueue
 from worker.redisio import reply
 from worker.run.slots import Slots
@@ -124,3 +124,19 @@ async def test_fifo_ignores_history(redis: aioredis.Redis, queue: StepQueue) -> 
     scores = await redis.zrange(KEYS.waiting("default", "bulk"), 0, -1, withscores=True)
     assert len(scores) == 5
     assert len({score for _, score in scores}) == 1
+
+
+async def test_polls_expect_the_tenants_own_shortest_recent_job(redis: aioredis.Redis) -> None:
+    """A tenant's job is expected to outlast the shortest of its last jobs; a tenant without
+    history gets the service's estimate (a low quantile of its recent jobs)."""
+    parked = ParkedRuns(redis, KEYS)
+    for seconds in (30.0, 25.0, 40.0):
+        await parked.record_duration("default", seconds, "t-long")
+    for i in range(10):
+        await parked.record_duration("default", 4.0 + i, f"t-{i}")
+    estimates = DurationEstimates(parked)
+    assert await estimates.expected("default", "t-long") == 25.0
+    service = await estimates.expected("default")
+    assert service is not None
+    assert service < 25.0
+    assert await estimates.expected("default", "t-new") == service
