@@ -36,7 +36,9 @@ def service_name(web_service: dict[str, Any], taken: dict[str, Any]) -> str:
 
 def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[str, Any]]:
     """``training_services`` settings, one for every training web service of the first
-    workspace (named by ``service_name``), whatever model specs the emulator declares."""
+    workspace (named by ``service_name``), whatever model specs the emulator declares; each
+    names its spec's label, so tenants onboarded through the API are judged in holdout
+    mode."""
     workspace = config["workspaces"][0]
     services: dict[str, dict[str, Any]] = {}
     for service in workspace["web_services"]:
@@ -54,6 +56,8 @@ def training_services(config: dict[str, Any], base_url: str) -> dict[str, dict[s
             "endpoints": endpoints,
             "max_running": sum(e["max_concurrent_jobs"] for e in endpoints),
             "columns": required_columns(config, service["model"]),
+            # The holdout gate measures both models against this column.
+            "label_column": str(model_spec(config, service["model"])["label"]),
         }
     return services
 
@@ -98,4 +102,7 @@ def worker_env(config: dict[str, Any], base_url: str) -> dict[str, str]:
         "RETRAINQ_AZUREML__SUBSCRIPTION_ID": arm["subscription_id"],
         "RETRAINQ_AZUREML__RESOURCE_GROUP": arm["resource_groups"][0],
         "RETRAINQ_AZUREML__ARM_TOKEN": arm["token"],
+        # The emulator serves a PATCHed model at once (Azure about 30 s later): no wait
+        # before scoring on a staging endpoint.
+        "RETRAINQ_SCORING__STAGING_SETTLE_SECONDS": "0",
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 from emulator.config import default_config
 from producer.devtools.devstack import StackConfig, StackPorts, choose_config
-from producer.devtools.emulated import predictive_service_ids, training_services
+from producer.devtools.emulated import predictive_service_ids, training_services, worker_env
 from tests.custom_spec import custom_config
 from worker.settings import TrainingServiceConfig
 
@@ -28,6 +28,8 @@ def test_the_default_config_keeps_its_service_names() -> None:
     assert len(services["default"]["endpoints"]) == 2
     assert services["default"]["max_running"] == 80
     assert services["churn"]["columns"][-1] == "churn"
+    assert services["default"]["label_column"] == "cnt"
+    assert services["churn"]["label_column"] == "churn"
 
 
 def test_every_training_web_service_of_a_custom_config_is_a_service() -> None:
@@ -38,6 +40,7 @@ def test_every_training_web_service_of_a_custom_config_is_a_service() -> None:
     assert list(services) == ["default", "blank"]
     features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert services["default"]["columns"] == [*features, "target"]
+    assert services["default"]["label_column"] == "target"
     endpoint = config["workspaces"][0]["web_services"][0]["endpoints"][0]
     assert services["default"]["endpoints"][0]["url"].endswith(f"/services/{endpoint['id']}")
     for service in services.values():
@@ -76,3 +79,9 @@ def test_the_stack_keeps_the_emulator_config_file(tmp_path: Path) -> None:
     assert legacy is not None
     assert legacy.emulator_config is None
     assert legacy.admin_key == first.admin_key
+
+
+def test_workers_on_the_emulator_score_a_staging_endpoint_at_once() -> None:
+    """The emulator serves a PATCHed model at once: no settling wait before scoring."""
+    env = worker_env(as_json(default_config()), URL)
+    assert env["RETRAINQ_SCORING__STAGING_SETTLE_SECONDS"] == "0"
