@@ -2,7 +2,8 @@
 
 Onboards a bike-rental chain's locations (classic endpoints and new web services) through the
 API with generated data, shows their first training, uploads drifted data for every location,
-runs a bulk retrain with live progress, prints each tenant's outcome, scores one tenant
+runs a bulk retrain with live progress, prints per tenant the deployed model's metric on the
+new rows and the candidate's on the same rows with the gate's decision, scores one tenant
 before and after through its own endpoint, and writes an HTML report.
 """
 
@@ -25,6 +26,7 @@ from emulator import datagen
 from emulator.training import parse_csv
 from producer.cli import render
 from producer.cli.client import ApiClient
+from producer.cli.gate_view import candidate_range
 from producer.devtools.devstack import DEFAULT_STATE_DIR, read_env_file
 from producer.devtools.emulated import predictive_service_ids
 from producer.devtools.report import TenantOutcome, render_report
@@ -168,36 +170,77 @@ class Demo:
         return [str(row.get("Scored Labels")) for row in scored]
 
 
-def _outcome(tenant: TenantView, before: Run | None, after: Run | None) -> TenantOutcome:
+def _outcome(tenant: TenantView, after: Run | None) -> TenantOutcome:
+    """The tenant's line: what the gate of its bulk retrain compared and decided."""
     deployed_to = tenant.endpoint_name or tenant.service_name or ""
     decision = after.decision if after else None
+    interval = candidate_range(decision) if decision else None
+    comparison = decision.comparison if decision else None
+    reason = decision.reason if decision else (after.error or "") if after else ""
     return TenantOutcome(
         tenant_id=tenant.id,
         target=tenant.target.kind,
         deployed_to=deployed_to,
-        metric=METRIC,
-        before=before.metrics.get(METRIC) if before else None,
-        after=after.metrics.get(METRIC) if after else None,
+        metric=decision.metric if decision else METRIC,
+        deployed=decision.baseline if decision else None,
+        candidate=decision.value if decision else None,
         outcome=after.state.value if after else "none",
-        reason=(decision.reason if decision else (after.error or "") if after else ""),
+        reason=reason,
+        evaluation=decision.evaluation if decision else "",
+        rows=comparison.holdout_rows if comparison else None,
+        low=interval[0] if interval else None,
+        high=interval[1] if interval else None,
+        note=(decision.note or "") if decision else "",
     )
 
 
+DECISIONS = {"succeeded": "deployed", "rejected": "rejected", "failed": "failed"}
+
+
 def _table(outcomes: Sequence[TenantOutcome]) -> Table:
-    table = Table(title="bulk retrain after drift")
-    for column in ("tenant", "target", "R² before", "R² after", "decision", "endpoint / service"):
-        table.add_column(column)
+    """Per tenant: the deployed model on the new rows -> the candidate on the same rows."""
+    table = Table(
+        title="bulk retrain after drift: R² of the deployed model on the new rows -> "
+        "the candidate on the same rows"
+    )
+    table.add_column("tenant", no_wrap=True)
+    table.add_column("judged on", no_wrap=True)
+    table.add_column("deployed", justify="right", no_wrap=True)
+    table.add_column("candidate", justify="right", no_wrap=True)
+    table.add_column("change", justify="right", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
     colours = {"succeeded": "green", "rejected": "yellow", "failed": "red"}
     for o in outcomes:
         table.add_row(
             o.tenant_id,
-            o.target,
-            "" if o.before is None else f"{o.before:.3f}",
-            "" if o.after is None else f"{o.after:.3f}",
-            f"[{colours.get(o.outcome, 'white')}]{o.outcome}[/]",
-            o.deployed_to,
+            {"holdout": f"{o.rows} new rows", "reported": "reported"}.get(o.evaluation, "-"),
+            _figure(o.deployed) if o.candidate is not None else "",
+            _figure(o.candidate) if o.candidate is not None else "",
+            "" if o.change is None else f"{o.change:+.3f}",
+            f"[{colours.get(o.outcome, 'white')}]{DECISIONS.get(o.outcome, o.outcome)}[/]",
         )
     return table
+
+
+def _figure(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f}"
+
+
+def _explain(console: Console, outcomes: Sequence[TenantOutcome], shown: int = 5) -> None:
+    """What the table's columns mean, and the gate's reasons for its first rejections."""
+    console.print(
+        "judged on N new rows: both models scored the same N rows held out of the tenant's new "
+        "data (the candidate never trained on them); reported: each model's own "
+        "evaluation when it was trained, on different rows (a new web service has no staging "
+        "copy to score a candidate on). A candidate is deployed when it is not worse than the "
+        "deployed model by more than the gate allows.",
+        highlight=False,
+    )
+    rejected = [o for o in outcomes if o.outcome == "rejected"]
+    for o in rejected[:shown]:
+        console.print(f"  {o.tenant_id} kept its model: {o.reason}", highlight=False)
+    if len(rejected) > shown:
+        console.print(f"  ... and {len(rejected) - shown} more rejected (see the report)")
 
 
 async def run_demo(options: DemoOptions, state_dir: Path = DEFAULT_STATE_DIR) -> int:
@@ -229,9 +272,9 @@ async def run_demo(options: DemoOptions, state_dir: Path = DEFAULT_STATE_DIR) ->
         tenants = [await client.get_tenant(t) for t, _ in _tenant_ids(options)]
         latest = [(await client.tenant_runs(t.id, limit=1)).items for t in tenants]
         after_runs = {items[0].tenant_id: items[0] for items in latest if items}
-        before_runs = {r.tenant_id: r for r in first}
-        outcomes = [_outcome(t, before_runs.get(t.id), after_runs.get(t.id)) for t in tenants]
+        outcomes = [_outcome(t, after_runs.get(t.id)) for t in tenants]
         console.print(_table(outcomes))
+        _explain(console, outcomes)
         console.rule(f"3. {probe.id}: predictions before and after, through its endpoint")
         after_scores = await demo.score(await client.get_tenant(probe.id), rows)
         for row, old, new in zip(rows, before_scores, after_scores, strict=True):

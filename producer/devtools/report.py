@@ -1,4 +1,5 @@
-"""A self-contained HTML report of a fleet retrain: metric before/after and the batch timeline.
+"""A self-contained HTML report of a fleet retrain: per tenant, the deployed model and the
+candidate on the same held-out rows with the gate's decision, and the batch timeline.
 
 It looks like the dashboard (its palette, cards and badges) and reads on its own: every colour
 has a legend, the metric axis spans the values shown (so 0.85 and 0.93 sit far apart, not on
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,16 +40,43 @@ LABEL_W, CHART_W, ROW_H = 130, 760, 22
 
 @dataclass(frozen=True)
 class TenantOutcome:
-    """One tenant's line of the report."""
+    """One tenant's line of the report: the gate's decision on its bulk retrain.
+
+    ``evaluation`` ``holdout``: ``deployed`` is the deployed model's metric on ``rows``
+    held-out rows of the new data and ``candidate`` the new model's on the same rows, with
+    ``low``-``high`` the candidate's value the bootstrap interval allows. ``reported``: the
+    figures each model's own training reported (different rows). Empty: no decision.
+    """
 
     tenant_id: str
     target: str
     deployed_to: str
     metric: str
-    before: float | None
-    after: float | None
+    deployed: float | None
+    candidate: float | None
     outcome: str
     reason: str
+    evaluation: str = ""
+    rows: int | None = None
+    low: float | None = None
+    high: float | None = None
+    note: str = ""
+
+    @property
+    def change(self) -> float | None:
+        """Candidate minus deployed model (in the metric's units), when both are known."""
+        if self.deployed is None or self.candidate is None:
+            return None
+        return self.candidate - self.deployed
+
+    @property
+    def judged_on(self) -> str:
+        """What the decision compared, in a few words."""
+        if self.evaluation == "holdout":
+            return f"{self.rows} new rows, both models"
+        if self.evaluation == "reported":
+            return "reported figures"
+        return "-"
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -94,7 +122,9 @@ def _swatch(colour: str, label: str, shape: str = "square") -> str:
 
 
 def _metric_chart(outcomes: Sequence[TenantOutcome]) -> str:
-    values = [v for o in outcomes for v in (o.before, o.after) if v is not None]
+    values = [
+        v for o in outcomes for v in (o.deployed, o.candidate, o.low, o.high) if v is not None
+    ]
     ticks = metric_scale(values)
     low, high = ticks[0], ticks[-1]
     height = ROW_H * len(outcomes) + 40
@@ -104,7 +134,7 @@ def _metric_chart(outcomes: Sequence[TenantOutcome]) -> str:
 
     parts = [
         f'<svg viewBox="0 0 {CHART_W} {height}" class="chart" role="img" '
-        'aria-label="metric before and after, by tenant">'
+        'aria-label="deployed model and candidate on the same rows, by tenant">'
     ]
     for tick in ticks:
         parts.append(
@@ -113,41 +143,64 @@ def _metric_chart(outcomes: Sequence[TenantOutcome]) -> str:
             f"{tick:g}</text>"
         )
     for i, o in enumerate(outcomes):
-        y = 24 + i * ROW_H
-        colour = STATE_COLOURS.get(o.outcome, "#2680c2")
-        parts.append(f'<text x="0" y="{y + 4}" class="label">{_esc(o.tenant_id)}</text>')
-        if o.before is not None and o.after is not None:
-            parts.append(
-                f'<line x1="{x(o.before):.1f}" x2="{x(o.after):.1f}" y1="{y}" y2="{y}" '
-                f'stroke="{colour}" stroke-width="2" opacity="0.6"/>'
-            )
-        if o.before is not None:
-            parts.append(
-                f'<circle cx="{x(o.before):.1f}" cy="{y}" r="5" fill="#fff" stroke="{BEFORE}" '
-                f'stroke-width="2.5" data-kind="before"><title>before {o.before:.3f}</title>'
-                "</circle>"
-            )
-        if o.after is not None:
-            parts.append(
-                f'<circle cx="{x(o.after):.1f}" cy="{y}" r="6" fill="{colour}" '
-                f'data-kind="after"><title>after {o.after:.3f} ({_esc(o.outcome)})</title>'
-                "</circle>"
-            )
-        if o.before is not None and o.after is not None:
-            delta = o.after - o.before
-            sign = "up" if delta >= 0 else "down"
-            parts.append(
-                f'<text x="{CHART_W - 60}" y="{y + 4}" class="delta {sign}">{delta:+.3f}</text>'
-            )
+        parts.append(_metric_row(o, 24 + i * ROW_H, x))
     parts.append("</svg>")
     legend = "".join(
         [
-            _swatch(BEFORE, "before (the model serving before the retrain)", "ring"),
-            *(_swatch(STATE_COLOURS[k], f"after: {k}", "dot") for k in ("succeeded", "rejected")),
-            _swatch(STATE_COLOURS["failed"], "after: failed (no new value)", "dot"),
+            _swatch(BEFORE, "deployed model, on the new rows", "ring"),
+            *(
+                _swatch(STATE_COLOURS[k], f"candidate on the same rows: {label}", "dot")
+                for k, label in (("succeeded", "deployed"), ("rejected", "rejected"))
+            ),
+            '<span class="key"><i class="whisker"></i>90 % interval of the candidate '
+            "(paired bootstrap of the rows)</span>",
+            '<span class="key"><i class="dashed"></i>reported figures: each model on its '
+            "own rows</span>",
+            _swatch(STATE_COLOURS["failed"], "failed (no decision)", "dot"),
         ]
     )
     return "".join(parts) + f'<div class="legend">{legend}</div>'
+
+
+def _metric_row(o: TenantOutcome, y: int, x: Callable[[float], float]) -> str:
+    """One tenant's row of the metric chart: the deployed model's ring, the candidate's dot
+    and its interval, joined by a line (dashed when the figures are of different rows)."""
+    colour = STATE_COLOURS.get(o.outcome, "#2680c2")
+    parts = [
+        f'<g data-tenant="{_esc(o.tenant_id)}" data-evaluation="{_esc(o.evaluation)}">'
+        f'<text x="0" y="{y + 4}" class="label">{_esc(o.tenant_id)}</text>'
+    ]
+    if o.deployed is not None and o.candidate is not None:
+        dash = ' stroke-dasharray="4 3"' if o.evaluation != "holdout" else ""
+        parts.append(
+            f'<line x1="{x(o.deployed):.1f}" x2="{x(o.candidate):.1f}" y1="{y}" y2="{y}" '
+            f'stroke="{colour}" stroke-width="2" opacity="0.6"{dash}/>'
+        )
+    if o.low is not None and o.high is not None:
+        parts.append(
+            f'<path d="M{x(o.low):.1f} {y - 4}v8M{x(o.low):.1f} {y}H{x(o.high):.1f}'
+            f'M{x(o.high):.1f} {y - 4}v8" stroke="#334e68" stroke-width="1.3" fill="none" '
+            f'data-kind="interval"><title>90 % interval {o.low:.3f} to {o.high:.3f}</title>'
+            "</path>"
+        )
+    if o.deployed is not None:
+        parts.append(
+            f'<circle cx="{x(o.deployed):.1f}" cy="{y}" r="5" fill="#fff" stroke="{BEFORE}" '
+            f'stroke-width="2.5" data-kind="deployed"><title>deployed model {o.deployed:.3f}'
+            "</title></circle>"
+        )
+    if o.candidate is not None:
+        parts.append(
+            f'<circle cx="{x(o.candidate):.1f}" cy="{y}" r="6" fill="{colour}" '
+            f'data-kind="candidate"><title>candidate {o.candidate:.3f} ({_esc(o.outcome)})'
+            "</title></circle>"
+        )
+    if o.change is not None:
+        sign = "up" if o.change >= 0 else "down"
+        parts.append(
+            f'<text x="{CHART_W - 60}" y="{y + 4}" class="delta {sign}">{o.change:+.3f}</text>'
+        )
+    return "".join(parts) + "</g>"
 
 
 def _phase_spans(run: Run) -> list[tuple[str, datetime, datetime]]:
@@ -233,6 +286,9 @@ margin-bottom:1rem;overflow-x:auto}
 margin-top:.4rem}
 .key{display:inline-flex;align-items:center;gap:.35rem}
 .key i{display:inline-block;width:12px;height:12px;box-sizing:border-box}
+.key i.whisker{height:8px;border:1.3px solid #334e68;border-top:0;border-bottom:0;
+background:linear-gradient(#334e68,#334e68) center/100% 1.3px no-repeat}
+.key i.dashed{height:0;width:18px;border-top:2px dashed #9aa5b1}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600;font-size:.85em}
@@ -251,21 +307,30 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def _interval(o: TenantOutcome) -> str:
+    return "" if o.low is None or o.high is None else f"{o.low:.3f} to {o.high:.3f}"
+
+
+def _row(o: TenantOutcome) -> str:
+    change = "" if o.change is None else f"{o.change:+.3f}"
+    reason = f"{o.reason} ({o.note})" if o.note else o.reason
+    return (
+        f'<tr data-evaluation="{_esc(o.evaluation)}">'
+        f"<td>{_esc(o.tenant_id)}</td><td>{_esc(o.target)}</td><td>{_esc(o.judged_on)}</td>"
+        f'<td class="num">{_number(o.deployed)}</td><td class="num">{_number(o.candidate)}</td>'
+        f'<td class="num">{change}</td><td class="num">{_interval(o)}</td>'
+        f"<td>{_badge(o.outcome)}</td>"
+        f"<td>{_esc(o.deployed_to)}</td><td>{_esc(reason)}</td>"
+        "</tr>"
+    )
+
+
 def render_report(
     title: str, outcomes: Sequence[TenantOutcome], batch_runs: Sequence[Run], summary: str
 ) -> str:
-    """The report page: a summary, the before/after chart, the timeline and the table."""
-    rows = "".join(
-        "<tr>"
-        f"<td>{_esc(o.tenant_id)}</td><td>{_esc(o.target)}</td>"
-        f'<td class="num">{_number(o.before)}</td><td class="num">{_number(o.after)}</td>'
-        '<td class="num">'
-        f"{'' if o.before is None or o.after is None else f'{o.after - o.before:+.3f}'}</td>"
-        f"<td>{_badge(o.outcome)}</td>"
-        f"<td>{_esc(o.deployed_to)}</td><td>{_esc(o.reason)}</td>"
-        "</tr>"
-        for o in outcomes
-    )
+    """The report page: a summary, the deployed-model/candidate chart, the timeline and the
+    table."""
+    rows = "".join(_row(o) for o in outcomes)
     metric = _esc(outcomes[0].metric) if outcomes else "metric"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
@@ -273,16 +338,26 @@ def render_report(
 <style>{CSS}</style></head><body>
 <header>retrainq</header><main>
 <h1>{_esc(title)}</h1><p class="muted">{_esc(summary)}</p>
-<section class="card"><h2>{metric}: before and after, by tenant</h2>
-<p class="muted small">Each row is a tenant: the hollow dot is the model serving before the
-bulk retrain, the filled dot the model it trained, coloured by the gate's decision; the number
-at the right is the change. The axis spans the values shown.</p>{_metric_chart(outcomes)}</section>
+<section class="card"><h2>{metric}: deployed model on the new rows → candidate on the same
+rows</h2>
+<p class="muted small">Each row is a tenant's bulk retrain. Before deciding, the gate held out
+part of the tenant's new data, trained the candidate on the rest, and had both the deployed
+model (hollow ring) and the candidate (filled dot, coloured by the decision) score the same
+held-out rows; the whisker is the 90 % interval of the candidate's value from a paired
+bootstrap of those rows, the number at the right the candidate minus the deployed model. A
+candidate is deployed when it is not worse than the deployed model by more than the gate
+allows. Dashed rows are
+judged on the figures each model reported when it was trained (different rows): new web
+services have no staging copy to score a candidate on. The axis spans the values
+shown.</p>{_metric_chart(outcomes)}</section>
 <section class="card"><h2>Batch timeline</h2>
 <p class="muted small">One row per run of the bulk retrain, from its creation: waiting for a
-slot, submitting, training on Azure ML, evaluating, deploying; the mark at the end is the
-outcome. Times are seconds since the first run was created.</p>{_timeline(batch_runs)}</section>
+slot, submitting, training on Azure ML, evaluating, staging the candidate and scoring both
+models, deploying; the mark at the end is the outcome. Times are seconds since the first run
+was created.</p>{_timeline(batch_runs)}</section>
 <section class="card"><h2>Results</h2><table><thead><tr><th>tenant</th><th>target</th>
-<th>before</th><th>after</th><th>change</th><th>decision</th><th>endpoint / service</th>
-<th>reason</th></tr></thead><tbody>{rows}</tbody></table></section>
+<th>judged on</th><th>deployed model</th><th>candidate</th><th>change</th>
+<th>90 % interval</th><th>decision</th><th>endpoint / service</th><th>reason</th></tr>
+</thead><tbody>{rows}</tbody></table></section>
 </main></body></html>
 """

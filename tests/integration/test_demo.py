@@ -6,6 +6,7 @@ every service and that ``down`` leaves no process and no port behind.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import urllib.request
@@ -22,8 +23,9 @@ SERVICES = ["redis", "azurite", "emulator", "api", "worker-1", "worker-2"]
 
 
 def test_demo_runs_end_to_end_on_a_stack_it_starts_and_stops(tmp_path: Path) -> None:
-    """Every service answers while the demo runs; exit 0, a result row per tenant, predictions
-    shown, a report written; afterwards no pid lives and no port listens."""
+    """Every service answers while the demo runs; exit 0, a result row per tenant (classic
+    tenants judged on the same held-out rows, new web services on reported figures),
+    predictions shown, a report written; afterwards no pid lives and no port listens."""
     report = tmp_path / "report.html"
     state = tmp_path / "stack"
     output = tmp_path / "demo.out"
@@ -41,13 +43,21 @@ def test_demo_runs_end_to_end_on_a_stack_it_starts_and_stops(tmp_path: Path) -> 
                 demo.kill()
     printed = output.read_text()
     assert returncode == 0, printed[-6000:]
-    for tenant in ["rental001", "rental004", "station001", "station002"]:
-        assert f"│ {tenant}" in printed
+    rows = {line.split("│")[1].strip(): line for line in printed.splitlines() if "│ " in line}
+    both = r"│\s+-?\d\.\d{3} │\s+-?\d\.\d{3} │ [+-]\d\.\d{3} │"  # deployed, candidate, change
+    for tenant in ["rental001", "rental004"]:  # classic: judged on the same held-out rows
+        assert re.search(r"│ \d+ new rows\s+" + both, rows[tenant]), rows[tenant]
+    for tenant in ["station001", "station002"]:  # new web services: no staging copy
+        assert re.search(r"│ reported\s+" + both, rows[tenant]), rows[tenant]
+    assert "the candidate on the same rows" in printed
     assert "predictions before and after" in printed
     assert "6 tenants; bulk retrain:" in printed
     page = report.read_text()
     assert "<svg" in page
-    assert page.count("<tr>") == 7  # header + one row per tenant
+    assert "deployed model on the new rows → candidate on the same" in page
+    assert page.count('<tr data-evaluation="holdout">') == 4  # one row per tenant
+    assert page.count('<tr data-evaluation="reported">') == 2
+    assert page.count('data-kind="interval"') == 4  # each holdout decision's whisker
     assert "stopped the demo's stack" in printed
     for service in services:
         assert not pid_alive(service.pid), f"{service.name} still running"
