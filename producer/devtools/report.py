@@ -152,8 +152,8 @@ def _metric_chart(outcomes: Sequence[TenantOutcome]) -> str:
                 _swatch(STATE_COLOURS[k], f"candidate on the same rows: {label}", "dot")
                 for k, label in (("succeeded", "deployed"), ("rejected", "rejected"))
             ),
-            '<span class="key"><i class="whisker"></i>90 % interval of the candidate '
-            "(paired bootstrap of the rows)</span>",
+            '<span class="key"><i class="whisker"></i>the deployed model plus the 90 % '
+            "interval of the improvement (paired bootstrap of the rows)</span>",
             '<span class="key"><i class="dashed"></i>reported figures: each model on its '
             "own rows</span>",
             _swatch(STATE_COLOURS["failed"], "failed (no decision)", "dot"),
@@ -343,12 +343,12 @@ rows</h2>
 <p class="muted small">Each row is a tenant's bulk retrain. Before deciding, the gate held out
 part of the tenant's new data, trained the candidate on the rest, and had both the deployed
 model (hollow ring) and the candidate (filled dot, coloured by the decision) score the same
-held-out rows; the whisker is the 90 % interval of the candidate's value from a paired
-bootstrap of those rows, the number at the right the candidate minus the deployed model. A
-candidate is deployed when it is not worse than the deployed model by more than the gate
-allows. Dashed rows are
-judged on the figures each model reported when it was trained (different rows): new web
-services have no staging copy to score a candidate on. The axis spans the values
+held-out rows; the whisker is where the candidate may lie: the deployed model's value plus the
+90 % interval of the improvement from a paired bootstrap of those rows. The number at the
+right is the candidate minus the deployed model. A candidate is deployed when it is not worse
+than the deployed model by more than the gate allows. Dashed rows are judged on the figures
+each model reported when it was trained (different rows): new web services have no staging
+copy to score a candidate on. The axis spans the values
 shown.</p>{_metric_chart(outcomes)}</section>
 <section class="card"><h2>Batch timeline</h2>
 <p class="muted small">One row per run of the bulk retrain, from its creation: waiting for a
