@@ -174,3 +174,54 @@ export function metricChart(points, { width = 560, height = 230, metric = "" } =
   }
   return svg;
 }
+
+// Champion and challenger on the same rows, one pair per version: the deployed model (hollow
+// ring) and the candidate (filled dot: deployed green, rejected orange) joined by a line, the
+// candidate's bootstrap interval as a whisker. The axis spans the values shown.
+export function pairedChart(pairs, { width = 560, height = 230, metric = "" } = {}) {
+  const pad = { left: 52, right: 18, top: 16, bottom: 40 };
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart paired", role: "img", "aria-label": `${metric}: deployed model and candidate on the same rows, per version`, "data-test": "paired-chart" });
+  if (!pairs.length) {
+    svg.append(s("text", { x: width / 2, y: height / 2, class: "tick middle", "data-test": "no-pairs" }, "no version judged on held-out rows yet"));
+    return svg;
+  }
+  const values = pairs.flatMap((p) => [p.champion, p.challenger, p.low, p.high]).filter((v) => typeof v === "number");
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (hi - lo < 1e-6) [lo, hi] = [lo - 0.05, hi + 0.05];
+  const margin = (hi - lo) * 0.12;
+  [lo, hi] = [lo - margin, hi + margin];
+  // Tick labels with as many decimals as the span needs, and room on the left for them.
+  const digits = hi - lo >= 20 ? 1 : hi - lo >= 2 ? 2 : 3;
+  const ticks = [0, 1, 2, 3, 4].map((i) => lo + ((hi - lo) * i) / 4);
+  pad.left = Math.max(40, 12 + 7 * Math.max(...ticks.map((v) => v.toFixed(digits).length)));
+  const slot = (width - pad.left - pad.right) / pairs.length;
+  const y = (v) => pad.top + ((height - pad.top - pad.bottom) * (hi - v)) / (hi - lo);
+  for (const v of ticks) {
+    svg.append(s("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: "grid" }));
+    svg.append(s("text", { x: pad.left - 6, y: y(v) + 4, class: "tick end" }, v.toFixed(digits)));
+  }
+  const gap = Math.min(14, slot / 5);
+  pairs.forEach((p, i) => {
+    const mid = pad.left + slot * (i + 0.5);
+    const g = s("g", { class: `pair ${p.accepted ? "accepted" : "rejected"}`, "data-seq": p.seq, "data-run": p.runId, "data-champion": p.champion ?? "", "data-challenger": p.challenger, "data-low": p.low ?? "", "data-high": p.high ?? "", "data-accepted": String(p.accepted) });
+    const change = p.champion === null ? "no deployed model before" : `deployed model ${p.champion.toFixed(4)}, change ${(p.challenger - p.champion).toFixed(4)}`;
+    g.append(s("title", {}, `v${p.seq} on ${p.rows} held-out rows: candidate ${p.challenger.toFixed(4)} (${p.accepted ? "deployed" : "rejected"}), ${change}${p.low !== null ? `; interval ${p.low.toFixed(4)} to ${p.high.toFixed(4)}` : ""}`));
+    const cx = p.champion === null ? mid : mid + gap;
+    if (p.champion !== null) {
+      g.append(s("line", { x1: mid - gap, x2: cx, y1: y(p.champion), y2: y(p.challenger), class: "pair-line" }));
+      g.append(s("circle", { cx: mid - gap, cy: y(p.champion), r: 5.5, class: "champion", "data-test": "champion" }));
+    }
+    if (p.low !== null && p.high !== null) {
+      const whisker = s("g", { class: "whisker", "data-test": "whisker", "data-y-low": y(p.low).toFixed(2), "data-y-high": y(p.high).toFixed(2) });
+      whisker.append(s("line", { x1: cx, x2: cx, y1: y(p.low), y2: y(p.high) }));
+      for (const v of [p.low, p.high]) whisker.append(s("line", { x1: cx - 5, x2: cx + 5, y1: y(v), y2: y(v) }));
+      g.append(whisker);
+    }
+    g.append(s("circle", { cx, cy: y(p.challenger), r: 6, class: "challenger", "data-test": "challenger" }));
+    g.append(s("text", { x: mid, y: height - 22, class: "tick middle" }, `v${p.seq}`));
+    g.append(s("text", { x: mid, y: height - 8, class: "tick middle" }, `${p.rows} rows`));
+    svg.append(g);
+  });
+  return svg;
+}

@@ -3,6 +3,7 @@
 import { act, mayActOn, post } from "./actions.js";
 import { api, badge, card, errorPanel, fmtClock, fmtDate, fmtDuration, fmtNumber, fmtTime, h, link, poll, table } from "./app.js";
 import { metricChart } from "./charts.js";
+import { comparisonCard, decisionCard } from "./gate.js";
 
 const DEFAULT_METRIC = "Coefficient of Determination";
 const PHASES = ["queued", "waiting_slot", "submitting", "training", "evaluating", "staging", "scoring", "deploying", "succeeded", "rejected", "failed", "cancelled"];
@@ -91,6 +92,23 @@ export async function tenantPage(main, tenantId, caller) {
   }, 2000);
 }
 
+// How the serving model's gate judged it: on held-out rows against the model before it, or
+// on reported figures.
+export function judgedText(current) {
+  const d = current && current.decision;
+  if (!current) return "–";
+  if (current.rollback_of) return "restored by a rollback";
+  if (!d) return "no decision recorded";
+  const value = fmtNumber(d.value, 4);
+  if (d.evaluation === "holdout" && d.comparison) {
+    const rows = d.comparison.holdout_rows;
+    return typeof d.baseline === "number"
+      ? `on ${rows} held-out rows: the model before ${fmtNumber(d.baseline, 4)}, this one ${value}`
+      : `on ${rows} held-out rows: ${value}, no model deployed before`;
+  }
+  return typeof d.baseline === "number" ? `on reported figures: ${value} against ${fmtNumber(d.baseline, 4)}` : `on reported figures: ${value}`;
+}
+
 // Whether the API would roll back: a model serves and an older, different one is in the history.
 export function hasPreviousModel(models) {
   const current = models.current;
@@ -112,7 +130,8 @@ function tenantCards(tenant, models, runs, cancel) {
         ...field("training service", tenant.training_service),
         ...field("serving", current ? h("span", { "data-test": "serving-version" }, `v${current.seq} `, link(`#/run/${current.run_id}`, current.run_id.slice(0, 8)), current.rollback_of ? " (rollback)" : "") : "no model yet"),
         ...field("deployed at", current ? fmtTime(current.deployed_at) : "–"),
-        ...field(metric, current ? fmtNumber(current.metrics[metric], 4) : "–"),
+        ...field(metric, current ? fmtNumber(current.metrics[metric], 4) : "–", current ? h("span", { class: "muted small" }, " (reported by its training)") : ""),
+        ...field("judged", h("span", { "data-test": "serving-judged" }, judgedText(current))),
         ...field("data", `version ${tenant.data_version}`),
         ...field("gate", tenant.gate ? `${metric}, max regression ${tenant.gate.max_regression ?? "none"}, threshold ${tenant.gate.threshold ?? "none"}${tenant.gate.evaluation ? `, judged on ${tenant.gate.evaluation === "holdout" ? "held-out rows" : "the reported evaluation"}` : ""}` : `default (${metric}, at most 10% worse)`),
         ...field("schedule", tenant.schedule ? h("span", { class: "mono" }, `${tenant.schedule} (UTC)`) : "none"),
@@ -120,6 +139,7 @@ function tenantCards(tenant, models, runs, cancel) {
       card("Model history", h("p", { class: "muted small" }, `${metric} of each version`), metricChart(historyPoints(runs, models.history, current, metric), { metric }),
         h("div", { class: "legend" }, ...["deployed", "rejected", "rollback", "rolled-back", "serving"].map((k) => h("span", { class: `key point-${k}` }, k.replace("-", " "))))),
     ),
+    comparisonCard(runs, metric),
     card("Recent runs", table(["version", "run", "state", "reason", "created", "phases", "took", "decision", ""], runs.map((run) =>
       h("tr", { "data-run": run.id, "data-archived": run.archived ? "true" : null },
         h("td", {}, `v${run.seq}`),
@@ -214,15 +234,10 @@ function runCards(run, caller, cancelButton) {
         { "data-test": "phases" })),
     ),
     h("div", { class: "grid two" },
-      card("Gate decision", d
-        ? h("dl", { class: "fields", "data-test": "decision" },
-            ...field("verdict", h("strong", { class: d.accepted ? "ok" : "bad" }, d.accepted ? "accepted" : "rejected")),
-            ...field("reason", d.reason),
-            ...field("metric", d.metric),
-            ...field("value", fmtNumber(d.value, 4)),
-            ...field("deployed baseline", fmtNumber(d.baseline, 4)))
-        : h("p", { class: "muted", "data-test": "no-decision" }, gateNotice(run))),
-      card("Evaluation metrics", table(["metric", "value"], metrics.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmtNumber(v, 4)))), { "data-test": "metrics" })),
+      decisionCard(run, gateNotice(run)),
+      card("Evaluation metrics",
+        h("p", { class: "muted small" }, "What the training job's Evaluate Model reported on its own split of the training rows.", d && d.evaluation === "holdout" ? " The gate decided on the held-out rows instead (beside)." : ""),
+        table(["metric", "value"], metrics.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmtNumber(v, 4)))), { "data-test": "metrics" })),
     ),
     retryCard(run),
     run.error ? card("Error", h("p", { class: "error", "data-test": "error" }, run.error_code ? `[${run.error_code}] ` : "", run.error)) : "",
