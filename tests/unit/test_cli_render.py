@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from producer.api.examples import BATCH, RUN
-from producer.cli.render import eta, show_run
-from producer.schemas import BatchStatus
+from producer.api.examples import BATCH, DEPLOYED, RUN
+from producer.cli.render import eta, show_models, show_run
+from producer.schemas import BatchStatus, Models
 from worker.schemas import Run
 
 
@@ -139,3 +139,19 @@ DECISION_REPORTED = {
     "baseline": 0.9,
     "evaluation": "reported",
 }
+
+
+def test_the_model_history_shows_what_each_version_was_judged_on() -> None:
+    """Each deployed version: the model before it and this one on the same rows, the change;
+    a rollback says so; the serving version is marked."""
+    deployed = DEPLOYED | {"decision": HOLDOUT_DECISION | {"accepted": True}}
+    rollback = DEPLOYED | {"run_id": "r2", "seq": 4, "rollback_of": RUN["id"], "decision": None}
+    models = Models.model_validate({"current": rollback, "history": [rollback, deployed]})
+    buffer = io.StringIO()
+    show_models(Console(file=buffer, width=200), models)
+    lines = buffer.getvalue().splitlines()
+    newest = next(line for line in lines if "v4 (serving)" in line)
+    assert "rollback" in newest
+    judged = next(line for line in lines if "│ v3 " in line)
+    cells = [cell.strip() for cell in judged.split("│")[4:8]]
+    assert cells == ["120 held-out rows", "0.82", "0.61", "-0.21"]
