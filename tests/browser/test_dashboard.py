@@ -155,6 +155,9 @@ async def test_operator_follows_a_bulk_retrain_and_rolls_back_from_the_page(
     seen.add(await progress.get_attribute("data-progress"))
     await expect(page.locator("[data-test=done] .value")).to_have_text("3 / 3")
     await expect(page.locator("svg.timeline a.row")).to_have_count(3)
+    # The classic tenants' runs scored both models on held-out rows: a scoring segment each.
+    scoring = page.locator("svg.timeline a.row rect[fill='#0b7285']")
+    await expect(scoring).to_have_count(2)
     await expect(page.locator("[data-test=counts] [data-key=succeeded]")).to_contain_text("3")
     await expect(page.locator("[data-test=no-failures]")).to_be_visible()
     await shot(page, "batch")

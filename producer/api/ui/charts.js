@@ -80,7 +80,8 @@ function niceMax(value) {
 }
 
 // One row per run: waiting (queued, waiting for a slot), training (submit to evaluation),
-// finishing (evaluating, deploying), coloured by outcome; long rows are stragglers.
+// scoring on held-out rows (holdout mode), finishing (evaluating, deploying), with the outcome
+// marked at the end; long rows are stragglers.
 export function timeline(runs, { width = 960, start, now = Date.now() } = {}) {
   const pad = { left: 8, right: 8, top: 22, bottom: 8 };
   const rowH = runs.length > 300 ? 2 : runs.length > 60 ? 5 : 12;
@@ -104,11 +105,17 @@ export function timeline(runs, { width = 960, start, now = Date.now() } = {}) {
     const created = t(run.created_at);
     const started = t(p.submitting) ?? t(p.training);
     const trained = t(p.evaluating) ?? t(p.deploying);
+    // Holdout mode: staging the candidate and scoring both models, between evaluating and
+    // deploying.
+    const staged = t(p.staging) ?? t(p.scoring);
+    const deploying = t(p.deploying);
     const end = endOf(run) ?? now;
     const segments = [
       [created, started ?? end, p.waiting_slot ? "waiting_slot" : "queued"],
       [started, trained ?? end, "training"],
-      [trained, end, "deploying"],
+      ...(staged === null
+        ? [[trained, end, "deploying"]]
+        : [[trained, staged, "deploying"], [staged, deploying ?? end, "scoring"], [deploying, end, "deploying"]]),
     ];
     const row = s("a", { href: `#/run/${run.id}`, class: "row", "data-run": run.id });
     row.append(s("title", {}, `${run.tenant_id}: ${run.state}, ${(((end - created) / 1000) || 0).toFixed(1)} s from ${fmtTime(created)}`));

@@ -265,9 +265,9 @@ function batchCards(status, runs) {
     ),
     card(
       "Timeline",
-      h("p", { class: "muted small" }, "One row per run from creation to end: queued or waiting for a BES slot, training, then evaluating and deploying; the mark at the end is the outcome. Long rows are stragglers; long amber starts mean throttling or a full service."),
+      h("p", { class: "muted small" }, "One row per run from creation to end: queued or waiting for a BES slot, training, then evaluating, scoring both models on held-out rows (holdout mode) and deploying; the mark at the end is the outcome. Long rows are stragglers; long amber starts mean throttling or a full service."),
       runs.length ? timeline(runs, { start: status.created_at }) : h("p", { class: "muted" }, "no runs"),
-      legend(["queued", "waiting_slot", "training", "deploying", "succeeded", "rejected", "failed", "cancelled"]),
+      legend(["queued", "waiting_slot", "training", "scoring", "deploying", "succeeded", "rejected", "failed", "cancelled"]),
     ),
     h("div", { class: "grid two" }, failuresCard(runs), card(
       "Slowest runs",
