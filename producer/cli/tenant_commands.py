@@ -13,11 +13,12 @@ from producer.cli.importer import tenants_import
 from producer.cli.output import Output
 from producer.schemas import ScheduleBody, TenantCreate, TenantPatch
 from worker.evaluate import Gate
-from worker.schemas import ClassicTarget, NewServiceTarget, Target
+from worker.schemas import TARGET_KINDS, ClassicTarget, NewServiceTarget, Target, V2PoolTarget
 
 
-def parse_target(classic: str | None, new: str | None) -> Target | None:
-    """The target of ``--classic WS_ID:RESOURCE`` or ``--new TEMPLATE`` (None if neither)."""
+def parse_target(classic: str | None, new: str | None, pool: str | None = None) -> Target | None:
+    """The target of ``--classic WS_ID:RESOURCE``, ``--new TEMPLATE`` or ``--v2-pool [POOL]``
+    (an empty POOL: the pool with the most room), None if none."""
     if classic:
         service, _, resource = classic.partition(":")
         if not service or not resource:
@@ -25,22 +26,28 @@ def parse_target(classic: str | None, new: str | None) -> Target | None:
         return ClassicTarget(web_service_id=service, resource_name=resource)
     if new:
         return NewServiceTarget(template_service=new)
+    if pool is not None:
+        return V2PoolTarget(pool=pool or None)
     return None
 
 
 async def tenants_create(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
     """Onboard a tenant; prints its API key once."""
-    target = parse_target(args.classic, args.new)
-    assert target is not None  # argparse requires --classic or --new
+    target = parse_target(args.classic, args.new, args.v2_pool)
+    assert target is not None  # argparse requires --classic, --new or --v2-pool
+    service = {"training_service": args.service} if args.service is not None else {}
     body = TenantCreate(
         id=args.tenant,
         display_name=args.name,
         target=target,
-        training_service=args.service,
         data_path=args.data_path,
         train=not args.no_train,
+        **service,
     )
-    created = await client.create_tenant(body)
+    # A pool tenant without --service trains on its pool's service: the body names none.
+    unnamed = args.service is None and isinstance(target, V2PoolTarget)
+    include = set(TenantCreate.model_fields) - {"training_service"} if unnamed else None
+    created = await client.create_tenant(body, include)
     if out.mode != "table":
         out.show(created, render.show_model)
         return 0
@@ -82,6 +89,15 @@ async def tenants_show(client: ApiClient, out: Output, args: argparse.Namespace)
     return 0
 
 
+async def tenants_models(client: ApiClient, out: Output, args: argparse.Namespace) -> int:
+    """A tenant's deployed versions, each with what its gate compared."""
+    models = await client.models(args.tenant)
+    out.show(models, render.show_models)
+    if not models.history:
+        out.note("no model deployed yet")
+    return 0
+
+
 def _parameters(pairs: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs:
@@ -97,7 +113,7 @@ async def tenants_patch(client: ApiClient, out: Output, args: argparse.Namespace
     changes: dict[str, object] = {}
     if args.name is not None:
         changes["display_name"] = args.name
-    target = parse_target(args.classic, args.new)
+    target = parse_target(args.classic, args.new, args.v2_pool)
     if target is not None:
         changes["target"] = target
     if args.service is not None:
@@ -268,6 +284,13 @@ def _target_flags(parser: argparse.ArgumentParser, required: bool) -> None:
     where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--classic", metavar="WS_ID:RESOURCE", help="classic endpoint target")
     where.add_argument("--new", metavar="TEMPLATE", help="new web service from a template")
+    where.add_argument(
+        "--v2-pool",
+        nargs="?",
+        const="",
+        metavar="POOL",
+        help="an Azure ML v2 serving pool (without POOL: the one with the most room)",
+    )
 
 
 def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
@@ -277,11 +300,13 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     create.add_argument("tenant", help="tenant id (lowercase letters, digits, hyphens)")
     _target_flags(create, required=True)
     create.add_argument("--name", default="", help="display name")
-    create.add_argument("--service", default="default", help="training service")
+    create.add_argument(
+        "--service", help="training service (default: 'default', a pool tenant its pool's)"
+    )
     create.add_argument("--data-path", help="blob path of existing training data")
     create.add_argument("--no-train", action="store_true", help="do not start a first run")
     listing = leaf(tgroup, "list", tenants_list, "list tenants")
-    listing.add_argument("--kind", choices=["classic", "new"])
+    listing.add_argument("--kind", choices=TARGET_KINDS)
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--offset", type=int, default=0)
     listing.add_argument(
@@ -294,6 +319,10 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     )
     listing.add_argument("--cursor", help="continue where the previous page ended")
     leaf(tgroup, "show", tenants_show, "show a tenant").add_argument("tenant")
+    models_help = (
+        "a tenant's deployed versions: the deployed model and the candidate its gate compared"
+    )
+    leaf(tgroup, "models", tenants_models, models_help).add_argument("tenant")
     patch = leaf(tgroup, "patch", tenants_patch, "change a tenant (options left out stay)")
     patch.add_argument("tenant")
     _target_flags(patch, required=False)
@@ -367,5 +396,5 @@ def add_commands(subcommands: Subcommands, leaf: Leaf) -> None:
     put = leaf(sgroup, "put", schedules_put, "create or replace a fleet-wide schedule")
     put.add_argument("name", help="lowercase letters, digits, hyphens")
     put.add_argument("--cron", required=True, help="cron expression (UTC), e.g. '0 3 * * *'")
-    put.add_argument("--kind", choices=["classic", "new"], help="only tenants of this kind")
+    put.add_argument("--kind", choices=TARGET_KINDS, help="only tenants of this kind")
     leaf(sgroup, "delete", schedules_delete, "delete a fleet-wide schedule").add_argument("name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.integration.conftest_api import ADMIN, make_settings
 from tests.integration.fleet import Fleet, sample_rows, until
 from tests.integration.test_azureml_v2 import SERVICE, services, v2_stats, with_v2_datastore
 from tests.integration.test_azureml_v2_pool import POOL, make_pool, target
+from tests.integration.test_cli import cli
 from worker.schemas import Run, RunState, Tenant, V2PoolTarget
 
 pytestmark = pytest.mark.timeout(240)
@@ -237,3 +239,23 @@ async def test_the_last_place_of_a_pool_goes_to_one_of_two_racing_onboardings(
     await fleet.store.offboard_tenant(stored[0])
     await fleet.store.offboard_tenant(stored[0])
     assert await fleet.store.pool_tenants() == {"p1": 0}
+
+
+async def test_the_cli_onboards_onto_a_pool_and_lists_the_kind(
+    v2_fleet: Fleet,
+    api: Api,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``tenants create --v2-pool`` without a pool or a service joins the pool with room and
+    trains on its service; ``tenants list --kind v2_pool`` shows the tenant."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RETRAINQ_API_URL", raising=False)
+    assert await cli(api, "tenants", "create", "cli-a", "--v2-pool", "--no-train") == 0
+    assert "api key" in capsys.readouterr().out
+    stored = await v2_fleet.store.get_tenant("cli-a")
+    assert stored is not None
+    assert (stored.target, stored.training_service) == (V2PoolTarget(pool="p1"), SERVICE)
+    assert await cli(api, "tenants", "list", "--kind", "v2_pool", "--json") == 0
+    assert '"cli-a"' in capsys.readouterr().out
