@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
 from worker.archive_parts import PartName, decode_part, encode_part
-from worker.archive_policy import GONE, past_grace, policy_for
-from worker.archive_records import Intent, LeaseLost, RecordArchiver, write_once
+from worker.archive_records import Intent, LeaseLost, RecordArchiver, renew_lease, write_once
+from worker.archive_walk import TenantReads, read_chunk
 from worker.blobs import BlobStore
 from worker.failpoints import Failpoints
 from worker.records import utcnow
@@ -40,7 +40,7 @@ TENANT_CHUNK = 500
 @dataclass
 class ArchivePass:
     """What one pass did: runs, batches and model-history entries removed from Redis, parts
-    written, intents resumed."""
+    written, intents resumed; ``lease_lost`` when it stopped early, its lease gone."""
 
     held: bool = True
     archived: int = 0
@@ -49,6 +49,11 @@ class ArchivePass:
     batches: int = 0
     models: int = 0
     tenants: int = 0
+    lease_lost: bool = False
+
+
+async def _no_hook(_index: int) -> None:
+    """The default chunk hook: nothing (tests pass one that acts between chunks)."""
 
 
 def protected_runs(
@@ -107,6 +112,9 @@ class Archiver:
         config: ArchiveConfig,
         owner: str,
         failpoints: Failpoints | None = None,
+        *,
+        chunk: int = TENANT_CHUNK,
+        on_chunk: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.ledger = store.ledger
@@ -114,7 +122,9 @@ class Archiver:
         self.config = config
         self.owner = owner
         self.failpoints = failpoints or Failpoints([])
-        self.records = RecordArchiver(store, blobs, config, owner, self.failpoints)
+        self.chunk = chunk
+        self.on_chunk = on_chunk or _no_hook
+        self.records = RecordArchiver(store, blobs, config, owner, self.failpoints, chunk=chunk)
 
     async def run_forever(self) -> None:
         """A pass every ``interval_seconds`` until cancelled; a failed pass is logged."""
@@ -126,7 +136,11 @@ class Archiver:
                 log.warning("archive.pass_failed", error=str(exc), error_type=type(exc).__name__)
 
     async def archive_once(self, now: datetime | None = None) -> ArchivePass:
-        """One pass: resume left intents, then archive what is past retention at ``now``."""
+        """One pass: resume left intents, then archive what is past retention at ``now``.
+
+        The pass renews its lease at every chunk of tenants and before every part; when a
+        renewal fails (the lease lapsed or another worker took it) the pass stops there,
+        between parts, and reports ``lease_lost``: the next pass carries on from Redis."""
         if not await self._hold():
             return ArchivePass(held=False)
         report = ArchivePass()
@@ -141,6 +155,9 @@ class Archiver:
             grace_end = self._grace_end(now)
             report.models += await self.records.models(pass_id, report.parts, grace_end)
             report.tenants += await self.records.tenants(pass_id, report.parts, grace_end)
+        except LeaseLost:
+            report.lease_lost = True
+            log.warning("archive.lease_lost", archived=report.archived, parts=len(report.parts))
         finally:
             await self.ledger.release_archive_lease(self.owner)
         if any((report.archived, report.resumed, report.batches, report.models, report.tenants)):
@@ -171,17 +188,45 @@ class Archiver:
             report.models += await self.records.carry_out(part, intent, report.parts)
 
     async def _archive_new(self, now: datetime, pass_id: str, report: ArchivePass) -> None:
-        for (tenant_id, month), runs in (await self._candidates(now)).items():
-            if not await self._hold():
-                raise LeaseLost(self.owner)
-            name = PartName(tenant_id, month, pass_id)
-            intent = Intent(tenant_id=tenant_id, where=name.where, ids=sorted(r.id for r in runs))
-            if not await self.ledger.record_archive_intent(
-                self.owner, name.path, intent.model_dump_json()
-            ):
-                raise LeaseLost(self.owner)
-            await self.failpoints.hit("archive.after_intent", name.path)
-            await self._carry_out(name.path, intent, report)
+        """Walk the tenants a chunk at a time (then those offboarded past their grace): per
+        chunk, renew the lease, read the chunk at once, archive its parts; at most
+        ``max_runs_per_pass`` runs."""
+        budget = self.config.max_runs_per_pass
+        grace_end = self._grace_end(now)
+        seen: set[str] = set()
+        total = await self.store.count_tenants()
+        offsets = list(range(0, total, self.chunk))
+        for index in range(len(offsets) + 1):
+            if index:
+                await self.on_chunk(index)
+            await renew_lease(self.store, self.owner, self.config)
+            if index < len(offsets):
+                chunk = await self.store.list_tenant_ids(offsets[index], self.chunk)
+            else:
+                chunk = await self.records.ledger.offboarded_before(grace_end, budget)
+            chunk = [tenant_id for tenant_id in chunk if tenant_id not in seen]
+            seen.update(chunk)
+            chosen: dict[tuple[str, str], list[Run]] = defaultdict(list)
+            for reads in await read_chunk(self.store, self.config, chunk, grace_end):
+                for run in candidates_of(reads, now, self.config.min_part_runs)[:budget]:
+                    chosen[(reads.tenant_id, month_of(run))].append(run)
+                    budget -= 1
+                if budget <= 0:
+                    break
+            for (tenant_id, month), runs in chosen.items():
+                await self._start_part(PartName(tenant_id, month, pass_id), runs, report)
+            if budget <= 0:
+                return
+
+    async def _start_part(self, name: PartName, runs: list[Run], report: ArchivePass) -> None:
+        await renew_lease(self.store, self.owner, self.config)
+        intent = Intent(tenant_id=name.tenant_id, where=name.where, ids=sorted(r.id for r in runs))
+        if not await self.ledger.record_archive_intent(
+            self.owner, name.path, intent.model_dump_json()
+        ):
+            raise LeaseLost(self.owner)
+        await self.failpoints.hit("archive.after_intent", name.path)
+        await self._carry_out(name.path, intent, report)
 
     async def _carry_out(self, part: str, intent: Intent, report: ArchivePass) -> None:
         """Write the part unless it is written, then remove its runs from Redis."""
@@ -208,51 +253,24 @@ class Archiver:
             return runs
         return decode_part(await self.blobs.download(part))
 
-    async def _candidates(self, now: datetime) -> dict[tuple[str, str], list[Run]]:
-        """Runs past retention by (tenant, month), at most ``max_runs_per_pass``: those of
-        the tenants, then every run of the tenants offboarded longer than the grace period."""
-        budget = self.config.max_runs_per_pass
-        chosen: dict[tuple[str, str], list[Run]] = defaultdict(list)
-        total = await self.store.count_tenants()
-        chunks = [
-            await self.store.list_tenant_ids(offset, TENANT_CHUNK)
-            for offset in range(0, total, TENANT_CHUNK)
-        ]
-        chunks.append(await self.records.ledger.offboarded_before(self._grace_end(now), budget))
-        for chunk in chunks:
-            for tenant_id in chunk:
-                for run in (await self._tenant_candidates(tenant_id, now))[:budget]:
-                    chosen[(tenant_id, month_of(run))].append(run)
-                    budget -= 1
-                if budget <= 0:
-                    return chosen
-        return chosen
-
     def _grace_end(self, now: datetime) -> float:
         """Tenants offboarded before this (s since epoch) are past their grace period."""
         return (now - timedelta(days=self.config.offboarded_grace_days)).timestamp()
 
-    async def _tenant_candidates(self, tenant_id: str, now: datetime) -> list[Run]:
-        tenant = await self.store.get_tenant(tenant_id)
-        gone = past_grace(tenant, self._grace_end(now))
-        policy = GONE if gone else policy_for(self.config, tenant.retention if tenant else None)
-        keep = policy.keep_runs
-        older_ids = await self.store.tenant_run_ids(tenant_id, keep, self.config.max_runs_per_pass)
-        if not older_ids:
-            return []
-        active_id = await self.store.active_run_id(tenant_id)
-        active = await self.store.get_run(active_id) if active_id else None
-        newest = await self.store.tenant_run_ids(tenant_id, 0, keep) if keep else []
-        if active is not None and not active.state.terminal and active.id in newest:
-            older_ids = older_ids[1:]  # the active run takes none of the finished runs' places
-        older = await self.store.get_runs(older_ids)
-        protected = protected_runs(
-            None if gone else tenant,
-            await self.store.model_history(tenant_id, policy.keep_deployed),
-            active,
-            policy.keep_deployed,
-        )
-        due = {run.id for run in older if await self.ledger.is_due(run.id)}
-        chosen = past_retention(older, protected, due, now - timedelta(days=policy.keep_days))
-        # A few runs more in Redis buy parts of several runs (fewer blobs, index entries).
-        return chosen if gone or len(chosen) >= self.config.min_part_runs else []
+
+def candidates_of(reads: TenantReads, now: datetime, min_part_runs: int) -> list[Run]:
+    """The runs of one tenant to archive now, from its chunk's reads."""
+    if not reads.older_ids:
+        return []
+    older = reads.older
+    active = reads.active
+    if active is not None and not active.state.terminal and active.id in reads.newest:
+        skipped = reads.older_ids[0]  # the active run takes none of the finished runs' places
+        older = [run for run in older if run.id != skipped]
+    protected = protected_runs(
+        None if reads.gone else reads.tenant, reads.history, active, reads.policy.keep_deployed
+    )
+    cutoff = now - timedelta(days=reads.policy.keep_days)
+    chosen = past_retention(older, protected, reads.due, cutoff)
+    # A few runs more in Redis buy parts of several runs (fewer blobs, index entries).
+    return chosen if reads.gone or len(chosen) >= min_part_runs else []

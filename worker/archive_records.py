@@ -55,6 +55,13 @@ class LeaseLost(Exception):
     """Another worker holds the archiver's lease now: this pass stops."""
 
 
+async def renew_lease(store: Store, owner: str, config: ArchiveConfig) -> None:
+    """Extend the pass's lease by ``lease_seconds``; LeaseLost when it lapsed or was taken
+    (a pass never takes it back mid-walk: another pass may have run meanwhile)."""
+    if not await store.ledger.renew_archive_lease(owner, int(config.lease_seconds * 1000)):
+        raise LeaseLost(owner)
+
+
 class Intent(BaseModel):
     """What a part about to be written holds: its kind, tenant (runs and models), where it
     is, and the run ids, batch ids or model-history entries (JSON) it takes from Redis."""
@@ -154,12 +161,15 @@ class RecordArchiver:
         config: ArchiveConfig,
         owner: str,
         failpoints: Failpoints | None = None,
+        *,
+        chunk: int = TENANT_CHUNK,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.config = config
         self.owner = owner
         self.failpoints = failpoints or Failpoints([])
+        self.chunk = chunk
         self.ledger = ArchiveLedger(store.redis, store.keys)
 
     async def batches(self, now: datetime, pass_id: str, parts: list[str]) -> int:
@@ -180,20 +190,23 @@ class RecordArchiver:
 
     async def models(self, pass_id: str, parts: list[str], grace_end: float) -> int:
         """Archive every tenant's model-history entries past its ``keep_deployed`` (all of
-        an offboarded tenant's past its grace period, which ended at ``grace_end``)."""
+        an offboarded tenant's past its grace period, which ended at ``grace_end``), a chunk
+        of tenants at a time: the lease renewed, then two round trips for the chunk."""
         removed = 0
         total = await self.store.count_tenants()
-        chunks = [
-            await self.store.list_tenant_ids(offset, TENANT_CHUNK)
-            for offset in range(0, total, TENANT_CHUNK)
-        ]
-        chunks.append(await self.ledger.offboarded_before(grace_end, TENANT_CHUNK))
-        for ids in chunks:
-            for tenant in await self.store.get_tenants(ids):
+        for offset in [*range(0, total, self.chunk), -1]:
+            await renew_lease(self.store, self.owner, self.config)
+            if offset < 0:
+                ids = await self.ledger.offboarded_before(grace_end, TENANT_CHUNK)
+            else:
+                ids = await self.store.list_tenant_ids(offset, self.chunk)
+            tenants = await self.store.get_tenants(ids)
+            lengths = await self.ledger.history_lengths([tenant.id for tenant in tenants])
+            for tenant, length in zip(tenants, lengths, strict=True):
                 keep = policy_for(self.config, tenant.retention).keep_deployed
                 if past_grace(tenant, grace_end):
                     keep = 0
-                extra = history_beyond(await self.ledger.history_length(tenant.id), keep)
+                extra = history_beyond(length, keep)
                 if not extra or (keep and extra < self.config.min_part_runs):
                     continue  # entries wait for a part of several, like runs
                 entries = await self.ledger.model_tail(tenant.id, extra)
@@ -218,6 +231,7 @@ class RecordArchiver:
         return archived
 
     async def _start(self, part: str, intent: Intent, parts: list[str]) -> int:
+        await renew_lease(self.store, self.owner, self.config)
         if not await self.store.ledger.record_archive_intent(
             self.owner, part, intent.model_dump_json()
         ):

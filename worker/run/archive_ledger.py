@@ -94,6 +94,13 @@ class ArchiveLedger:
         """How many entries the tenant's model history holds."""
         return int(await reply(self.redis.llen(self.keys.tenant_models(tenant_id))))
 
+    async def history_lengths(self, tenant_ids: Sequence[str]) -> list[int]:
+        """How many entries each tenant's model history holds (one pipelined round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant_id in tenant_ids:
+                pipe.llen(self.keys.tenant_models(tenant_id))
+            return [int(n) for n in await pipe.execute()]
+
     async def archived_batch_at(self, batch_id: str) -> str | None:
         """Where an archived batch's summary is (``{yyyy-mm}/{pass}``), or None."""
         value = await reply(self.redis.hget(self.keys.archived_batches, batch_id))

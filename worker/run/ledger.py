@@ -377,6 +377,12 @@ class Ledger:
         """Take or keep the archiver's lease for ``ttl_ms``; False while another holds it."""
         return bool(await self._archive_lease(keys=[self.keys.archive_lease], args=[owner, ttl_ms]))
 
+    async def renew_archive_lease(self, owner: str, ttl_ms: int) -> bool:
+        """Extend ``owner``'s lease to ``ttl_ms`` from now; False when it lapsed or another
+        worker holds it (a renewal never takes the lease back)."""
+        args: list[str | int] = [owner, ttl_ms, "renew"]
+        return bool(await self._archive_lease(keys=[self.keys.archive_lease], args=args))
+
     async def release_archive_lease(self, owner: str) -> None:
         """Give the archiver's lease back if ``owner`` holds it."""
         await self._archive_lease(keys=[self.keys.archive_lease], args=[owner, 0])
