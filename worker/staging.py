@@ -68,12 +68,31 @@ class ClassicStaging:
         log.info("staging.patched", endpoint=name, model=run.outputs.model_path)
         deployed = tenant.deployed
         live = tenant.endpoint_name if deployed is not None else None
+        if live is not None and deployed is not None:
+            await self._restore_live(
+                service, live, target.resource_name, deployed.model_path, tenant.id
+            )
         return StagedSeen(
             web_service_id=service,
             staging_endpoint=name,
             champion_endpoint=live,
             champion_model=deployed.model_path if deployed is not None and live else None,
         )
+
+    async def _restore_live(
+        self, service: str, live: str, resource: str, model: str, tenant_id: str
+    ) -> None:
+        """A live endpoint deleted behind retrainq's back (or lost by an emulator restarted
+        without its state) is made again serving the deployed model, as a deploy would, so
+        the champion is scored where the records say it serves."""
+        if await self.endpoints.get_endpoint(service, live) is not None:
+            return
+        await self.endpoints.create_endpoint(
+            service, live, description=f"retrainq tenant {tenant_id}"
+        )
+        location = self.blobs.read_sas(model, self.sas_ttl)
+        await self.endpoints.patch_model(service, live, resource, location)
+        log.warning("staging.live_endpoint_restored", endpoint=live, model=model)
 
     async def remove(self, tenant: Tenant) -> None:
         """Delete the tenant's staging endpoint (one never made, or gone, is fine)."""
