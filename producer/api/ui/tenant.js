@@ -121,11 +121,13 @@ function tenantCards(tenant, models, runs, cancel) {
   const target = tenant.target;
   const where = target.kind === "classic"
     ? [...field("web service", h("span", { class: "mono" }, target.web_service_id)), ...field("endpoint", h("span", { class: "mono", "data-test": "endpoint" }, tenant.endpoint_name || "not created yet"))]
-    : [...field("template", target.template_service), ...field("web service", h("span", { class: "mono", "data-test": "endpoint" }, tenant.service_name || "not created yet"))];
+    : target.kind === "v2_pool"
+      ? field("pool", h("span", { class: "mono", "data-test": "endpoint" }, target.pool || "–"))
+      : [...field("template", target.template_service), ...field("web service", h("span", { class: "mono", "data-test": "endpoint" }, tenant.service_name || "not created yet"))];
   return [
     h("div", { class: "grid two" },
       card("Deployment", h("dl", { class: "fields" },
-        ...field("target", target.kind === "classic" ? "classic endpoint" : "new web service"),
+        ...field("target", ({ classic: "classic endpoint", new: "new web service", v2_pool: "v2 serving pool" })[target.kind] || target.kind),
         ...where,
         ...field("training service", tenant.training_service),
         ...field("serving", current ? h("span", { "data-test": "serving-version" }, `v${current.seq} `, link(`#/run/${current.run_id}`, current.run_id.slice(0, 8)), current.rollback_of ? " (rollback)" : "") : "no model yet"),
