@@ -115,7 +115,7 @@ def show_run(console: Console, run: Run) -> None:
             "created": run.created_at.isoformat(timespec="seconds"),
             "updated": run.updated_at.isoformat(timespec="seconds"),
             "bes job": run.bes_job_id,
-            "metrics": ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items()),
+            "reported metrics": ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items()),
             "evaluation": evaluation_text(run),
             "holdout blob": run.holdout.holdout_path if run.holdout else None,
             "decision": _decision_line(run.decision),
