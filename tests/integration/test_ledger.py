@@ -239,7 +239,8 @@ RUN_KEYS = re.compile(
 )
 # Modules that read those keys (never write them); tenants.py passes the run key prefix to
 # the fleet page script, which only reads.
-READERS = {"worker/views.py", "worker/store.py", "worker/tenants.py"}
+# Read-only modules: the API's read models and stores, and the archiver's pipelined walk.
+READERS = {"worker/views.py", "worker/store.py", "worker/tenants.py", "worker/archive_walk.py"}
 LEDGER = "worker/run/ledger.py"
 # The archive's part of the ledger: removal of archived batches (their run lists) and history.
 LEDGER_MODULES = {LEDGER, "worker/run/archive_ledger.py"}
