@@ -238,8 +238,7 @@ RUN_KEYS = re.compile(
     r"keys\.(run\(|due\b|polls\b|waiting\(|tenant_runs\(|batch_runs\(|run_prefix\()"
 )
 # Modules that read those keys (never write them); tenants.py passes the run key prefix to
-# the fleet page script, which only reads.
-# Read-only modules: the API's read models and stores, and the archiver's pipelined walk.
+# the fleet page script, which only reads; archive_walk.py pipelines the archiver's reads.
 READERS = {"worker/views.py", "worker/store.py", "worker/tenants.py", "worker/archive_walk.py"}
 LEDGER = "worker/run/ledger.py"
 # The archive's part of the ledger: removal of archived batches (their run lists) and history.
