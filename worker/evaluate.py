@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from worker.measures import metric_key
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 # How the gate judges a candidate: on rows retrainq held out and scored both models on, or on
@@ -39,10 +40,6 @@ MAX_EVALUATION_BYTES = 64 * 1024
 
 class EvaluationError(ValueError):
     """An evaluation CSV that does not hold one row of metrics."""
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"\s+", " ", name.strip()).casefold()
 
 
 def parse_evaluation_csv(text: str) -> dict[str, float]:
@@ -84,9 +81,9 @@ def parse_evaluation_csv(text: str) -> dict[str, float]:
 
 
 def _lookup(metrics: dict[str, float], metric: str) -> float | None:
-    wanted = _normalize(metric)
+    wanted = metric_key(metric)
     for name, value in metrics.items():
-        if _normalize(name) == wanted:
+        if metric_key(name) == wanted:
             return value
     return None
 
@@ -141,14 +138,14 @@ class Gate(BaseModel):
 
     @model_validator(mode="after")
     def _known_direction(self) -> Self:
-        if self.direction is None and _normalize(self.metric) not in _DIRECTIONS:
+        if self.direction is None and metric_key(self.metric) not in _DIRECTIONS:
             raise ValueError(f"direction is required for metric {self.metric!r}")
         return self
 
     @property
     def effective_direction(self) -> Direction:
         """The direction given, else the known one for the metric."""
-        return self.direction or _DIRECTIONS[_normalize(self.metric)]
+        return self.direction or _DIRECTIONS[metric_key(self.metric)]
 
     def allowed_regression(self, baseline: float) -> float | None:
         """How much worse than ``baseline`` a candidate may be (None: any amount)."""

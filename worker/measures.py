@@ -160,25 +160,43 @@ def average_log_loss(labels: Sequence[float], scores: Sequence[float]) -> float:
     return total / len(labels)
 
 
-# Evaluate Model's column names (normalised as worker/evaluate.py does) -> how to compute them.
+def metric_key(name: str) -> str:
+    """A metric's name as compared everywhere: spacing collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
+# Evaluate Model's column names, by kind, as it writes them.
+REGRESSION_METRICS = (
+    "Mean Absolute Error",
+    "Root Mean Squared Error",
+    "Relative Absolute Error",
+    "Relative Squared Error",
+    "Coefficient of Determination",
+)
+BINARY_METRICS = ("Accuracy", "Precision", "Recall", "F1 Score", "AUC", "Average Log Loss")
+_COMPUTE: tuple[Metric, ...] = (
+    mean_absolute_error,
+    root_mean_squared_error,
+    relative_absolute_error,
+    relative_squared_error,
+    coefficient_of_determination,
+    accuracy,
+    precision,
+    recall,
+    f1_score,
+    auc,
+    average_log_loss,
+)
+# Each column name (by ``metric_key``) -> how to compute it.
 METRICS: dict[str, Metric] = {
-    "mean absolute error": mean_absolute_error,
-    "root mean squared error": root_mean_squared_error,
-    "relative absolute error": relative_absolute_error,
-    "relative squared error": relative_squared_error,
-    "coefficient of determination": coefficient_of_determination,
-    "accuracy": accuracy,
-    "precision": precision,
-    "recall": recall,
-    "f1 score": f1_score,
-    "auc": auc,
-    "average log loss": average_log_loss,
+    metric_key(name): compute
+    for name, compute in zip((*REGRESSION_METRICS, *BINARY_METRICS), _COMPUTE, strict=True)
 }
 
 
 def measure(name: str, labels: Sequence[float], scores: Sequence[float]) -> float:
     """The metric ``name`` (an Evaluate Model column name, any case) of the scored rows."""
-    metric = METRICS.get(" ".join(name.split()).casefold())
+    metric = METRICS.get(metric_key(name))
     if metric is None:
         raise MeasureError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
     return metric(labels, scores)

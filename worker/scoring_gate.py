@@ -17,36 +17,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.evaluate import Comparison, Decision, Gate, describe_allowance, exceeds
-from worker.measures import METRICS, MeasureError, measure, paired_bootstrap
+from worker.measures import (
+    BINARY_METRICS,
+    METRICS,
+    REGRESSION_METRICS,
+    MeasureError,
+    measure,
+    metric_key,
+    paired_bootstrap,
+)
 
 SCORED_LABELS = "Scored Labels"
 SCORED_PROBABILITIES = "Scored Probabilities"
-REGRESSION_METRICS = (
-    "Mean Absolute Error",
-    "Root Mean Squared Error",
-    "Relative Absolute Error",
-    "Relative Squared Error",
-    "Coefficient of Determination",
-)
-BINARY_METRICS = ("Accuracy", "Precision", "Recall", "F1 Score", "AUC", "Average Log Loss")
 
 
 class ScoredError(ValueError):
     """Scored or holdout rows that cannot be measured (a column missing, a row count off)."""
 
 
-def _key(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def is_regression(metric: str) -> bool:
     """Whether ``metric`` is one of Evaluate Model's regression metrics."""
-    return _key(metric) in {_key(name) for name in REGRESSION_METRICS}
+    return metric_key(metric) in {metric_key(name) for name in REGRESSION_METRICS}
 
 
 def measurable(metric: str) -> bool:
     """Whether retrainq can compute ``metric`` from labels and scores itself."""
-    return _key(metric) in METRICS
+    return metric_key(metric) in METRICS
 
 
 def scored_column(metric: str) -> str:
@@ -60,10 +56,10 @@ def read_column(text: str, column: str, what: str) -> list[float]:
     header = next(records, None)
     if header is None:
         raise ScoredError(f"the {what} is empty")
-    names = [_key(name) for name in header]
-    if _key(column) not in names:
+    names = [metric_key(name) for name in header]
+    if metric_key(column) not in names:
         raise ScoredError(f"the {what} has no column {column!r} (has: {', '.join(header)})")
-    index = names.index(_key(column))
+    index = names.index(metric_key(column))
     values: list[float] = []
     for number, record in enumerate(records, start=2):
         if not any(cell.strip() for cell in record):
@@ -137,7 +133,7 @@ def improvement_interval(
     """
     confidence = gate.confidence or RECORD_CONFIDENCE
     interval = paired_bootstrap(
-        METRICS[_key(gate.metric)],
+        METRICS[metric_key(gate.metric)],
         labels,
         champion,
         challenger,
