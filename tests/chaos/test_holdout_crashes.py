@@ -17,7 +17,7 @@ import pytest
 
 from emulator import datagen
 from tests.chaos.support import report, serves_latest_model, sizes
-from tests.chaos.test_r2_crash_points import Group, group_for, supervise
+from tests.chaos.test_r2_crash_points import Group, crashes_at_point, group_for, supervise
 from tests.integration.fleet import Fleet
 from tests.integration.holdout_checks import holdout_problems
 from tests.integration.test_holdout_gate import data_at
@@ -104,11 +104,7 @@ async def test_a_crash_at_each_gate_point_starts_no_second_scoring_job(
     for group in groups:
         store = group.fleet.store
         runs = await store.get_runs(group.run_ids)
-        crashed = 0
-        for run in runs:
-            crashed += int(
-                bool(await fleet.redis.exists(store.keys.failpoint(group.point, run.id)))
-            )
+        crashed = await crashes_at_point(fleet, group, runs)
         outputs = [job.output_path for run in runs for job in run.scoring_jobs]
         starts = [scored.get(f"retrainq/{path}", 0) for path in outputs]
         for run in runs:

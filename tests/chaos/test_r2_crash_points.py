@@ -15,7 +15,7 @@ import contextlib
 import copy
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,6 +26,7 @@ from tests.integration.fleet import Fleet
 from worker.failpoints import ARCHIVE_POINTS, CRASH_EXIT_CODE, GATE_POINTS, POINTS
 from worker.keys import Keys
 from worker.queue import StepQueue
+from worker.run.model import Run
 from worker.schemas import Lane, RunState
 from worker.store import Store
 
@@ -80,6 +81,13 @@ async def stopped_after(fleet: Fleet) -> AsyncIterator[list[Group]]:
     yield groups
     for group in groups:
         group.fleet.stop_workers()
+
+
+async def crashes_at_point(fleet: Fleet, group: Group, runs: Sequence[Run]) -> int:
+    """How many of the group's runs recorded a crash at its point (the failpoint's key)."""
+    keys = group.fleet.store.keys
+    found = [await fleet.redis.exists(keys.failpoint(group.point, run.id)) for run in runs]
+    return sum(1 for exists in found if exists)
 
 
 @pytest.mark.parametrize(
@@ -141,11 +149,7 @@ async def test_r2_a_crash_at_every_named_point_costs_no_duplicate_effect(
     for group in groups:
         store = group.fleet.store
         runs = await store.get_runs(group.run_ids)
-        crashed = 0
-        for run in runs:
-            crashed += int(
-                bool(await fleet.redis.exists(store.keys.failpoint(group.point, run.id)))
-            )
+        crashed = await crashes_at_point(fleet, group, runs)
         starts = [by_output.get(f"retrainq/{r.outputs.model_path}", 0) for r in runs]
         patches = [
             endpoints[t.endpoint_name]["patches"]
